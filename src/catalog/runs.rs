@@ -1,0 +1,293 @@
+//! Runs: one row per job execution, inserted before the work starts and finished after it.
+
+use std::fmt;
+
+use rand::RngExt;
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{Catalog, CatalogError, query_err};
+use crate::model::time;
+
+/// What a run did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunKind {
+    Init,
+    Backup,
+    Copy,
+    Check,
+    Restore,
+}
+
+impl RunKind {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Init => "init",
+            Self::Backup => "backup",
+            Self::Copy => "copy",
+            Self::Check => "check",
+            Self::Restore => "restore",
+        }
+    }
+}
+
+/// Who or what started a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    Cli,
+    Demo,
+    Schedule,
+}
+
+impl Trigger {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Cli => "cli",
+            Self::Demo => "demo",
+            Self::Schedule => "schedule",
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Running,
+    Succeeded,
+    Failed,
+    /// The process ended (killed, crashed) while the run was going on.
+    Interrupted,
+}
+
+impl Outcome {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
+        }
+    }
+
+    fn parse(text: &str) -> Self {
+        match text {
+            "running" => Self::Running,
+            "succeeded" => Self::Succeeded,
+            "interrupted" => Self::Interrupted,
+            _ => Self::Failed,
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What is known when a run starts.
+#[derive(Clone, Debug)]
+pub struct RunStart {
+    pub kind: RunKind,
+    pub trigger: Trigger,
+    pub actor: String,
+    pub source: Option<String>,
+    pub location: Option<String>,
+    pub target: Option<String>,
+}
+
+/// What is known when a run ends.
+#[derive(Clone, Debug, Default)]
+pub struct RunEnd {
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub bytes_read: Option<u64>,
+    pub bytes_added: Option<u64>,
+    pub snapshot_id: Option<String>,
+    pub details: Option<serde_json::Value>,
+}
+
+/// A run as stored.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub kind: String,
+    pub trigger: String,
+    pub actor: String,
+    pub source: Option<String>,
+    pub location: Option<String>,
+    pub target: Option<String>,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub outcome: Outcome,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub bytes_read: Option<i64>,
+    pub bytes_added: Option<i64>,
+    pub snapshot_id: Option<String>,
+}
+
+/// A new run id: start time plus randomness, so ids sort by time.
+fn new_run_id() -> String {
+    let stamp = time::now().strftime("%Y%m%dT%H%M%S%.3fZ").to_string();
+    let suffix: u32 = rand::rng().random();
+    format!("{stamp}-{suffix:08x}")
+}
+
+fn to_i64(n: Option<u64>) -> Option<i64> {
+    n.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+impl Catalog {
+    /// Records that a run has started; returns its id.
+    ///
+    /// # Errors
+    /// When the catalog cannot be written.
+    pub async fn start_run(&self, start: &RunStart) -> Result<String, CatalogError> {
+        let id = new_run_id();
+        sqlx::query(
+            "INSERT INTO runs (id, kind, trigger, actor, pid, pid_start, source, location, target,
+                               started_at, outcome)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running')",
+        )
+        .bind(&id)
+        .bind(start.kind.as_str())
+        .bind(start.trigger.as_str())
+        .bind(&start.actor)
+        .bind(i64::from(std::process::id()))
+        .bind(process_start(i64::from(std::process::id())))
+        .bind(&start.source)
+        .bind(&start.location)
+        .bind(&start.target)
+        .bind(time::format(time::now()))
+        .execute(self.pool())
+        .await
+        .map_err(query_err("starting a run"))?;
+        Ok(id)
+    }
+
+    /// Records how a run ended.
+    ///
+    /// # Errors
+    /// When the catalog cannot be written.
+    pub async fn finish_run(
+        &self,
+        id: &str,
+        outcome: Outcome,
+        end: &RunEnd,
+    ) -> Result<(), CatalogError> {
+        sqlx::query(
+            "UPDATE runs SET finished_at = ?, outcome = ?, error_code = ?, error_message = ?,
+                 bytes_read = ?, bytes_added = ?, snapshot_id = ?, details = ?
+             WHERE id = ?",
+        )
+        .bind(time::format(time::now()))
+        .bind(outcome.as_str())
+        .bind(&end.error_code)
+        .bind(&end.error_message)
+        .bind(to_i64(end.bytes_read))
+        .bind(to_i64(end.bytes_added))
+        .bind(&end.snapshot_id)
+        .bind(end.details.as_ref().map(ToString::to_string))
+        .bind(id)
+        .execute(self.pool())
+        .await
+        .map_err(query_err("finishing a run"))?;
+        Ok(())
+    }
+
+    /// Marks runs left `running` by a process that no longer exists as `interrupted`, so a
+    /// killed job is never silently lost. Returns how many were marked.
+    ///
+    /// # Errors
+    /// When the catalog cannot be read or written.
+    pub async fn mark_interrupted(&self) -> Result<u64, CatalogError> {
+        let rows = sqlx::query("SELECT id, pid, pid_start FROM runs WHERE outcome = 'running'")
+            .fetch_all(self.pool())
+            .await
+            .map_err(query_err("listing running runs"))?;
+        let mut marked = 0;
+        for row in rows {
+            let id: String = row.get("id");
+            let pid: i64 = row.get("pid");
+            let started: Option<i64> = row.get("pid_start");
+            if started.is_some() && process_start(pid) == started {
+                continue;
+            }
+            sqlx::query(
+                "UPDATE runs SET outcome = 'interrupted', finished_at = ?, error_code = 'run.interrupted',
+                     error_message = 'the process running this job ended before it finished'
+                 WHERE id = ? AND outcome = 'running'",
+            )
+            .bind(time::format(time::now()))
+            .bind(&id)
+            .execute(self.pool())
+            .await
+            .map_err(query_err("marking an interrupted run"))?;
+            marked += 1;
+        }
+        Ok(marked)
+    }
+
+    /// The most recent runs, newest first.
+    ///
+    /// # Errors
+    /// When the catalog cannot be read.
+    pub async fn recent_runs(&self, limit: u32) -> Result<Vec<RunRecord>, CatalogError> {
+        let rows = sqlx::query(
+            "SELECT id, kind, trigger, actor, source, location, target, started_at, finished_at,
+                    outcome, error_code, error_message, bytes_read, bytes_added, snapshot_id
+             FROM runs ORDER BY started_at DESC, id DESC LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await
+        .map_err(query_err("listing runs"))?;
+        Ok(rows
+            .iter()
+            .map(|r| RunRecord {
+                id: r.get("id"),
+                kind: r.get("kind"),
+                trigger: r.get("trigger"),
+                actor: r.get("actor"),
+                source: r.get("source"),
+                location: r.get("location"),
+                target: r.get("target"),
+                started_at: r.get("started_at"),
+                finished_at: r.get("finished_at"),
+                outcome: Outcome::parse(r.get::<&str, _>("outcome")),
+                error_code: r.get("error_code"),
+                error_message: r.get("error_message"),
+                bytes_read: r.get("bytes_read"),
+                bytes_added: r.get("bytes_added"),
+                snapshot_id: r.get("snapshot_id"),
+            })
+            .collect())
+    }
+}
+
+/// The start time of a process (field 22 of `/proc/PID/stat`, in clock ticks since boot).
+/// Together with the pid it identifies a process even when pids are reused.
+fn process_start(pid: i64) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn own_start_time_is_readable_and_dead_pids_have_none() {
+        let me = i64::from(std::process::id());
+        assert!(super::process_start(me).is_some());
+        assert_eq!(super::process_start(me), super::process_start(me));
+        assert_eq!(super::process_start(i64::from(i32::MAX)), None);
+    }
+}

@@ -1,0 +1,313 @@
+//! The command line: argument parsing, dispatch to jobs, rendering (human or `--json`), and the
+//! mapping of outcomes to stable exit codes. The only place where errors become user text.
+
+mod args;
+mod render;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use serde::Serialize;
+
+pub use args::{Cli, Command, ConfigCommand};
+
+use crate::catalog::Trigger;
+use crate::config::{Config, ConfigError, Diagnostic, Severity};
+use crate::job::{self, Context, JobError};
+
+/// Stable exit codes (documented in the README).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Everything asked for succeeded.
+    Ok = 0,
+    /// A job ran and failed (or part of it did); details are in the output and the catalog.
+    JobFailed = 1,
+    /// The configuration or the command line is wrong; nothing was done.
+    Usage = 2,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> Self {
+        Self::from(e as u8)
+    }
+}
+
+/// Entry point used by `main`.
+#[must_use]
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("custodian: cannot start the async runtime: {e}");
+            return Exit::JobFailed.into();
+        }
+    };
+    runtime.block_on(run(cli)).into()
+}
+
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,rustic_core=warn",
+        _ => "debug",
+    };
+    let filter =
+        EnvFilter::try_from_env("CUSTODIAN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Prints a value as JSON, or a human rendering of it.
+pub(crate) fn emit<T: Serialize>(json: bool, value: &T, human: impl FnOnce(&T) -> String) {
+    if json {
+        match serde_json::to_string_pretty(value) {
+            Ok(text) => println!("{text}"),
+            Err(e) => eprintln!("custodian: cannot render JSON output: {e}"),
+        }
+    } else {
+        let text = human(value);
+        if !text.is_empty() {
+            println!("{}", text.trim_end());
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorOutput<'a> {
+    ok: bool,
+    error: String,
+    error_code: &'a str,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    diagnostics: &'a [Diagnostic],
+}
+
+fn fail(json: bool, error: &str, code: &str, diagnostics: &[Diagnostic], exit: Exit) -> Exit {
+    if json {
+        emit(
+            true,
+            &ErrorOutput {
+                ok: false,
+                error: error.to_string(),
+                error_code: code,
+                diagnostics,
+            },
+            |_| String::new(),
+        );
+    } else {
+        eprintln!("custodian: {error}");
+    }
+    exit
+}
+
+fn job_failure(json: bool, err: &JobError) -> Exit {
+    let exit = if err.is_usage() {
+        Exit::Usage
+    } else {
+        Exit::JobFailed
+    };
+    fail(json, &err.to_string(), err.code(), &[], exit)
+}
+
+/// Loads the configuration, printing diagnostics on failure.
+fn load_config(path: &Path, json: bool) -> Result<Arc<Config>, Exit> {
+    match Config::load(path) {
+        Ok(config) => {
+            if !json {
+                for warning in &config.warnings {
+                    eprintln!("{warning}");
+                }
+            }
+            Ok(Arc::new(config))
+        }
+        Err(err) => {
+            let code = match &err {
+                ConfigError::NotFound { .. } => "config.not_found",
+                ConfigError::Unreadable { .. } => "config.unreadable",
+                ConfigError::Invalid { .. } => "config.invalid",
+            };
+            Err(fail(
+                json,
+                &err.to_string(),
+                code,
+                err.diagnostics(),
+                Exit::Usage,
+            ))
+        }
+    }
+}
+
+async fn context(path: &Path, json: bool, trigger: Trigger) -> Result<Context, Exit> {
+    let config = load_config(path, json)?;
+    Context::new(config, trigger)
+        .await
+        .map_err(|e| job_failure(json, &e))
+}
+
+async fn run(cli: Cli) -> Exit {
+    let json = cli.json;
+    let config_path = cli.config.clone();
+    match cli.command {
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => config_check(&config_path, json),
+        Command::Demo { dir } => crate::demo::run(&dir, json).await,
+        command => {
+            let ctx = match context(&config_path, json, Trigger::Cli).await {
+                Ok(ctx) => ctx,
+                Err(exit) => return exit,
+            };
+            let exit = dispatch(&ctx, command, json).await;
+            ctx.catalog.close().await;
+            exit
+        }
+    }
+}
+
+async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
+    let result: Result<Exit, JobError> = async {
+        Ok(match command {
+            Command::Init => {
+                let reports = job::init(ctx).await?;
+                emit(json, &reports, |r| render::init(r));
+                all_ok(reports.iter().all(|r| r.status != "failed"))
+            }
+            Command::Backup { source } => {
+                let reports = job::backup(ctx, source.as_deref()).await?;
+                emit(json, &reports, |r| render::backups(r));
+                all_ok(reports.iter().all(job::BackupReport::all_ok))
+            }
+            Command::Copy { source } => {
+                let reports = job::copy(ctx, source.as_deref()).await?;
+                emit(json, &reports, |r| render::copies(r));
+                all_ok(reports.iter().all(|r| r.status == "succeeded"))
+            }
+            Command::Snapshots { location, source } => {
+                let lists = job::snapshots(ctx, location.as_deref(), source.as_deref()).await?;
+                emit(json, &lists, |l| render::snapshots(l));
+                all_ok(lists.iter().all(|l| l.error.is_none()))
+            }
+            Command::Check {
+                location,
+                read_data_subset,
+            } => {
+                let outcomes = job::check(ctx, location.as_deref(), read_data_subset).await?;
+                emit(json, &outcomes, |o| render::checks(o));
+                all_ok(outcomes.iter().all(|o| o.status == "ok"))
+            }
+            Command::Restore {
+                snapshot,
+                to,
+                location,
+                source,
+                force,
+            } => {
+                let report = job::restore(
+                    ctx,
+                    &job::RestoreRequest {
+                        snapshot,
+                        to,
+                        location,
+                        source,
+                        force,
+                    },
+                )
+                .await?;
+                emit(json, &report, render::restore);
+                Exit::Ok
+            }
+            Command::Runs { limit } => {
+                let runs = ctx.catalog.recent_runs(limit).await?;
+                emit(json, &runs, |r| render::runs(r));
+                Exit::Ok
+            }
+            Command::Config { .. } | Command::Demo { .. } => Exit::Usage,
+        })
+    }
+    .await;
+    result.unwrap_or_else(|err| job_failure(json, &err))
+}
+
+fn all_ok(ok: bool) -> Exit {
+    if ok { Exit::Ok } else { Exit::JobFailed }
+}
+
+#[derive(Serialize)]
+struct ConfigCheckOutput<'a> {
+    file: &'a Path,
+    valid: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sha256: Option<&'a str>,
+    sources: Vec<&'a str>,
+    locations: Vec<&'a str>,
+    diagnostics: &'a [Diagnostic],
+}
+
+fn config_check(path: &PathBuf, json: bool) -> Exit {
+    match Config::load(path) {
+        Ok(config) => {
+            let out = ConfigCheckOutput {
+                file: path,
+                valid: true,
+                sha256: Some(&config.sha256),
+                sources: config.sources.iter().map(|s| s.name.as_str()).collect(),
+                locations: config.locations.iter().map(|l| l.name.as_str()).collect(),
+                diagnostics: &config.warnings,
+            };
+            emit(json, &out, |o| {
+                let mut text: String = o.diagnostics.iter().map(|d| format!("{d}\n")).collect();
+                text.push_str(&format!(
+                    "{}: configuration is valid ({} source(s): {}; {} location(s): {})",
+                    o.file.display(),
+                    o.sources.len(),
+                    o.sources.join(", "),
+                    o.locations.len(),
+                    o.locations.join(", ")
+                ));
+                text
+            });
+            Exit::Ok
+        }
+        Err(ConfigError::Invalid { diagnostics, .. }) => {
+            let errors = diagnostics
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+                .count();
+            let out = ConfigCheckOutput {
+                file: path,
+                valid: false,
+                sha256: None,
+                sources: Vec::new(),
+                locations: Vec::new(),
+                diagnostics: &diagnostics,
+            };
+            if json {
+                emit(true, &out, |_| String::new());
+            } else {
+                for d in &diagnostics {
+                    eprintln!("{d}");
+                }
+                eprintln!("{}: {errors} error(s); nothing was changed", path.display());
+            }
+            Exit::Usage
+        }
+        Err(err) => {
+            let code = if matches!(err, ConfigError::NotFound { .. }) {
+                "config.not_found"
+            } else {
+                "config.unreadable"
+            };
+            fail(json, &err.to_string(), code, &[], Exit::Usage)
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! Configuration: a TOML file turned into a validated, immutable [`Config`].
+//!
+//! Loading happens in two stages (raw serde structs, then validation) and reports *every*
+//! problem at once, each with file, line, key path and a sentence saying what to do. Secrets
+//! appear only as references ([`SecretRef`]); relative paths are resolved against the
+//! directory of the configuration file.
+
+mod diagnostic;
+mod document;
+mod policy;
+mod raw;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use diagnostic::{Diagnostic, Diagnostics, Severity};
+pub use policy::{
+    Access, Assertion, Comparison, Drills, Notifications, ReportPeriod, Reports, Retention, Smtp,
+    SmtpTls, Targets,
+};
+
+use crate::model::Engine;
+use crate::secret::SecretRef;
+
+/// Where the configuration is looked up when neither `--config` nor `CUSTODIAN_CONFIG` is set.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/custodian/custodian.toml";
+/// Default state directory (catalog, cache, scratch space).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/custodian";
+
+/// A validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file it was read from.
+    pub file: PathBuf,
+    /// `sha256:<hex>` of the file's bytes: reports state the policy they were evaluated against.
+    pub sha256: String,
+    pub state_dir: PathBuf,
+    /// Hostname written into snapshots.
+    pub hostname: String,
+    /// Sources in file order.
+    pub sources: Vec<SourceConfig>,
+    /// Locations in file order.
+    pub locations: Vec<LocationConfig>,
+    pub retention: Retention,
+    pub drills: Drills,
+    pub reports: Reports,
+    pub notifications: Notifications,
+    pub access: Access,
+    /// Warnings found while loading (errors prevent loading).
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// A database to back up.
+#[derive(Clone, Debug)]
+pub struct SourceConfig {
+    pub name: String,
+    pub kind: SourceKind,
+    /// Locations this source is kept in; the first is the primary that receives backups, the
+    /// others receive copies.
+    pub locations: Vec<String>,
+}
+
+/// Engine-specific settings of a source.
+#[derive(Clone, Debug)]
+pub enum SourceKind {
+    Sqlite { path: PathBuf },
+}
+
+impl SourceConfig {
+    #[must_use]
+    pub fn engine(&self) -> Engine {
+        match self.kind {
+            SourceKind::Sqlite { .. } => Engine::Sqlite,
+        }
+    }
+
+    /// The location that receives this source's backups.
+    #[must_use]
+    pub fn primary(&self) -> &str {
+        &self.locations[0]
+    }
+}
+
+/// A place where a restic repository lives.
+#[derive(Clone, Debug)]
+pub struct LocationConfig {
+    pub name: String,
+    pub kind: LocationKind,
+    pub password: SecretRef,
+}
+
+/// Storage-specific settings of a location.
+#[derive(Clone, Debug)]
+pub enum LocationKind {
+    Local { path: PathBuf },
+}
+
+impl LocationConfig {
+    /// How restic addresses this repository (`-r` argument); never holds credentials.
+    #[must_use]
+    pub fn repository(&self) -> String {
+        match &self.kind {
+            LocationKind::Local { path } => path.display().to_string(),
+        }
+    }
+
+    #[must_use]
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            LocationKind::Local { .. } => "local",
+        }
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "configuration file {path} does not exist; pass --config PATH, set CUSTODIAN_CONFIG, \
+         or run `custodian demo --dir DIR` to see a working example"
+    )]
+    NotFound { path: PathBuf },
+    #[error("configuration file {path} cannot be read: {source}")]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} has {} problem(s):\n{}", path.display(), diagnostics.iter().filter(|d| d.severity == Severity::Error).count(), render(diagnostics))]
+    Invalid {
+        path: PathBuf,
+        diagnostics: Vec<Diagnostic>,
+    },
+}
+
+impl ConfigError {
+    /// All diagnostics (errors and warnings) carried by the error.
+    #[must_use]
+    pub fn diagnostics(&self) -> &[Diagnostic] {
+        match self {
+            Self::Invalid { diagnostics, .. } => diagnostics,
+            _ => &[],
+        }
+    }
+}
+
+fn render(diagnostics: &[Diagnostic]) -> String {
+    diagnostics
+        .iter()
+        .map(|d| format!("  {d}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    ///
+    /// # Errors
+    /// When the file is missing or unreadable, or when validation found any error (all of them
+    /// are in [`ConfigError::Invalid`]).
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                ConfigError::NotFound {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                ConfigError::Unreadable {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
+        })?;
+        Self::from_text(path, &text)
+    }
+
+    /// Validates configuration text as if read from `path`.
+    ///
+    /// # Errors
+    /// When validation found any error.
+    pub fn from_text(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let mut diags = Diagnostics::new(path, text);
+        let config = validate::validate(path, text, &mut diags);
+        match config {
+            Some(mut config) if !diags.has_errors() => {
+                config.warnings = diags.into_sorted();
+                Ok(config)
+            }
+            _ => Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                diagnostics: diags.into_sorted(),
+            }),
+        }
+    }
+
+    #[must_use]
+    pub fn source(&self, name: &str) -> Option<&SourceConfig> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+
+    #[must_use]
+    pub fn location(&self, name: &str) -> Option<&LocationConfig> {
+        self.locations.iter().find(|l| l.name == name)
+    }
+
+    /// The catalog database.
+    #[must_use]
+    pub fn catalog_path(&self) -> PathBuf {
+        self.state_dir.join("catalog.db")
+    }
+
+    /// Private scratch space for dumps and restores (created 0700 on use).
+    #[must_use]
+    pub fn scratch_dir(&self) -> PathBuf {
+        self.state_dir.join("scratch")
+    }
+
+    /// Cache for remote repositories.
+    #[must_use]
+    pub fn cache_dir(&self) -> PathBuf {
+        self.state_dir.join("cache")
+    }
+}
+
+/// Parses a duration such as `24h`, `30d`, `90m`, `1h 30m`.
+///
+/// # Errors
+/// When the text is not a duration.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| {
+        format!("`{text}` is not a duration ({e}); write it like `90s`, `15m`, `24h` or `30d`")
+    })
+}

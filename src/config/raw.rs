@@ -1,0 +1,176 @@
+//! The configuration file as written: serde structs, one per table, with no meaning attached
+//! yet. Unknown keys are collected by `serde_ignored` (see `document.rs`) rather than rejected by
+//! serde, so that all of them are reported at once. Keys are kebab-case.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// `[custodian]`: where Custodian keeps its own state and how it names itself.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawGeneral {
+    pub state_dir: Option<PathBuf>,
+    pub hostname: Option<String>,
+}
+
+/// A reference to a secret as written: exactly one of the three ways must be given.
+/// (Not a flattened struct: `serde(flatten)` would hide unknown keys from `serde_ignored`.)
+#[derive(Debug, Default)]
+pub struct RawPassword {
+    pub file: Option<PathBuf>,
+    pub env: Option<String>,
+    pub credential: Option<String>,
+}
+
+/// `[source.NAME]` with `kind = "sqlite"`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawSqliteSource {
+    #[allow(dead_code)]
+    pub kind: String,
+    pub path: PathBuf,
+    pub locations: Option<Vec<String>>,
+}
+
+/// `[location.NAME]` with `kind = "local"`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawLocalLocation {
+    #[allow(dead_code)]
+    pub kind: String,
+    pub path: PathBuf,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    pub password_credential: Option<String>,
+}
+
+impl RawLocalLocation {
+    pub fn password(&self) -> RawPassword {
+        RawPassword {
+            file: self.password_file.clone(),
+            env: self.password_env.clone(),
+            credential: self.password_credential.clone(),
+        }
+    }
+}
+
+/// `[retention]`: what `forget`/`prune` keep.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawRetention {
+    pub keep_last: Option<u32>,
+    pub keep_hourly: Option<u32>,
+    pub keep_daily: Option<u32>,
+    pub keep_weekly: Option<u32>,
+    pub keep_monthly: Option<u32>,
+    pub keep_yearly: Option<u32>,
+    pub keep_within: Option<String>,
+    pub max_age: Option<String>,
+}
+
+/// `[drills]`: restore drills.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawDrills {
+    pub interval: Option<String>,
+    pub scratch_lifetime: Option<String>,
+    #[serde(default)]
+    pub assertion: Vec<RawAssertion>,
+}
+
+/// `[[drills.assertion]]`: an application-level check run on every restored database.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawAssertion {
+    pub source: String,
+    pub name: String,
+    pub sql: String,
+    pub expect: String,
+}
+
+/// `[reports]`: compliance reports.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawReports {
+    pub period: Option<String>,
+    pub out_dir: Option<PathBuf>,
+    pub secret_key_file: Option<PathBuf>,
+    pub public_key_file: Option<PathBuf>,
+    pub secret_key_password_file: Option<PathBuf>,
+    pub secret_key_password_env: Option<String>,
+    pub secret_key_password_credential: Option<String>,
+    #[serde(default)]
+    pub targets: RawTargets,
+}
+
+impl RawReports {
+    pub fn secret_key_password(&self) -> RawPassword {
+        RawPassword {
+            file: self.secret_key_password_file.clone(),
+            env: self.secret_key_password_env.clone(),
+            credential: self.secret_key_password_credential.clone(),
+        }
+    }
+}
+
+/// `[reports.targets]`: policy thresholds (COMPLIANCE.md's defaults when absent).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawTargets {
+    pub rpo: Option<String>,
+    pub rto: Option<String>,
+    pub copy_sla: Option<String>,
+    pub alert_latency: Option<String>,
+    pub min_immutability: Option<String>,
+    pub key_max_age: Option<String>,
+}
+
+/// `[notifications]`: e-mail and webhooks.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawNotifications {
+    pub smtp: Option<RawSmtp>,
+    #[serde(default)]
+    pub report_to: Vec<String>,
+    #[serde(default)]
+    pub alert_to: Vec<String>,
+    pub webhook: Option<String>,
+}
+
+/// `[notifications.smtp]`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawSmtp {
+    pub host: String,
+    pub port: Option<u16>,
+    pub tls: Option<String>,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    pub password_credential: Option<String>,
+    pub from: String,
+}
+
+impl RawSmtp {
+    pub fn password(&self) -> RawPassword {
+        RawPassword {
+            file: self.password_file.clone(),
+            env: self.password_env.clone(),
+            credential: self.password_credential.clone(),
+        }
+    }
+}
+
+/// `[access]`: who may do what through the control socket.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawAccess {
+    #[serde(default)]
+    pub administrators: Vec<String>,
+    #[serde(default)]
+    pub operators: Vec<String>,
+    #[serde(default)]
+    pub viewers: Vec<String>,
+    pub approval_expiry: Option<String>,
+}

@@ -1,0 +1,281 @@
+//! Jobs: the pipelines that join sources, repositories and the catalog — init, backup (dump →
+//! archive → record → copy), copy, check, restore. Every job records a run in the catalog
+//! before it starts and its outcome when it ends, whatever happens in between.
+//!
+//! Repository work is blocking (rustic_core) and runs on `spawn_blocking`; opened repositories
+//! are kept for the life of the [`Context`], because opening one with a password costs ~0.3 s
+//! and ~128 MiB of scrypt.
+
+mod backup;
+mod check;
+mod copy;
+mod init;
+mod lock;
+mod restore;
+mod snapshots;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+
+pub use backup::{BackupReport, backup};
+pub use check::{CheckOutcome, check};
+pub use copy::{CopyReport, copy};
+pub use init::{InitReport, init};
+pub use restore::{RestoreReport, RestoreRequest, Verification, restore};
+pub use snapshots::{LocationSnapshots, snapshots};
+
+use crate::catalog::{Catalog, CatalogError, Outcome, RunEnd, RunStart, Trigger};
+use crate::config::Config;
+use crate::location::{self, LocationError};
+use crate::repo::{Repo, RepoError};
+use crate::source::SourceError;
+
+/// Why a job failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The request names something the configuration does not have (exit code 2).
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error(transparent)]
+    Location(#[from] LocationError),
+    #[error("{what}: {message}")]
+    Io { what: String, message: String },
+    #[error("{0}")]
+    Busy(String),
+    #[error("location {location}: the check found {} error(s): {}", errors.len(), errors.join("; "))]
+    Damaged {
+        location: String,
+        errors: Vec<String>,
+    },
+    #[error("restored data does not match the manifest: {0}")]
+    Verification(String),
+    #[error("internal error: {0}; please report it")]
+    Internal(String),
+}
+
+impl JobError {
+    /// Stable error code for the catalog and `--json` output.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Usage(_) => "usage",
+            Self::Catalog(e) => e.code(),
+            Self::Source(e) => e.code(),
+            Self::Repo(e) => e.code(),
+            Self::Location(e) => e.code(),
+            Self::Io { .. } => "io",
+            Self::Busy(_) => "job.busy",
+            Self::Damaged { .. } => "check.found_errors",
+            Self::Verification(_) => "verify.mismatch",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    /// Whether the user asked for something that does not exist (exit code 2, not 1).
+    #[must_use]
+    pub fn is_usage(&self) -> bool {
+        matches!(self, Self::Usage(_))
+    }
+
+    pub(crate) fn io(what: impl Into<String>, err: &dyn std::fmt::Display) -> Self {
+        Self::Io {
+            what: what.into(),
+            message: err.to_string(),
+        }
+    }
+}
+
+/// Runs blocking repository work off the async runtime.
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, JobError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, RepoError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| JobError::Internal(format!("a repository task panicked: {e}")))?
+        .map_err(JobError::from)
+}
+
+/// What every job needs: configuration, catalog, who is acting, and open repositories.
+pub struct Context {
+    pub config: Arc<Config>,
+    pub catalog: Catalog,
+    pub actor: String,
+    pub trigger: Trigger,
+    repos: Mutex<HashMap<String, Repo>>,
+}
+
+impl Context {
+    /// Opens the catalog and records runs that a previous process left unfinished.
+    ///
+    /// # Errors
+    /// When the catalog cannot be opened.
+    pub async fn new(config: Arc<Config>, trigger: Trigger) -> Result<Self, JobError> {
+        let catalog = Catalog::open(&config.catalog_path()).await?;
+        let interrupted = catalog.mark_interrupted().await?;
+        if interrupted > 0 {
+            tracing::warn!(
+                interrupted,
+                "{interrupted} run(s) were interrupted by the end of their process; they are recorded as interrupted"
+            );
+        }
+        Ok(Self {
+            config,
+            catalog,
+            actor: current_user(),
+            trigger,
+            repos: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The open repository of a location (opened once per context).
+    ///
+    /// # Errors
+    /// When the location is unknown, its password cannot be read, or the repository does not
+    /// open.
+    pub async fn repo(&self, name: &str) -> Result<Repo, JobError> {
+        let mut repos = self.repos.lock().await;
+        if let Some(repo) = repos.get(name) {
+            return Ok(repo.clone());
+        }
+        let location = self
+            .config
+            .location(name)
+            .ok_or_else(|| {
+                JobError::Usage(format!(
+                    "location `{name}` is not defined in {}",
+                    self.config.file.display()
+                ))
+            })?
+            .clone();
+        let password = location
+            .password
+            .resolve()
+            .map_err(|e| JobError::io(format!("location {name}: reading the password"), &e))?;
+        let backend = location::backend(&location)?;
+        let label = location.repository();
+        let repo = blocking(move || Repo::open(&location.name, &label, backend, &password)).await?;
+        repos.insert(name.to_string(), repo.clone());
+        Ok(repo)
+    }
+
+    pub(crate) async fn remember(&self, repo: Repo) {
+        self.repos
+            .lock()
+            .await
+            .insert(repo.location().to_string(), repo);
+    }
+
+    /// Starts a run with this context's actor and trigger.
+    pub(crate) async fn start(
+        &self,
+        kind: crate::catalog::RunKind,
+        source: Option<&str>,
+        location: Option<&str>,
+        target: Option<&str>,
+    ) -> Result<String, JobError> {
+        Ok(self
+            .catalog
+            .start_run(&RunStart {
+                kind,
+                trigger: self.trigger,
+                actor: self.actor.clone(),
+                source: source.map(str::to_string),
+                location: location.map(str::to_string),
+                target: target.map(str::to_string),
+            })
+            .await?)
+    }
+
+    /// Records the end of a run from a job result. A failure to record is logged, never
+    /// allowed to hide the job's own error.
+    pub(crate) async fn finish<T>(&self, run_id: &str, result: &Result<T, JobError>, end: RunEnd) {
+        let (outcome, end) = match result {
+            Ok(_) => (Outcome::Succeeded, end),
+            Err(err) => (
+                Outcome::Failed,
+                RunEnd {
+                    error_code: Some(err.code().to_string()),
+                    error_message: Some(err.to_string()),
+                    ..end
+                },
+            ),
+        };
+        if let Err(err) = self.catalog.finish_run(run_id, outcome, &end).await {
+            tracing::error!(run_id, error = %err, "could not record the end of a run in the catalog");
+        }
+    }
+
+    /// Sources selected by an optional name.
+    pub(crate) fn select_sources(
+        &self,
+        name: Option<&str>,
+    ) -> Result<Vec<crate::config::SourceConfig>, JobError> {
+        match name {
+            None => Ok(self.config.sources.clone()),
+            Some(n) => self
+                .config
+                .source(n)
+                .cloned()
+                .map(|s| vec![s])
+                .ok_or_else(|| {
+                    JobError::Usage(format!(
+                        "source `{n}` is not defined in {}; defined: {}",
+                        self.config.file.display(),
+                        self.config
+                            .sources
+                            .iter()
+                            .map(|s| s.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                }),
+        }
+    }
+
+    /// Locations selected by an optional name.
+    pub(crate) fn select_locations(
+        &self,
+        name: Option<&str>,
+    ) -> Result<Vec<crate::config::LocationConfig>, JobError> {
+        match name {
+            None => Ok(self.config.locations.clone()),
+            Some(n) => self
+                .config
+                .location(n)
+                .cloned()
+                .map(|l| vec![l])
+                .ok_or_else(|| {
+                    JobError::Usage(format!(
+                        "location `{n}` is not defined in {}; defined: {}",
+                        self.config.file.display(),
+                        self.config
+                            .locations
+                            .iter()
+                            .map(|l| l.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                }),
+        }
+    }
+}
+
+/// The unix user running this process.
+#[must_use]
+pub fn current_user() -> String {
+    let uid = nix::unistd::getuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("uid:{uid}"), |u| u.name)
+}

@@ -1,0 +1,17 @@
+//! Custodian keeps a CRM database safe: it snapshots the database into encrypted,
+//! deduplicated, restic-compatible repositories, keeps copies in several locations, proves that
+//! restores work, and reports on all of it.
+//!
+//! Dependencies point one way: `cli` → `job` → adapters (`source`, `repo`, `catalog`) →
+//! `config` / `model` / `secret`. Adapters never import each other.
+
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod job;
+pub mod location;
+pub mod model;
+pub mod repo;
+pub mod secret;
+pub mod source;

@@ -1,0 +1,273 @@
+//! The manifest: what a dump contains, computed from exactly the dumped state.
+//!
+//! It travels inside the snapshot (`manifest.json`) and is also kept in the catalog. A restore
+//! or a drill recomputes the same summary from the restored database and compares the two with
+//! [`Manifest::compare_tables`]; every difference becomes a sentence an operator can act on.
+
+use std::fmt;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::group_digits;
+
+/// Current manifest format version.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// The database engine a source runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+    Mysql,
+}
+
+impl Engine {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+            Self::Mysql => "mysql",
+        }
+    }
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How much of a table's content the checksum covers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChecksumMode {
+    /// Every row, in primary-key order.
+    #[default]
+    Full,
+    /// A deterministic sample of rows (large tables).
+    Sampled,
+    /// Row count only.
+    Count,
+}
+
+/// Row count and content checksum of one table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableSummary {
+    pub name: String,
+    pub rows: u64,
+    pub mode: ChecksumMode,
+    /// `sha256:<hex>` over the canonical row encoding; absent in [`ChecksumMode::Count`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+}
+
+/// One file stored in the snapshot beside the manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestFile {
+    /// File name inside `/custodian/<source>/`.
+    pub name: String,
+    pub size: u64,
+    /// `sha256:<hex>` of the file's bytes, when known before it is stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+/// What a backup contains.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub engine: Engine,
+    pub source: String,
+    /// The database's own name (file stem for SQLite, database name for servers).
+    pub database: String,
+    #[serde(with = "super::time::serde_utc")]
+    pub taken_at: Timestamp,
+    /// How the dump was made, e.g. `SQLite 3.46.0 VACUUM INTO`.
+    pub method: String,
+    pub files: Vec<ManifestFile>,
+    pub tables: Vec<TableSummary>,
+    pub custodian_version: String,
+}
+
+/// One way a restored database differs from its manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Mismatch {
+    MissingTable {
+        table: String,
+    },
+    ExtraTable {
+        table: String,
+    },
+    RowCount {
+        table: String,
+        restored: u64,
+        manifest: u64,
+    },
+    Checksum {
+        table: String,
+        restored: String,
+        manifest: String,
+    },
+}
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingTable { table } => {
+                write!(
+                    f,
+                    "table {table}: in the manifest but missing from the restored database"
+                )
+            }
+            Self::ExtraTable { table } => {
+                write!(
+                    f,
+                    "table {table}: in the restored database but not in the manifest"
+                )
+            }
+            Self::RowCount {
+                table,
+                restored,
+                manifest,
+            } => write!(
+                f,
+                "table {table}: {} rows restored, manifest says {}",
+                group_digits(*restored),
+                group_digits(*manifest)
+            ),
+            Self::Checksum {
+                table,
+                restored,
+                manifest,
+            } => write!(
+                f,
+                "table {table}: content checksum {restored} differs from the manifest's {manifest}"
+            ),
+        }
+    }
+}
+
+impl Manifest {
+    /// Total rows over all tables.
+    #[must_use]
+    pub fn total_rows(&self) -> u64 {
+        self.tables.iter().map(|t| t.rows).sum()
+    }
+
+    /// Compares the manifest's tables with a summary computed from a restored database.
+    /// Checksums are compared only where both sides computed one in the same mode.
+    #[must_use]
+    pub fn compare_tables(&self, restored: &[TableSummary]) -> Vec<Mismatch> {
+        let mut out = Vec::new();
+        for expected in &self.tables {
+            let Some(actual) = restored.iter().find(|t| t.name == expected.name) else {
+                out.push(Mismatch::MissingTable {
+                    table: expected.name.clone(),
+                });
+                continue;
+            };
+            if actual.rows != expected.rows {
+                out.push(Mismatch::RowCount {
+                    table: expected.name.clone(),
+                    restored: actual.rows,
+                    manifest: expected.rows,
+                });
+            } else if actual.mode == expected.mode
+                && let (Some(a), Some(e)) = (&actual.checksum, &expected.checksum)
+                && a != e
+            {
+                out.push(Mismatch::Checksum {
+                    table: expected.name.clone(),
+                    restored: a.clone(),
+                    manifest: e.clone(),
+                });
+            }
+        }
+        for actual in restored {
+            if !self.tables.iter().any(|t| t.name == actual.name) {
+                out.push(Mismatch::ExtraTable {
+                    table: actual.name.clone(),
+                });
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(name: &str, rows: u64, sum: &str) -> TableSummary {
+        TableSummary {
+            name: name.into(),
+            rows,
+            mode: ChecksumMode::Full,
+            checksum: Some(sum.into()),
+        }
+    }
+
+    fn manifest(tables: Vec<TableSummary>) -> Manifest {
+        Manifest {
+            format: MANIFEST_FORMAT,
+            engine: Engine::Sqlite,
+            source: "crm".into(),
+            database: "crm".into(),
+            taken_at: "2026-11-29T00:00:00Z".parse().unwrap(),
+            method: "test".into(),
+            files: vec![],
+            tables,
+            custodian_version: "0".into(),
+        }
+    }
+
+    #[test]
+    fn identical_summaries_match() {
+        let m = manifest(vec![table("deals", 3, "sha256:aa")]);
+        assert!(
+            m.compare_tables(&[table("deals", 3, "sha256:aa")])
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn every_difference_is_reported_precisely() {
+        let m = manifest(vec![
+            table("deals", 120_332, "sha256:aa"),
+            table("notes", 5, "sha256:bb"),
+            table("gone", 1, "sha256:cc"),
+        ]);
+        let restored = [
+            table("deals", 120_331, "sha256:aa"),
+            table("notes", 5, "sha256:zz"),
+            table("extra", 1, "sha256:dd"),
+        ];
+        let text: Vec<String> = m
+            .compare_tables(&restored)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            text,
+            [
+                "table deals: 120,331 rows restored, manifest says 120,332",
+                "table notes: content checksum sha256:zz differs from the manifest's sha256:bb",
+                "table gone: in the manifest but missing from the restored database",
+                "table extra: in the restored database but not in the manifest",
+            ]
+        );
+    }
+
+    #[test]
+    fn json_round_trips() {
+        let m = manifest(vec![table("deals", 3, "sha256:aa")]);
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(json.contains("\"taken_at\":\"2026-11-29T00:00:00.000Z\""));
+        let back: Manifest = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, m);
+    }
+}

@@ -1,0 +1,92 @@
+//! How Custodian's backups look in a restic repository — one documented convention, so that
+//! `restic snapshots` is readable and any restic user can find their way:
+//!
+//! * hostname: the configured `hostname` (default: the machine's name);
+//! * paths: `/custodian/<source>`;
+//! * files: `/custodian/<source>/<database file or dump>` and `/custodian/<source>/manifest.json`;
+//! * tags: `custodian`, `source:<source>`, `engine:<engine>`; while a backup is being verified
+//!   it also carries `custodian-pending`, and such a snapshot is never copied or restored.
+
+use std::path::PathBuf;
+
+/// Tag on every snapshot Custodian writes.
+pub const TAG: &str = "custodian";
+/// Tag on a snapshot that has been written but not yet verified and committed.
+pub const TAG_PENDING: &str = "custodian-pending";
+/// Name of the manifest file inside every snapshot.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// The snapshot path for a source: `/custodian/<source>`.
+#[must_use]
+pub fn source_root(source: &str) -> PathBuf {
+    PathBuf::from("/custodian").join(source)
+}
+
+/// Where a file of a source lives inside its snapshots: `/custodian/<source>/<name>`.
+#[must_use]
+pub fn file_path(source: &str, name: &str) -> PathBuf {
+    source_root(source).join(name)
+}
+
+/// Tag naming the source.
+#[must_use]
+pub fn source_tag(source: &str) -> String {
+    format!("source:{source}")
+}
+
+/// Tag naming the engine.
+#[must_use]
+pub fn engine_tag(engine: &str) -> String {
+    format!("engine:{engine}")
+}
+
+/// Reads the source name back from a snapshot's tags.
+#[must_use]
+pub fn source_from_tags<'a>(tags: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    tags.into_iter().find_map(|t| t.strip_prefix("source:"))
+}
+
+/// Reads the engine back from a snapshot's tags.
+#[must_use]
+pub fn engine_from_tags<'a>(tags: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    tags.into_iter().find_map(|t| t.strip_prefix("engine:"))
+}
+
+/// Whether a name may be used for a source or a location: it becomes part of paths and tags.
+#[must_use]
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_round_trip() {
+        let tags = [TAG.to_string(), source_tag("crm"), engine_tag("sqlite")];
+        let refs = tags.iter().map(String::as_str);
+        assert_eq!(source_from_tags(refs.clone()), Some("crm"));
+        assert_eq!(engine_from_tags(refs), Some("sqlite"));
+        assert_eq!(source_root("crm"), PathBuf::from("/custodian/crm"));
+    }
+
+    #[test]
+    fn names_are_path_and_tag_safe() {
+        assert!(is_valid_name("crm"));
+        assert!(is_valid_name("crm-eu_1"));
+        assert!(!is_valid_name(""));
+        assert!(!is_valid_name("CRM"));
+        assert!(!is_valid_name("a/b"));
+        assert!(!is_valid_name("-x"));
+        assert!(!is_valid_name("with,comma"));
+    }
+}

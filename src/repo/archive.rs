@@ -1,0 +1,396 @@
+//! Writing a backup: files (or streams) → one snapshot, committed only when it is exactly what
+//! was read.
+//!
+//! rustic_core's `archive()` logs reader errors as "ignoring error", leaves the file out and
+//! still saves the snapshot (trap 1). So every entry is read through a counting, hashing reader
+//! that records errors, and the snapshot is written with the `custodian-pending` tag. Only when
+//! every entry was read to its end, with the expected size (and hash, when known), is it
+//! committed: re-saved without the tag, and the pending one deleted. A pending snapshot left by
+//! a crash is removed by [`Repo::discard_pending`] before the next backup of that source.
+//!
+//! Sizes go into the tree (trap 6: restic restores a file with no size as an empty file), so
+//! `restic restore --verify` yields the whole file.
+
+use std::ffi::OsStr;
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use jiff::Timestamp;
+use rustic_core::repofile::{Metadata, Node, NodeType, SnapshotFile};
+use rustic_core::{
+    BackupOptions, ErrorKind, ParentOptions, ReadSource, ReadSourceEntry, ReadSourceOpen,
+    RusticError, RusticResult, SnapshotOptions, StringList,
+};
+use sha2::{Digest, Sha256};
+
+use super::{Repo, RepoError, SnapshotInfo};
+use crate::model::naming;
+
+/// Go's `os.ModeDir`: restic stores modes the Go way.
+const GO_MODE_DIR: u32 = 1 << 31;
+
+/// Opens the bytes of one entry when the archiver gets to it.
+pub type Opener = Box<dyn FnOnce() -> io::Result<Box<dyn Read + Send>> + Send>;
+
+/// One file of a backup.
+pub struct ArchiveEntry {
+    /// File name under `/custodian/<source>/`.
+    pub name: String,
+    /// Exact size in bytes.
+    pub size: u64,
+    /// Expected `sha256:<hex>`, checked while reading when given.
+    pub sha256: Option<String>,
+    pub mtime: Timestamp,
+    pub open: Opener,
+}
+
+/// A backup to write.
+pub struct ArchiveRequest {
+    pub source: String,
+    pub engine: String,
+    pub hostname: String,
+    pub time: Timestamp,
+    pub entries: Vec<ArchiveEntry>,
+}
+
+/// A committed backup.
+#[derive(Clone, Debug)]
+pub struct ArchiveOutcome {
+    pub snapshot: SnapshotInfo,
+}
+
+/// What happened while one entry was read.
+#[derive(Default)]
+struct Probe {
+    opened: AtomicBool,
+    finished: AtomicBool,
+    bytes: AtomicU64,
+    sha256: Mutex<Option<String>>,
+    error: Mutex<Option<String>>,
+}
+
+impl Probe {
+    fn fail(&self, message: String) {
+        let mut error = self
+            .error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        error.get_or_insert(message);
+    }
+}
+
+struct CountingReader {
+    inner: Box<dyn Read + Send>,
+    hasher: Sha256,
+    probe: Arc<Probe>,
+}
+
+impl Read for CountingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(0) if !buf.is_empty() => {
+                let digest = std::mem::take(&mut self.hasher).finalize();
+                *self
+                    .probe
+                    .sha256
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some(format!("sha256:{}", hex::encode(digest)));
+                self.probe.finished.store(true, Ordering::SeqCst);
+                Ok(0)
+            }
+            Ok(n) => {
+                self.hasher.update(&buf[..n]);
+                self.probe.bytes.fetch_add(n as u64, Ordering::SeqCst);
+                Ok(n)
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => Err(err),
+            Err(err) => {
+                self.probe.fail(err.to_string());
+                Err(err)
+            }
+        }
+    }
+}
+
+struct EntryOpener {
+    open: Opener,
+    probe: Arc<Probe>,
+}
+
+impl ReadSourceOpen for EntryOpener {
+    type Reader = CountingReader;
+
+    fn open(self) -> RusticResult<Self::Reader> {
+        self.probe.opened.store(true, Ordering::SeqCst);
+        match (self.open)() {
+            Ok(inner) => Ok(CountingReader {
+                inner,
+                hasher: Sha256::new(),
+                probe: self.probe,
+            }),
+            Err(err) => {
+                self.probe.fail(format!("cannot open: {err}"));
+                Err(RusticError::with_source(
+                    ErrorKind::InputOutput,
+                    "Opening a backup stream failed.",
+                    err,
+                ))
+            }
+        }
+    }
+}
+
+/// The entries of one backup as a rustic_core source. `entries()` hands them out once.
+struct Entries {
+    items: Mutex<Vec<ReadSourceEntry<EntryOpener>>>,
+    total: u64,
+}
+
+impl ReadSource for Entries {
+    type Open = EntryOpener;
+    type Iter = std::vec::IntoIter<RusticResult<ReadSourceEntry<EntryOpener>>>;
+
+    fn size(&self) -> RusticResult<Option<u64>> {
+        Ok(Some(self.total))
+    }
+
+    fn entries(&self) -> Self::Iter {
+        let items = std::mem::take(
+            &mut *self
+                .items
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        items.into_iter().map(Ok).collect::<Vec<_>>().into_iter()
+    }
+}
+
+struct Expected {
+    name: String,
+    size: u64,
+    sha256: Option<String>,
+    probe: Arc<Probe>,
+}
+
+impl Expected {
+    /// Why the entry is not what was meant to be stored, if it is not.
+    fn problem(&self) -> Option<String> {
+        let p = &self.probe;
+        let error = p
+            .error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(error) = error {
+            return Some(format!("reading failed: {error}"));
+        }
+        if !p.opened.load(Ordering::SeqCst) {
+            return Some("it was never read".into());
+        }
+        let bytes = p.bytes.load(Ordering::SeqCst);
+        if !p.finished.load(Ordering::SeqCst) {
+            return Some(format!("reading stopped after {bytes} bytes"));
+        }
+        if bytes != self.size {
+            return Some(format!("{bytes} bytes read, {} expected", self.size));
+        }
+        let actual = p
+            .sha256
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        match (&self.sha256, actual) {
+            (Some(expected), Some(actual)) if *expected != actual => Some(format!(
+                "content hash {actual} differs from {expected}: the file changed while it was read"
+            )),
+            _ => None,
+        }
+    }
+}
+
+fn tags(list: &[&str]) -> Result<StringList, String> {
+    list.join(",").parse().map_err(|e| format!("{e}"))
+}
+
+impl Repo {
+    /// Writes one backup and commits it only if it is complete (see the module docs).
+    ///
+    /// # Errors
+    /// [`RepoError::Incomplete`] when an entry was not read completely (the snapshot is
+    /// discarded), or a storage error.
+    pub fn archive(&self, request: ArchiveRequest) -> Result<ArchiveOutcome, RepoError> {
+        let root = naming::source_root(&request.source);
+        let mut requested = request.entries;
+        requested.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut expected = Vec::with_capacity(requested.len());
+        let mut items = Vec::with_capacity(requested.len() + 2);
+        // Explicit directory nodes, so that restic restores `/custodian/<source>` with sane
+        // permissions and the backup's time instead of the zero time.
+        for dir in [root.parent().unwrap_or(&root), root.as_path()] {
+            let meta = Metadata {
+                mode: Some(GO_MODE_DIR | 0o755),
+                mtime: Some(request.time),
+                ..Metadata::default()
+            };
+            let name = dir.file_name().unwrap_or_default();
+            items.push(ReadSourceEntry {
+                path: dir.to_path_buf(),
+                node: Node::new_node(name, NodeType::Dir, meta),
+                open: None,
+            });
+        }
+        for entry in requested {
+            let probe = Arc::new(Probe::default());
+            let meta = Metadata {
+                mode: Some(0o600),
+                mtime: Some(entry.mtime),
+                size: entry.size,
+                ..Metadata::default()
+            };
+            items.push(ReadSourceEntry {
+                path: root.join(&entry.name),
+                node: Node::new_node(OsStr::new(&entry.name), NodeType::File, meta),
+                open: Some(EntryOpener {
+                    open: entry.open,
+                    probe: probe.clone(),
+                }),
+            });
+            expected.push(Expected {
+                name: entry.name,
+                size: entry.size,
+                sha256: entry.sha256,
+                probe,
+            });
+        }
+        let total = expected.iter().map(|e| e.size).sum();
+        let source = Entries {
+            items: Mutex::new(items),
+            total,
+        };
+
+        let source_tag = naming::source_tag(&request.source);
+        let engine_tag = naming::engine_tag(&request.engine);
+        let mut snap_opts = SnapshotOptions::default();
+        snap_opts.host = Some(request.hostname.clone());
+        snap_opts.time = Some(request.time.to_zoned(jiff::tz::TimeZone::UTC));
+        snap_opts.tags = vec![
+            tags(&[naming::TAG, &source_tag, &engine_tag, naming::TAG_PENDING]).map_err(
+                |message| RepoError::Storage {
+                    location: self.location().to_string(),
+                    operation: "tagging the snapshot",
+                    message,
+                },
+            )?,
+        ];
+        let snap = snap_opts
+            .to_snapshot()
+            .map_err(|e| self.err("preparing the snapshot", &e))?;
+        // Trap 3: never let a parent snapshot stand in for data that was not read.
+        let opts = BackupOptions::default()
+            .parent_opts(ParentOptions::default().force(true))
+            .no_scan(true);
+
+        let indexed = self
+            .reopen()?
+            .to_indexed_ids()
+            .map_err(|e| self.err("reading the index", &e))?;
+        let pending = indexed
+            .archive(&opts, &source, snap, std::slice::from_ref(&root))
+            .map_err(|e| self.err("writing the backup", &e))?;
+
+        let mut problems: Vec<String> = expected
+            .iter()
+            .filter_map(|e| e.problem().map(|p| format!("{}: {p}", e.name)))
+            .collect();
+        if let Some(summary) = &pending.summary
+            && problems.is_empty()
+            && (summary.total_files_processed != expected.len() as u64
+                || summary.total_bytes_processed != total)
+        {
+            problems.push(format!(
+                "the snapshot holds {} files / {} bytes, {} / {} were streamed",
+                summary.total_files_processed,
+                summary.total_bytes_processed,
+                expected.len(),
+                total
+            ));
+        }
+        if !problems.is_empty() {
+            if pending.id != rustic_core::repofile::SnapshotId::default() {
+                self.rustic()
+                    .delete_snapshots(&[pending.id])
+                    .map_err(|e| self.err("discarding the incomplete snapshot", &e))?;
+            }
+            return Err(RepoError::Incomplete {
+                location: self.location().to_string(),
+                path: root.display().to_string(),
+                detail: problems.join("; "),
+            });
+        }
+        let snapshot = self.commit(pending)?;
+        Ok(ArchiveOutcome { snapshot })
+    }
+
+    /// Re-saves a verified pending snapshot without the pending tag, then deletes the pending
+    /// one. Between the two steps both exist; the leftover pending one is harmless and is
+    /// removed by [`Repo::discard_pending`].
+    fn commit(&self, pending: SnapshotFile) -> Result<SnapshotInfo, RepoError> {
+        let mut snap = pending.clone();
+        let pending_tag = tags(&[naming::TAG_PENDING]).map_err(|message| RepoError::Storage {
+            location: self.location().to_string(),
+            operation: "committing the snapshot",
+            message,
+        })?;
+        snap.tags.remove_all(&[pending_tag]);
+        self.rustic()
+            .save_snapshots(vec![snap.clone()])
+            .map_err(|e| self.err("committing the snapshot", &e))?;
+        self.rustic()
+            .delete_snapshots(&[pending.id])
+            .map_err(|e| self.err("removing the pending snapshot", &e))?;
+        let committed = self
+            .rustic()
+            .get_all_snapshots()
+            .map_err(|e| self.err("listing snapshots", &e))?
+            .into_iter()
+            .find(|sn| {
+                sn.tree == snap.tree
+                    && sn.time == snap.time
+                    && !sn.tags.contains(naming::TAG_PENDING)
+            })
+            .ok_or_else(|| RepoError::Storage {
+                location: self.location().to_string(),
+                operation: "committing the snapshot",
+                message: "the committed snapshot cannot be found after saving it".into(),
+            })?;
+        Ok(SnapshotInfo::from_file(&committed))
+    }
+
+    /// Deletes pending snapshots of a source: leftovers of a backup that was killed between
+    /// writing and committing. Returns their ids.
+    ///
+    /// # Errors
+    /// When the repository cannot be read or written.
+    pub fn discard_pending(&self, source: &str) -> Result<Vec<String>, RepoError> {
+        let all = self
+            .rustic()
+            .get_all_snapshots()
+            .map_err(|e| self.err("listing snapshots", &e))?;
+        let stale: Vec<_> = all
+            .iter()
+            .filter(|sn| {
+                sn.tags.contains(naming::TAG_PENDING)
+                    && sn.tags.contains(&naming::source_tag(source))
+            })
+            .map(|sn| sn.id)
+            .collect();
+        if !stale.is_empty() {
+            self.rustic()
+                .delete_snapshots(&stale)
+                .map_err(|e| self.err("removing pending snapshots", &e))?;
+        }
+        Ok(stale.iter().map(|id| id.to_hex().to_string()).collect())
+    }
+}

@@ -1,0 +1,248 @@
+//! Shared helpers for integration tests: a throwaway workspace with a SQLite CRM, password
+//! files and a configuration; the `custodian` binary; and the real `restic` CLI as the
+//! compatibility oracle. A missing `restic` is a test failure, never a skip: `scripts/test-all`
+//! installs it.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// A temporary directory holding a CRM database, keys, repositories and a configuration.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    /// A workspace with a small CRM (`crm.sqlite`) and two local locations, `local` and
+    /// `offsite`, each with its own password.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ws = Self { dir };
+        fs::create_dir_all(ws.path("keys")).unwrap();
+        fs::create_dir_all(ws.path("repos")).unwrap();
+        ws.write_key("local", "correct horse battery staple local");
+        ws.write_key("offsite", "another password for offsite");
+        make_crm(&ws.path("crm.sqlite"), 300);
+        ws.write_config(&default_config());
+        ws
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path("custodian.toml")
+    }
+
+    pub fn write_config(&self, text: &str) {
+        fs::write(self.config_path(), text).unwrap();
+    }
+
+    pub fn write_key(&self, name: &str, password: &str) {
+        let path = self.path(&format!("keys/{name}.key"));
+        fs::write(&path, format!("{password}\n")).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    pub fn repo(&self, name: &str) -> PathBuf {
+        self.path(&format!("repos/{name}"))
+    }
+
+    pub fn key(&self, name: &str) -> PathBuf {
+        self.path(&format!("keys/{name}.key"))
+    }
+
+    /// Runs `custodian --config <ws>/custodian.toml ARGS`.
+    pub fn custodian(&self, args: &[&str]) -> Output {
+        let mut cmd = custodian_cmd();
+        cmd.arg("--config").arg(self.config_path()).args(args);
+        cmd.output().expect("run custodian")
+    }
+
+    /// Runs custodian with `--json` and parses stdout, asserting the exit code.
+    pub fn custodian_json(&self, args: &[&str], expected_code: i32) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.custodian(&all);
+        assert_eq!(
+            out.status.code(),
+            Some(expected_code),
+            "custodian {args:?}\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "custodian {args:?} printed no JSON ({e}):\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    /// Runs the real restic against one of the workspace's repositories.
+    pub fn restic(&self, location: &str, args: &[&str]) -> Output {
+        restic(&self.repo(location), &self.key(location), args)
+    }
+
+    /// Snapshots of a location as restic sees them.
+    pub fn restic_snapshots(&self, location: &str) -> Vec<Value> {
+        let out = self.restic(location, &["snapshots", "--json"]);
+        assert_success(&out, "restic snapshots");
+        serde_json::from_slice(&out.stdout).expect("restic snapshots JSON")
+    }
+}
+
+/// The configuration every test starts from; paths are relative to the file.
+pub fn default_config() -> String {
+    r#"[custodian]
+state-dir = "state"
+hostname = "test-host"
+
+[source.crm]
+kind = "sqlite"
+path = "crm.sqlite"
+locations = ["local", "offsite"]
+
+[location.local]
+kind = "local"
+path = "repos/local"
+password-file = "keys/local.key"
+
+[location.offsite]
+kind = "local"
+path = "repos/offsite"
+password-file = "keys/offsite.key"
+"#
+    .to_string()
+}
+
+pub fn custodian_cmd() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_custodian"));
+    cmd.env_remove("CUSTODIAN_CONFIG")
+        .env_remove("CUSTODIAN_LOG");
+    cmd
+}
+
+/// The restic binary; its absence fails the test (the test script installs it).
+pub fn restic_bin() -> PathBuf {
+    for dir in ["/usr/bin", "/usr/local/bin", "/bin"] {
+        let p = Path::new(dir).join("restic");
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!(
+        "the restic CLI is required as the compatibility oracle; run scripts/test-all, which installs it"
+    );
+}
+
+pub fn restic(repo: &Path, key: &Path, args: &[&str]) -> Output {
+    Command::new(restic_bin())
+        .arg("-r")
+        .arg(repo)
+        .arg("--password-file")
+        .arg(key)
+        .arg("--no-cache")
+        .args(args)
+        .env_remove("RESTIC_PASSWORD")
+        .env_remove("RESTIC_REPOSITORY")
+        .output()
+        .expect("run restic")
+}
+
+pub fn assert_success(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({:?})\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A small CRM-shaped SQLite database (WAL mode) with `rows` contacts, Unicode names, NULLs
+/// and blobs, built with the sqlite3 CLI.
+pub fn make_crm(path: &Path, rows: u32) {
+    let mut sql = String::from(
+        "PRAGMA journal_mode=WAL;
+         CREATE TABLE companies (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+         CREATE TABLE contacts (id INTEGER PRIMARY KEY, company_id INTEGER REFERENCES companies(id),
+                                name TEXT NOT NULL, email TEXT, notes TEXT, photo BLOB);
+         CREATE TABLE deals (id INTEGER PRIMARY KEY, company_id INTEGER NOT NULL, amount INTEGER NOT NULL);
+         BEGIN;",
+    );
+    for i in 1..=rows / 10 {
+        sql.push_str(&format!(
+            "INSERT INTO companies VALUES ({i}, 'Firma {i} 有限公司');"
+        ));
+    }
+    for i in 1..=rows {
+        sql.push_str(&format!(
+            "INSERT INTO contacts VALUES ({i}, {}, '王{i} Müller', {}, '{}', {});",
+            1 + i % (rows / 10).max(1),
+            if i % 7 == 0 {
+                "NULL".to_string()
+            } else {
+                format!("'c{i}@example.org'")
+            },
+            "note ".repeat((i % 50) as usize),
+            if i % 13 == 0 {
+                "randomblob(512)"
+            } else {
+                "NULL"
+            }
+        ));
+    }
+    for i in 1..=rows / 2 {
+        sql.push_str(&format!(
+            "INSERT INTO deals VALUES ({i}, {}, {});",
+            1 + i % (rows / 10).max(1),
+            i * 100
+        ));
+    }
+    sql.push_str("COMMIT;");
+    sqlite(path, &sql);
+}
+
+/// Runs SQL on a SQLite file with the sqlite3 CLI.
+pub fn sqlite(path: &Path, sql: &str) -> String {
+    let out = Command::new("sqlite3")
+        .arg(path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(sql.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("the sqlite3 CLI is required (scripts/test-all installs it)");
+    assert_success(&out, "sqlite3");
+    stdout(&out)
+}
+
+/// sha256 of a file as `sha256:<hex>`.
+pub fn sha256_file(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let data = fs::read(path).unwrap();
+    format!("sha256:{}", hex::encode(Sha256::digest(&data)))
+}
