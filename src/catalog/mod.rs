@@ -156,3 +156,85 @@ fn restrict_permissions(path: &Path) {
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start() -> RunStart {
+        RunStart {
+            kind: RunKind::Backup,
+            trigger: Trigger::Cli,
+            actor: "tester".into(),
+            source: Some("crm".into()),
+            location: Some("local".into()),
+            target: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn runs_left_by_a_dead_process_become_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open(&dir.path().join("state/catalog.db"))
+            .await
+            .unwrap();
+        let id = catalog.start_run(&start()).await.unwrap();
+        // Our own process is alive: the run is left alone.
+        assert_eq!(catalog.mark_interrupted().await.unwrap(), 0);
+        // Same pid, different start time: the pid was reused by another process.
+        sqlx::query("UPDATE runs SET pid_start = pid_start + 1 WHERE id = ?")
+            .bind(&id)
+            .execute(catalog.pool())
+            .await
+            .unwrap();
+        assert_eq!(catalog.mark_interrupted().await.unwrap(), 1);
+        let runs = catalog.recent_runs(10).await.unwrap();
+        assert_eq!(runs[0].outcome, Outcome::Interrupted);
+        assert_eq!(runs[0].error_code.as_deref(), Some("run.interrupted"));
+        // The state directory and the catalog are private.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join("state")), 0o700);
+        assert_eq!(mode(catalog.path()), 0o600);
+    }
+
+    #[tokio::test]
+    async fn copies_are_recorded_once_with_their_lag() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open(&dir.path().join("catalog.db")).await.unwrap();
+        let run = catalog.start_run(&start()).await.unwrap();
+        catalog
+            .record_backup(&BackupRecord {
+                id: "b1".into(),
+                source: "crm".into(),
+                engine: "sqlite".into(),
+                taken_at: crate::model::time::format(crate::model::time::now()),
+                run_id: run.clone(),
+                size: 10,
+                manifest_json: "{}".into(),
+                manifest_sha256: "sha256:x".into(),
+                location: "local".into(),
+            })
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            catalog
+                .record_copy("b1", "offsite", "c1", "local", &run)
+                .await
+                .unwrap();
+        }
+        // A copy of a backup the catalog never saw (e.g. made by restic) is not invented.
+        catalog
+            .record_copy("unknown", "offsite", "c2", "local", &run)
+            .await
+            .unwrap();
+        assert_eq!(catalog.count(CountedTable::Copies).await.unwrap(), 1);
+        let lag: f64 = sqlx::query_scalar("SELECT lag_seconds FROM copies")
+            .fetch_one(catalog.pool())
+            .await
+            .unwrap();
+        assert!((0.0..60.0).contains(&lag), "{lag}");
+        let where_ = catalog.snapshot_locations(Some("crm")).await.unwrap();
+        assert_eq!(where_.len(), 2);
+    }
+}

@@ -64,6 +64,7 @@ fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }
@@ -264,17 +265,20 @@ fn config_check(path: &PathBuf, json: bool) -> Exit {
                 locations: config.locations.iter().map(|l| l.name.as_str()).collect(),
                 diagnostics: &config.warnings,
             };
+            if !json {
+                for d in &config.warnings {
+                    eprintln!("{d}");
+                }
+            }
             emit(json, &out, |o| {
-                let mut text: String = o.diagnostics.iter().map(|d| format!("{d}\n")).collect();
-                text.push_str(&format!(
+                format!(
                     "{}: configuration is valid ({} source(s): {}; {} location(s): {})",
                     o.file.display(),
                     o.sources.len(),
                     o.sources.join(", "),
                     o.locations.len(),
                     o.locations.join(", ")
-                ));
-                text
+                )
             });
             Exit::Ok
         }

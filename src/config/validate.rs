@@ -48,6 +48,8 @@ pub(super) fn validate(file: &Path, text: &str, diags: &mut Diagnostics) -> Opti
         .map(Path::to_path_buf)
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from("."));
+    // Absolute, so that paths in output and in the catalog do not depend on the working directory.
+    let base = std::path::absolute(&base).unwrap_or(base);
 
     for (key, _) in doc.root() {
         let name = key.get_ref().as_ref();
@@ -84,8 +86,7 @@ pub(super) fn validate(file: &Path, text: &str, diags: &mut Diagnostics) -> Opti
         );
     }
 
-    let locations = locations(&doc, diags, &base);
-    let location_names: Vec<String> = locations.iter().map(|l| l.name.clone()).collect();
+    let (locations, location_names) = locations(&doc, diags, &base);
     let sources = sources(&doc, diags, &base, &location_names);
     let source_names: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
 
@@ -227,8 +228,15 @@ fn entries<'d, 'a>(
     out
 }
 
-fn locations(doc: &Document<'_>, diags: &mut Diagnostics, base: &Path) -> Vec<LocationConfig> {
+/// The valid locations, and the names of all declared ones (so that references to a location
+/// with its own problems are not reported as undefined too).
+fn locations(
+    doc: &Document<'_>,
+    diags: &mut Diagnostics,
+    base: &Path,
+) -> (Vec<LocationConfig>, Vec<String>) {
     let mut out: Vec<LocationConfig> = Vec::new();
+    let declared = declared_names(doc, "location");
     for (name, _kind, entry) in entries(doc, diags, "location", LOCATION_KINDS) {
         let prefix = format!("location.{name}");
         let Some(raw) = doc.deserialize::<RawLocalLocation>(entry, &prefix, diags) else {
@@ -293,7 +301,15 @@ fn locations(doc: &Document<'_>, diags: &mut Diagnostics, base: &Path) -> Vec<Lo
             password,
         });
     }
-    out
+    (out, declared)
+}
+
+/// The names under `[<section>.*]`, whatever their contents.
+fn declared_names(doc: &Document<'_>, section: &str) -> Vec<String> {
+    match doc.root().get(section).map(|v| v.get_ref()) {
+        Some(DeValue::Table(t)) => t.keys().map(|k| k.get_ref().to_string()).collect(),
+        _ => Vec::new(),
+    }
 }
 
 fn sources(
@@ -448,7 +464,10 @@ pub(super) fn secret_ref(
                 Severity::Error,
                 line,
                 key.clone(),
-                format!("{} are all set; keep exactly one", keys.join(" and ")),
+                format!(
+                    "only one of {} may be set; keep exactly one",
+                    keys.join(" and ")
+                ),
             );
             None
         }

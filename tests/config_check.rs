@@ -1,0 +1,197 @@
+//! `custodian config check`: every problem at once, each with file, line, key and what to do;
+//! warnings for readable secrets; secrets never printed.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use common::{Workspace, stderr, stdout};
+
+#[test]
+fn a_valid_configuration_passes() {
+    let ws = Workspace::new();
+    let out = ws.custodian(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out)
+            .contains("configuration is valid (1 source(s): crm; 2 location(s): local, offsite)")
+    );
+}
+
+#[test]
+fn every_problem_is_reported_with_file_line_and_key() {
+    let ws = Workspace::new();
+    ws.write_config(
+        r#"[custodian]
+state-dir = "state"
+colour = "blue"
+
+[source.crm]
+kind = "sqlite"
+path = "missing.sqlite"
+locations = ["local", "ofsite"]
+
+[source.Bad]
+kind = "oracle"
+
+[location.local]
+kind = "local"
+path = "repos/local"
+password-file = "keys/nope.key"
+
+[location.offsite]
+kind = "local"
+path = "no/such/parent/repo"
+password-file = "keys/offsite.key"
+password-env = "OFFSITE_PASSWORD"
+
+[retention]
+max-age = "forever"
+
+[drills]
+[[drills.assertion]]
+source = "crm"
+name = "x"
+sql = "SELECT 1"
+expect = "about one"
+
+[notifications.smtp]
+host = "mail.example.org"
+tls = "none"
+from = "custodian@example.org"
+
+[reprots]
+"#,
+    );
+    let out = ws.custodian(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    let file = ws.config_path().display().to_string();
+    let expected = [
+        format!("{file}:3: custodian.colour: unknown key `colour`"),
+        format!("{file}:7: source.crm.path: "),
+        format!(
+            "{file}:8: source.crm.locations.1: location `ofsite` is not defined (did you mean `offsite`?)"
+        ),
+        format!("{file}:10: source.Bad: `Bad` is not a valid name"),
+        format!("{file}:11: source.Bad.kind: `oracle` is not a source kind"),
+        format!("{file}:16: location.local.password-file: "),
+        format!("{file}:20: location.offsite.path: parent directory "),
+        format!(
+            "{file}:22: location.offsite.password-env: only one of location.offsite.password-file and location.offsite.password-env may be set; keep exactly one"
+        ),
+        format!("{file}:25: retention.max-age: `forever` is not a duration"),
+        format!("{file}:32: drills.assertion.0.expect: `about one` is not an expectation"),
+        format!(
+            "{file}:36: notifications.smtp.tls: plain SMTP is only allowed to a loopback relay"
+        ),
+        format!("{file}:39: reprots: unknown section `reprots` (did you mean `reports`?)"),
+    ];
+    for line in &expected {
+        assert!(
+            err.contains(line.as_str()),
+            "missing diagnostic:\n  {line}\nin:\n{err}"
+        );
+    }
+    assert!(err.contains("keys/nope.key does not exist"), "{err}");
+    assert!(err.contains("missing.sqlite does not exist"), "{err}");
+    assert!(
+        err.contains(&format!("{file}: 12 error(s); nothing was changed")),
+        "{err}"
+    );
+}
+
+#[test]
+fn json_output_lists_the_same_diagnostics() {
+    let ws = Workspace::new();
+    ws.write_config(
+        &common::default_config()
+            .replace("hostname = \"test-host\"", "hostname = \"x\"\nbogus = 1"),
+    );
+    let out = ws.custodian(&["--json", "config", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    let d = &v["diagnostics"][0];
+    assert_eq!(d["severity"], "error");
+    assert_eq!(d["key"], "custodian.bogus");
+    assert_eq!(d["line"], 4);
+}
+
+#[test]
+fn syntax_errors_name_the_line() {
+    let ws = Workspace::new();
+    ws.write_config("[custodian]\nstate-dir = \"state\n");
+    let out = ws.custodian(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    let file = ws.config_path().display().to_string();
+    assert!(
+        err.contains(&format!("{file}:2: TOML syntax error")),
+        "{err}"
+    );
+}
+
+#[test]
+fn readable_password_files_are_a_warning_and_secrets_are_never_printed() {
+    let ws = Workspace::new();
+    fs::set_permissions(ws.key("local"), fs::Permissions::from_mode(0o644)).unwrap();
+    let out = ws.custodian(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(0));
+    let err = stderr(&out);
+    assert!(
+        err.contains("warning: location.local.password-file:"),
+        "{err}"
+    );
+    assert!(err.contains("chmod 600"), "{err}");
+    // Neither the password nor any part of it appears anywhere.
+    let all = format!("{err}{}", stdout(&out));
+    assert!(!all.contains("correct horse"), "{all}");
+
+    // An environment secret that is missing is named, never its value when present.
+    ws.write_config(&common::default_config().replace(
+        "password-file = \"keys/offsite.key\"",
+        "password-env = \"CUSTODIAN_TEST_OFFSITE\"",
+    ));
+    let out = common::custodian_cmd()
+        .args([
+            "--config",
+            ws.config_path().to_str().unwrap(),
+            "config",
+            "check",
+        ])
+        .env_remove("CUSTODIAN_TEST_OFFSITE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("environment variable CUSTODIAN_TEST_OFFSITE is not set"));
+    let out = common::custodian_cmd()
+        .args([
+            "--config",
+            ws.config_path().to_str().unwrap(),
+            "--json",
+            "config",
+            "check",
+        ])
+        .env("CUSTODIAN_TEST_OFFSITE", "s3cr3t-env-value")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!format!("{}{}", stdout(&out), stderr(&out)).contains("s3cr3t-env-value"));
+}
+
+#[test]
+fn a_missing_configuration_says_how_to_get_one() {
+    let out = common::custodian_cmd()
+        .args(["--config", "/nonexistent/custodian.toml", "backup"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("/nonexistent/custodian.toml does not exist"),
+        "{err}"
+    );
+    assert!(err.contains("custodian demo"), "{err}");
+}

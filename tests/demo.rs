@@ -1,0 +1,74 @@
+//! `custodian demo --dir DIR`: the whole cycle on the embedded default, twice.
+
+mod common;
+
+use std::path::Path;
+
+use common::{assert_success, custodian_cmd, restic, stderr};
+
+fn demo(dir: &Path) -> serde_json::Value {
+    let out = custodian_cmd()
+        .args(["demo", "--json", "--dir", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_demo_runs_the_whole_cycle_and_the_second_run_adds_little() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+
+    let first = demo(&dir);
+    assert_eq!(first["ok"], true, "{first:#}");
+    assert_eq!(first["crm"]["created"], true);
+    let counts = first["verification"]["counts"].as_object().unwrap();
+    let rows: u64 = counts.values().map(|v| v.as_u64().unwrap()).sum();
+    assert!(rows >= 50_000, "{counts:?}");
+    for table in ["companies", "contacts", "deals", "activities", "notes"] {
+        assert!(counts[table].as_u64().unwrap() > 0, "{table}");
+    }
+    assert_eq!(first["verification"]["status"], "verified");
+    assert_eq!(first["verification"]["location"], "offsite");
+    let chinese = common::sqlite(
+        &dir.join("crm.sqlite"),
+        "SELECT count(*) FROM contacts WHERE last_name IN ('王', '李', '张');",
+    );
+    assert!(chinese.trim().parse::<u64>().unwrap() > 0);
+
+    let locations = first["locations"].as_array().unwrap();
+    assert_eq!(locations.len(), 2);
+    for location in locations {
+        let name = location["name"].as_str().unwrap();
+        let repo = Path::new(location["repository"].as_str().unwrap());
+        let key = Path::new(location["password_file"].as_str().unwrap());
+        assert!(repo.starts_with(&dir) && key.starts_with(&dir));
+        assert_eq!(location["check"], "ok");
+        assert_eq!(first["snapshots"][name].as_array().unwrap().len(), 1);
+        assert_success(
+            &restic(repo, key, &["check", "--read-data"]),
+            "restic check --read-data",
+        );
+    }
+    let first_added = first["backup"]["snapshot"]["added_stored"]
+        .as_u64()
+        .unwrap();
+
+    let second = demo(&dir);
+    assert_eq!(second["ok"], true, "{second:#}");
+    assert_eq!(second["crm"]["created"], false);
+    assert!(second["crm"]["rows_changed"].as_u64().unwrap() > 0);
+    for name in ["local", "offsite"] {
+        assert_eq!(second["snapshots"][name].as_array().unwrap().len(), 2);
+    }
+    let second_added = second["backup"]["snapshot"]["added_stored"]
+        .as_u64()
+        .unwrap();
+    let read = second["backup"]["snapshot"]["bytes"].as_u64().unwrap();
+    assert!(
+        second_added * 4 < first_added && second_added * 10 < read,
+        "the increment should add little: first {first_added}, second {second_added} of {read} read"
+    );
+    assert_eq!(second["verification"]["status"], "verified");
+}

@@ -1,0 +1,187 @@
+//! The repository layer's guards against rustic_core's traps, driven through the library with
+//! readers that fail in the ways real dumps fail. restic is the judge of what is left behind.
+
+mod common;
+
+use std::io::{self, Read};
+use std::sync::Arc;
+
+use custodian::location::LocalStorage;
+use custodian::repo::{ArchiveEntry, ArchiveRequest, Repo};
+use custodian::secret::Secret;
+use rustic_core::WriteBackend;
+
+const PASSWORD: &str = "guard-test-password";
+
+fn new_repo(dir: &std::path::Path) -> Repo {
+    let backend: Arc<dyn WriteBackend> = Arc::new(LocalStorage::new(dir).unwrap());
+    Repo::init(
+        "test",
+        &dir.display().to_string(),
+        backend,
+        &Secret::new(PASSWORD.into()),
+        None,
+    )
+    .unwrap()
+}
+
+/// Deterministic, poorly compressible bytes.
+fn content(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Yields `data`, then fails with an I/O error instead of reaching the end.
+struct FailsAfter {
+    data: io::Cursor<Vec<u8>>,
+}
+
+impl Read for FailsAfter {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.data.read(buf)? {
+            0 => Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "dump process died",
+            )),
+            n => Ok(n),
+        }
+    }
+}
+
+fn request(size: u64, sha256: Option<String>, reader: Box<dyn Read + Send>) -> ArchiveRequest {
+    let mut reader = Some(reader);
+    ArchiveRequest {
+        source: "crm".into(),
+        engine: "sqlite".into(),
+        hostname: "guard-host".into(),
+        time: jiff::Timestamp::now(),
+        entries: vec![ArchiveEntry {
+            name: "crm.sqlite".into(),
+            size,
+            sha256,
+            // Fixed, so that only forcing (not differing metadata) keeps a parent from
+            // standing in for the data.
+            mtime: "2026-01-01T00:00:00Z".parse().unwrap(),
+            open: Box::new(move || Ok(reader.take().unwrap())),
+        }],
+    }
+}
+
+fn restic_sees_no_snapshot_and_a_sound_repository(dir: &std::path::Path) {
+    let key = dir.with_extension("key");
+    std::fs::write(&key, PASSWORD).unwrap();
+    let out = common::restic(dir, &key, &["snapshots", "--json"]);
+    common::assert_success(&out, "restic snapshots");
+    let snaps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        snaps,
+        serde_json::json!([]),
+        "no snapshot may survive a broken stream"
+    );
+    common::assert_success(
+        &common::restic(dir, &key, &["check", "--read-data"]),
+        "restic check",
+    );
+}
+
+#[test]
+fn a_reader_error_mid_stream_discards_the_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("repo");
+    let repo = new_repo(&path);
+    let data = content(6 << 20);
+    let reader = Box::new(FailsAfter {
+        data: io::Cursor::new(data[..3 << 20].to_vec()),
+    });
+    let err = repo
+        .archive(request(data.len() as u64, None, reader))
+        .unwrap_err();
+    assert_eq!(err.code(), "repo.incomplete_backup");
+    assert!(err.to_string().contains("dump process died"), "{err}");
+    assert!(repo.snapshots().unwrap().is_empty());
+    restic_sees_no_snapshot_and_a_sound_repository(&path);
+}
+
+#[test]
+fn a_stream_shorter_than_announced_is_not_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("repo");
+    let repo = new_repo(&path);
+    let data = content(2 << 20);
+    let err = repo
+        .archive(request(4 << 20, None, Box::new(io::Cursor::new(data))))
+        .unwrap_err();
+    assert_eq!(err.code(), "repo.incomplete_backup");
+    assert!(
+        err.to_string()
+            .contains("2097152 bytes read, 4194304 expected"),
+        "{err}"
+    );
+    restic_sees_no_snapshot_and_a_sound_repository(&path);
+}
+
+#[test]
+fn content_that_changed_while_read_is_not_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("repo");
+    let repo = new_repo(&path);
+    let data = content(1 << 20);
+    let wrong = Some(format!("sha256:{}", "0".repeat(64)));
+    let err = repo
+        .archive(request(
+            data.len() as u64,
+            wrong,
+            Box::new(io::Cursor::new(data)),
+        ))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("changed while it was read"),
+        "{err}"
+    );
+    restic_sees_no_snapshot_and_a_sound_repository(&path);
+}
+
+#[test]
+fn a_complete_stream_is_committed_byte_for_byte_and_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("repo");
+    let repo = new_repo(&path);
+    let data = content(3 << 20);
+    let first = repo
+        .archive(request(
+            data.len() as u64,
+            None,
+            Box::new(io::Cursor::new(data.clone())),
+        ))
+        .unwrap();
+    assert!(!first.snapshot.pending);
+    assert_eq!(first.snapshot.bytes, data.len() as u64);
+    // Same metadata, different bytes: a parent must never stand in for unread data (trap 3).
+    let mut other = data.clone();
+    other[100] ^= 0xff;
+    let second = repo
+        .archive(request(
+            other.len() as u64,
+            None,
+            Box::new(io::Cursor::new(other.clone())),
+        ))
+        .unwrap();
+    let mut out = Vec::new();
+    repo.dump_file(
+        &second.snapshot.id,
+        std::path::Path::new("/custodian/crm/crm.sqlite"),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(out, other);
+    let snaps = repo.snapshots().unwrap();
+    assert_eq!(snaps.len(), 2);
+    assert!(snaps.iter().all(|s| !s.pending && s.is_committed_backup()));
+}
