@@ -55,7 +55,11 @@ impl Read for FailsAfter {
     }
 }
 
-fn request(size: u64, sha256: Option<String>, reader: Box<dyn Read + Send>) -> ArchiveRequest {
+fn request(
+    size: Option<u64>,
+    sha256: Option<String>,
+    reader: Box<dyn Read + Send>,
+) -> ArchiveRequest {
     let mut reader = Some(reader);
     ArchiveRequest {
         source: "crm".into(),
@@ -101,7 +105,7 @@ fn a_reader_error_mid_stream_discards_the_snapshot() {
         data: io::Cursor::new(data[..3 << 20].to_vec()),
     });
     let err = repo
-        .archive(request(data.len() as u64, None, reader))
+        .archive(request(Some(data.len() as u64), None, reader))
         .unwrap_err();
     assert_eq!(err.code(), "repo.incomplete_backup");
     assert!(err.to_string().contains("dump process died"), "{err}");
@@ -116,7 +120,11 @@ fn a_stream_shorter_than_announced_is_not_committed() {
     let repo = new_repo(&path);
     let data = content(2 << 20);
     let err = repo
-        .archive(request(4 << 20, None, Box::new(io::Cursor::new(data))))
+        .archive(request(
+            Some(4 << 20),
+            None,
+            Box::new(io::Cursor::new(data)),
+        ))
         .unwrap_err();
     assert_eq!(err.code(), "repo.incomplete_backup");
     assert!(
@@ -136,7 +144,7 @@ fn content_that_changed_while_read_is_not_committed() {
     let wrong = Some(format!("sha256:{}", "0".repeat(64)));
     let err = repo
         .archive(request(
-            data.len() as u64,
+            Some(data.len() as u64),
             wrong,
             Box::new(io::Cursor::new(data)),
         ))
@@ -156,7 +164,7 @@ fn a_complete_stream_is_committed_byte_for_byte_and_forced() {
     let data = content(3 << 20);
     let first = repo
         .archive(request(
-            data.len() as u64,
+            Some(data.len() as u64),
             None,
             Box::new(io::Cursor::new(data.clone())),
         ))
@@ -168,7 +176,7 @@ fn a_complete_stream_is_committed_byte_for_byte_and_forced() {
     other[100] ^= 0xff;
     let second = repo
         .archive(request(
-            other.len() as u64,
+            Some(other.len() as u64),
             None,
             Box::new(io::Cursor::new(other.clone())),
         ))
@@ -184,4 +192,44 @@ fn a_complete_stream_is_committed_byte_for_byte_and_forced() {
     let snaps = repo.snapshots().unwrap();
     assert_eq!(snaps.len(), 2);
     assert!(snaps.iter().all(|s| !s.pending && s.is_committed_backup()));
+}
+
+#[test]
+fn a_stream_of_unknown_size_is_stored_whole_for_restic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("repo");
+    let repo = new_repo(&path);
+    let data = content(5 << 20);
+    let outcome = repo
+        .archive(request(None, None, Box::new(io::Cursor::new(data.clone()))))
+        .unwrap();
+    assert_eq!(outcome.entries[0].bytes, data.len() as u64);
+    // restic restores the whole stream (rustic_core alone would record size 0: trap 6).
+    let key = path.with_extension("key");
+    std::fs::write(&key, PASSWORD).unwrap();
+    let target = dir.path().join("restored");
+    let out = common::restic(
+        &path,
+        &key,
+        &[
+            "restore",
+            "latest",
+            "--target",
+            target.to_str().unwrap(),
+            "--verify",
+        ],
+    );
+    common::assert_success(&out, "restic restore --verify");
+    assert_eq!(
+        std::fs::read(target.join("custodian/crm/crm.sqlite")).unwrap(),
+        data
+    );
+
+    // A failing stream of unknown size is discarded like any other.
+    let reader = Box::new(FailsAfter {
+        data: io::Cursor::new(data[..1 << 20].to_vec()),
+    });
+    let err = repo.archive(request(None, None, reader)).unwrap_err();
+    assert_eq!(err.code(), "repo.incomplete_backup");
+    assert_eq!(repo.snapshots().unwrap().len(), 1);
 }

@@ -62,23 +62,60 @@ pub enum Command {
         #[arg(long, value_parser = parse_subset)]
         read_data_subset: Option<ReadSubset>,
     },
-    /// Restore a SQLite backup into a file, verified against its manifest.
+    /// Restore a backup, verified against its manifest: a SQLite file (--to) or a database
+    /// on a server (--target).
     Restore {
         /// Snapshot id (a prefix is enough), backup id, or `latest`.
         #[arg(long)]
         snapshot: String,
-        /// Where to write the database file.
+        /// SQLite: where to write the database file.
+        #[arg(long, conflicts_with = "target", required_unless_present = "target")]
+        to: Option<PathBuf>,
+        /// PostgreSQL / MariaDB: the database to restore into, e.g.
+        /// postgres://admin@db2:5432/crm (created if missing; no password in the URL).
         #[arg(long)]
-        to: PathBuf,
+        target: Option<String>,
+        /// File holding the target server's password (default: the source's password).
+        #[arg(long, conflicts_with = "target_password_env")]
+        target_password_file: Option<PathBuf>,
+        /// Environment variable holding the target server's password.
+        #[arg(long)]
+        target_password_env: Option<String>,
+        /// PostgreSQL: parallel pg_restore workers; above 1 the dump is spooled to a private
+        /// file under the state directory first (pg_restore needs a file to work in parallel).
+        #[arg(long, default_value_t = 1)]
+        jobs: u32,
+        /// PostgreSQL: apply the cluster's roles (without passwords) and tablespaces first.
+        #[arg(long)]
+        with_globals: bool,
         /// Location to restore from (default: the source's primary).
         #[arg(long)]
         location: Option<String>,
         /// Source the snapshot belongs to (narrows `latest`).
         #[arg(long)]
         source: Option<String>,
-        /// Replace the target file if it exists.
+        /// Replace the target file if it exists, or the contents of a non-empty database.
         #[arg(long)]
         force: bool,
+    },
+    /// Create the demo CRM (schema and data) in an empty PostgreSQL or MariaDB database, or
+    /// apply a churn model to it (for tests and the benchmark).
+    GenerateCrm {
+        /// postgres://… or mysql://… (no password in the URL).
+        #[arg(long)]
+        url: String,
+        /// File holding the password.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        /// Size relative to the benchmark's reference CRM (1.0 ≈ 1.1 GiB in PostgreSQL).
+        #[arg(long, conflicts_with = "size")]
+        scale: Option<f64>,
+        /// Approximate size on disk, e.g. 1GiB (PostgreSQL measure).
+        #[arg(long)]
+        size: Option<String>,
+        /// Instead of creating: apply a churn model (realistic or uniform) to an existing demo CRM.
+        #[arg(long, value_parser = ["realistic", "uniform"])]
+        churn: Option<String>,
     },
     /// Show recent runs from the catalog.
     Runs {

@@ -16,6 +16,7 @@ pub use args::{Cli, Command, ConfigCommand};
 use crate::catalog::Trigger;
 use crate::config::{Config, ConfigError, Diagnostic, Severity};
 use crate::job::{self, Context, JobError};
+use crate::secret::SecretRef;
 
 /// Stable exit codes (documented in the README).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,6 +164,13 @@ async fn run(cli: Cli) -> Exit {
             command: ConfigCommand::Check,
         } => config_check(&config_path, json),
         Command::Demo { dir } => crate::demo::run(&dir, json).await,
+        Command::GenerateCrm {
+            url,
+            password_file,
+            scale,
+            size,
+            churn,
+        } => crate::demo::generate_crm(&url, password_file, scale, size, churn, json).await,
         command => {
             let ctx = match context(&config_path, json, Trigger::Cli).await {
                 Ok(ctx) => ctx,
@@ -209,18 +217,31 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
             Command::Restore {
                 snapshot,
                 to,
+                target,
+                target_password_file,
+                target_password_env,
+                jobs,
+                with_globals,
                 location,
                 source,
                 force,
             } => {
+                let target_password = target_password_file
+                    .map(SecretRef::File)
+                    .or(target_password_env.map(SecretRef::Env));
                 let report = job::restore(
                     ctx,
                     &job::RestoreRequest {
                         snapshot,
                         to,
+                        target,
+                        target_password,
                         location,
                         source,
                         force,
+                        jobs: jobs.max(1),
+                        with_globals,
+                        progress: !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
                     },
                 )
                 .await?;
@@ -232,7 +253,9 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
                 emit(json, &runs, |r| render::runs(r));
                 Exit::Ok
             }
-            Command::Config { .. } | Command::Demo { .. } => Exit::Usage,
+            Command::Config { .. } | Command::Demo { .. } | Command::GenerateCrm { .. } => {
+                Exit::Usage
+            }
         })
     }
     .await;

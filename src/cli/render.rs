@@ -140,18 +140,25 @@ pub fn checks(outcomes: &[CheckOutcome]) -> String {
 
 pub fn restore(r: &RestoreReport) -> String {
     let rows: u64 = r.verification.tables.iter().map(|t| t.rows).sum();
-    format!(
-        "restored snapshot {} of {} from {} to {} ({}), {:.1} s\nverified against the manifest: {} tables, {} rows, file {}",
+    let mut out = format!(
+        "restored snapshot {} of {} ({}) from {} to {} ({}), {:.1} s\nverified against the manifest: {} tables, {} rows",
         &r.snapshot_id[..8],
         r.source,
+        r.engine,
         r.location,
-        r.target.display(),
+        r.target,
         human_bytes(r.bytes),
         r.duration_seconds,
         r.verification.tables.len(),
         group_digits(rows),
-        r.verification.file_sha256
-    )
+    );
+    if let Some(sha) = &r.verification.file_sha256 {
+        let _ = write!(out, ", file {sha}");
+    }
+    for w in &r.warnings {
+        let _ = write!(out, "\nwarning: {w}");
+    }
+    out
 }
 
 pub fn runs(runs: &[RunRecord]) -> String {

@@ -9,6 +9,7 @@ mod diagnostic;
 mod document;
 mod policy;
 mod raw;
+mod sources;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -65,13 +66,31 @@ pub struct SourceConfig {
 #[derive(Clone, Debug)]
 pub enum SourceKind {
     Sqlite { path: PathBuf },
+    Postgres(ServerSource),
+    Mysql(ServerSource),
 }
+
+/// A database server source (PostgreSQL or MariaDB/MySQL).
+#[derive(Clone, Debug)]
+pub struct ServerSource {
+    /// Connection URL, without a password (the configuration refuses one).
+    pub url: String,
+    pub password: Option<SecretRef>,
+    /// Tables larger than this (on disk) get a sampled checksum instead of a full one.
+    pub checksum_limit: u64,
+    /// Per-table checksum modes, by `schema.table` (PostgreSQL) or `table` (MySQL).
+    pub checksum: std::collections::BTreeMap<String, crate::model::ChecksumMode>,
+}
+
+pub use sources::DEFAULT_CHECKSUM_LIMIT;
 
 impl SourceConfig {
     #[must_use]
     pub fn engine(&self) -> Engine {
         match self.kind {
             SourceKind::Sqlite { .. } => Engine::Sqlite,
+            SourceKind::Postgres(_) => Engine::Postgres,
+            SourceKind::Mysql(_) => Engine::Mysql,
         }
     }
 

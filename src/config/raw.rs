@@ -33,6 +33,34 @@ pub struct RawSqliteSource {
     pub locations: Option<Vec<String>>,
 }
 
+/// `[source.NAME]` with `kind = "postgres"` or `kind = "mysql"`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawServerSource {
+    #[allow(dead_code)]
+    pub kind: String,
+    pub url: String,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    pub password_credential: Option<String>,
+    pub locations: Option<Vec<String>>,
+    /// Tables larger than this get a sampled checksum instead of a full one.
+    pub checksum_limit: Option<String>,
+    /// Per-table checksum mode: `full`, `sampled` or `count`.
+    #[serde(default)]
+    pub checksum: std::collections::BTreeMap<String, String>,
+}
+
+impl RawServerSource {
+    pub fn password(&self) -> RawPassword {
+        RawPassword {
+            file: self.password_file.clone(),
+            env: self.password_env.clone(),
+            credential: self.password_credential.clone(),
+        }
+    }
+}
+
 /// `[location.NAME]` with `kind = "local"`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -1,6 +1,5 @@
 //! The validation pass: raw tables → [`Config`], with a diagnostic for every problem.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -11,11 +10,9 @@ use super::diagnostic::{Diagnostics, Severity};
 use super::document::{Document, join};
 use super::raw::{
     RawAccess, RawDrills, RawGeneral, RawLocalLocation, RawNotifications, RawPassword, RawReports,
-    RawRetention, RawSqliteSource,
+    RawRetention,
 };
-use super::{
-    Config, DEFAULT_STATE_DIR, LocationConfig, LocationKind, SourceConfig, SourceKind, policy,
-};
+use super::{Config, DEFAULT_STATE_DIR, LocationConfig, LocationKind, policy};
 use crate::model::naming::is_valid_name;
 use crate::secret::{SecretRef, loose_permissions};
 
@@ -29,7 +26,6 @@ const SECTIONS: &[&str] = &[
     "notifications",
     "access",
 ];
-const SOURCE_KINDS: &[&str] = &["sqlite"];
 const LOCATION_KINDS: &[&str] = &["local"];
 
 /// Relative paths in the file are relative to the file's directory.
@@ -87,7 +83,7 @@ pub(super) fn validate(file: &Path, text: &str, diags: &mut Diagnostics) -> Opti
     }
 
     let (locations, location_names) = locations(&doc, diags, &base);
-    let sources = sources(&doc, diags, &base, &location_names);
+    let sources = super::sources::sources(&doc, diags, &base, &location_names);
     let source_names: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
 
     let raw_retention: RawRetention = section(&doc, diags, "retention").unwrap_or_default();
@@ -129,7 +125,7 @@ fn section<T: serde::de::DeserializeOwned>(
 }
 
 /// The named entries of `[source.*]` or `[location.*]`, in file order, each with its `kind`.
-fn entries<'d, 'a>(
+pub(super) fn entries<'d, 'a>(
     doc: &'d Document<'a>,
     diags: &mut Diagnostics,
     section: &str,
@@ -207,9 +203,7 @@ fn entries<'d, 'a>(
         if !kinds.contains(&kind.as_str()) {
             let line = doc.line(diags, &format!("{prefix}.kind"));
             let later = match (section, kind.as_str()) {
-                ("source", "postgres" | "mysql") | ("location", "s3") => {
-                    " (not supported by this version of Custodian yet)"
-                }
+                ("location", "s3") => " (not supported by this version of Custodian yet)",
                 _ => "",
             };
             diags.push(
@@ -312,98 +306,6 @@ fn declared_names(doc: &Document<'_>, section: &str) -> Vec<String> {
     }
 }
 
-fn sources(
-    doc: &Document<'_>,
-    diags: &mut Diagnostics,
-    base: &Path,
-    locations: &[String],
-) -> Vec<SourceConfig> {
-    let mut out = Vec::new();
-    for (name, _kind, entry) in entries(doc, diags, "source", SOURCE_KINDS) {
-        let prefix = format!("source.{name}");
-        let Some(raw) = doc.deserialize::<RawSqliteSource>(entry, &prefix, diags) else {
-            continue;
-        };
-        let path = resolve_path(base, &raw.path);
-        if !path.is_file() {
-            let key = format!("{prefix}.path");
-            let line = doc.line(diags, &key);
-            let what = if path.exists() {
-                "is not a regular file"
-            } else {
-                "does not exist"
-            };
-            diags.push(
-                Severity::Error,
-                line,
-                key,
-                format!(
-                    "{} {what}; point it at the CRM's SQLite database file",
-                    path.display()
-                ),
-            );
-        }
-        let chosen = source_locations(doc, diags, &prefix, raw.locations, locations);
-        out.push(SourceConfig {
-            name,
-            kind: SourceKind::Sqlite { path },
-            locations: chosen,
-        });
-    }
-    out
-}
-
-/// The locations a source is kept in; all of them, in file order, when not given.
-fn source_locations(
-    doc: &Document<'_>,
-    diags: &mut Diagnostics,
-    prefix: &str,
-    chosen: Option<Vec<String>>,
-    defined: &[String],
-) -> Vec<String> {
-    let key = format!("{prefix}.locations");
-    let Some(chosen) = chosen else {
-        return defined.to_vec();
-    };
-    if chosen.is_empty() {
-        let line = doc.line(diags, &key);
-        diags.push(
-            Severity::Error,
-            line,
-            key,
-            "is empty; list at least one location (the first receives backups, the others copies)",
-        );
-        return defined.to_vec();
-    }
-    let mut counts: HashMap<&str, usize> = HashMap::new();
-    for (i, name) in chosen.iter().enumerate() {
-        *counts.entry(name).or_default() += 1;
-        let item_key = format!("{key}.{i}");
-        if !defined.contains(name) {
-            let line = doc.line(diags, &item_key);
-            diags.push(
-                Severity::Error,
-                line,
-                item_key,
-                format!(
-                    "location `{name}` is not defined{}; define [location.{name}] or use one of: {}",
-                    suggestion(name, &defined.iter().map(String::as_str).collect::<Vec<_>>()),
-                    defined.join(", ")
-                ),
-            );
-        } else if counts[name.as_str()] == 2 {
-            let line = doc.line(diags, &item_key);
-            diags.push(
-                Severity::Error,
-                line,
-                item_key,
-                format!("location `{name}` is listed twice"),
-            );
-        }
-    }
-    chosen
-}
-
 /// Exactly one of `<prefix>-file`, `<prefix>-env`, `<prefix>-credential`. With `required`, none
 /// is an error too. File references are checked now (exists, readable, not empty, private).
 pub(super) fn secret_ref(
@@ -475,7 +377,7 @@ pub(super) fn secret_ref(
 }
 
 /// ` (did you mean `x`?)` when a known word is close.
-fn suggestion(word: &str, known: &[&str]) -> String {
+pub(super) fn suggestion(word: &str, known: &[&str]) -> String {
     known
         .iter()
         .map(|k| (strsim::levenshtein(word, k), k))

@@ -5,6 +5,7 @@
 //! changes a few rows first and shows how little the next backup adds.
 
 pub mod crm;
+pub mod servers;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -271,10 +272,11 @@ async fn verify_copy(ctx: &Context, backup: &BackupReport) -> Result<DemoVerific
         ctx,
         &job::RestoreRequest {
             snapshot: snapshot.backup_id.clone(),
-            to: target.clone(),
+            to: Some(target.clone()),
             location: Some(location.clone()),
             source: Some(backup.source.clone()),
             force: true,
+            ..job::RestoreRequest::default()
         },
     )
     .await;
@@ -429,4 +431,121 @@ fn render(out: &DemoOutput) -> String {
         );
     }
     s
+}
+
+/// `custodian generate-crm`: the demo CRM on a database server, or churn applied to it.
+pub async fn generate_crm(
+    url: &str,
+    password_file: Option<PathBuf>,
+    scale: Option<f64>,
+    size: Option<String>,
+    churn: Option<String>,
+    json: bool,
+) -> Exit {
+    let result = generate_inner(url, password_file, scale, size, churn).await;
+    match result {
+        Ok(out) => {
+            emit(json, &out, |o| {
+                format!(
+                    "{} {}: {} rows in {:.1} s",
+                    o["action"].as_str().unwrap_or(""),
+                    o["database"].as_str().unwrap_or(""),
+                    o["rows"],
+                    o["seconds"].as_f64().unwrap_or(0.0)
+                )
+            });
+            Exit::Ok
+        }
+        Err(err) => {
+            let exit = if err.is_usage() {
+                Exit::Usage
+            } else {
+                Exit::JobFailed
+            };
+            if json {
+                emit(
+                    true,
+                    &serde_json::json!({"ok": false, "error": err.to_string(), "error_code": err.code()}),
+                    |_| String::new(),
+                );
+            } else {
+                eprintln!("custodian generate-crm: {err}");
+            }
+            exit
+        }
+    }
+}
+
+async fn generate_inner(
+    url: &str,
+    password_file: Option<PathBuf>,
+    scale: Option<f64>,
+    size: Option<String>,
+    churn: Option<String>,
+) -> Result<serde_json::Value, JobError> {
+    use crate::source::{mysql, postgres};
+    let started = Instant::now();
+    let password = password_file
+        .map(|p| crate::secret::SecretRef::File(p).resolve())
+        .transpose()
+        .map_err(|e| JobError::Usage(e.to_string()))?;
+    let scale = match (scale, size) {
+        (Some(s), _) if s > 0.0 => s,
+        (Some(_), _) => return Err(JobError::Usage("--scale must be above 0".into())),
+        (None, Some(size)) => {
+            let bytes = size.parse::<bytesize::ByteSize>().map_err(|_| {
+                JobError::Usage(format!("`{size}` is not a size; write it like 1GiB"))
+            })?;
+            bytes.as_u64() as f64 / servers::BYTES_AT_SCALE_ONE
+        }
+        (None, None) => 0.01,
+    };
+    let churn = churn.map(|c| {
+        if c == "uniform" {
+            servers::Churn::Uniform
+        } else {
+            servers::Churn::Realistic
+        }
+    });
+    let db_err = |e: sqlx::Error| JobError::io(format!("generating the demo CRM in {url}"), &e);
+    let (database, rows) = if url.starts_with("postgres") {
+        let connect = postgres::Connect::new(url, password).map_err(JobError::Usage)?;
+        let mut conn = connect.connect().await.map_err(db_err)?;
+        let rows = match churn {
+            Some(c) => servers::churn_postgres(&mut conn, c)
+                .await
+                .map_err(db_err)?,
+            None => {
+                servers::generate_postgres(&mut conn, scale)
+                    .await
+                    .map_err(db_err)?;
+                servers::rows_at(scale).iter().map(|(_, n)| *n as u64).sum()
+            }
+        };
+        (connect.describe(), rows)
+    } else {
+        let connect = mysql::Connect::new(url, password).map_err(JobError::Usage)?;
+        let mut conn = connect.connect().await.map_err(db_err)?;
+        let rows = match churn {
+            Some(_) => {
+                return Err(JobError::Usage(
+                    "--churn is implemented for PostgreSQL (the benchmark's engine)".into(),
+                ));
+            }
+            None => {
+                servers::generate_mysql(&mut conn, scale)
+                    .await
+                    .map_err(db_err)?;
+                servers::rows_at(scale).iter().map(|(_, n)| *n as u64).sum()
+            }
+        };
+        (connect.describe(), rows)
+    };
+    Ok(serde_json::json!({
+        "action": if churn.is_some() { "churned" } else { "generated" },
+        "database": database,
+        "scale": scale,
+        "rows": rows,
+        "seconds": started.elapsed().as_secs_f64(),
+    }))
 }

@@ -13,8 +13,9 @@ use super::{Context, JobError, blocking, lock};
 use crate::catalog::{BackupRecord, RunEnd, RunKind};
 use crate::config::{SourceConfig, SourceKind};
 use crate::model::{Manifest, naming, time};
-use crate::repo::{ArchiveEntry, ArchiveRequest, SnapshotInfo};
-use crate::source::{Dump, sqlite};
+use crate::repo::{ArchiveEntry, ArchiveOutcome, ArchiveRequest, ReadEntry, Repo, SnapshotInfo};
+use crate::source::process::DumpProcess;
+use crate::source::{Dump, StreamDump, mysql, postgres, sqlite};
 
 /// What a backup of one source did.
 #[derive(Clone, Debug, Serialize)]
@@ -29,6 +30,8 @@ pub struct BackupReport {
     pub snapshot: Option<SnapshotInfo>,
     pub tables: usize,
     pub rows: u64,
+    /// Each file or stream stored, with its size and SHA-256.
+    pub files: Vec<ReadEntry>,
     pub duration_seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -49,6 +52,8 @@ impl BackupReport {
 
 struct Stored {
     snapshot: SnapshotInfo,
+    /// What was read from each file or stream.
+    files: Vec<ReadEntry>,
     manifest: Manifest,
     discarded: Vec<String>,
 }
@@ -102,6 +107,7 @@ async fn backup_source(ctx: &Context, source: &SourceConfig) -> Result<BackupRep
                 "tables": stored.manifest.tables.len(),
                 "rows": stored.manifest.total_rows(),
                 "added_raw": stored.snapshot.added_raw,
+                "files": stored.files,
                 "discarded_pending": stored.discarded,
             })),
             ..RunEnd::default()
@@ -119,6 +125,7 @@ async fn backup_source(ctx: &Context, source: &SourceConfig) -> Result<BackupRep
         snapshot: None,
         tables: 0,
         rows: 0,
+        files: Vec::new(),
         duration_seconds: started.elapsed().as_secs_f64(),
         error: None,
         error_code: None,
@@ -130,6 +137,7 @@ async fn backup_source(ctx: &Context, source: &SourceConfig) -> Result<BackupRep
             report.status = "succeeded";
             report.tables = stored.manifest.tables.len();
             report.rows = stored.manifest.total_rows();
+            report.files = stored.files;
             report.snapshot = Some(stored.snapshot);
             report.discarded_pending = stored.discarded;
             report.copies = copy_source(ctx, source).await?;
@@ -161,11 +169,50 @@ async fn store(ctx: &Context, source: &SourceConfig, run_id: &str) -> Result<Sto
         );
     }
 
-    let dump = match &source.kind {
+    let scratch = ctx.config.scratch_dir();
+    let (stored, manifest, manifest_json) = match &source.kind {
         SourceKind::Sqlite { path } => {
-            sqlite::dump(&source.name, path, &ctx.config.scratch_dir()).await?
+            let dump = sqlite::dump(&source.name, path, &scratch).await?;
+            store_files(ctx, source, &repo, dump).await?
+        }
+        SourceKind::Postgres(cfg) => {
+            let dump = postgres::start(&source.name, cfg, &scratch).await?;
+            store_streams(ctx, source, &repo, dump).await?
+        }
+        SourceKind::Mysql(cfg) => {
+            let dump = mysql::start(&source.name, cfg, &scratch).await?;
+            store_streams(ctx, source, &repo, dump).await?
         }
     };
+    let manifest_sha256 = format!("sha256:{}", hex::encode(Sha256::digest(&manifest_json)));
+    ctx.catalog
+        .record_backup(&BackupRecord {
+            id: stored.snapshot.backup_id.clone(),
+            source: source.name.clone(),
+            engine: source.engine().to_string(),
+            taken_at: time::format(manifest.taken_at),
+            run_id: run_id.to_string(),
+            size: stored.snapshot.bytes,
+            manifest_json: String::from_utf8_lossy(&manifest_json).into_owned(),
+            manifest_sha256,
+            location: source.primary().to_string(),
+        })
+        .await?;
+    Ok(Stored {
+        snapshot: stored.snapshot,
+        files: stored.entries,
+        manifest,
+        discarded,
+    })
+}
+
+/// A file dump (SQLite): the manifest is ready before anything is stored.
+async fn store_files(
+    ctx: &Context,
+    source: &SourceConfig,
+    repo: &Repo,
+    dump: Dump,
+) -> Result<(ArchiveOutcome, Manifest, Vec<u8>), JobError> {
     let manifest = dump.manifest.clone();
     let manifest_json = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| JobError::Internal(format!("serializing the manifest: {e}")))?;
@@ -183,25 +230,174 @@ async fn store(ctx: &Context, source: &SourceConfig, run_id: &str) -> Result<Sto
     };
     // The dump's private copy is removed here, once the repository holds it.
     drop(dump);
+    Ok((stored, manifest, manifest_json))
+}
 
-    ctx.catalog
-        .record_backup(&BackupRecord {
-            id: stored.snapshot.backup_id.clone(),
-            source: source.name.clone(),
-            engine: source.engine().to_string(),
-            taken_at: time::format(manifest.taken_at),
-            run_id: run_id.to_string(),
-            size: stored.snapshot.bytes,
-            manifest_json: String::from_utf8_lossy(&manifest_json).into_owned(),
-            manifest_sha256,
-            location: source.primary().to_string(),
+/// A server dump: the tools' streams go straight into a pending snapshot while the manifest is
+/// computed in the dump's snapshot; the backup is committed only if every tool exited with
+/// status 0, every stream was read to its end and the manifest is complete.
+async fn store_streams(
+    ctx: &Context,
+    source: &SourceConfig,
+    repo: &Repo,
+    dump: StreamDump,
+) -> Result<(ArchiveOutcome, Manifest, Vec<u8>), JobError> {
+    let StreamDump {
+        streams,
+        processes,
+        manifest: job,
+        workdir,
+        taken_at,
+    } = dump;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<u8>, String>>(1);
+    let manifest_task = tokio::spawn(async move {
+        let result = job.run().await.and_then(|manifest| {
+            serde_json::to_vec_pretty(&manifest)
+                .map(|json| (manifest, json))
+                .map_err(|e| crate::source::SourceError::DumpFailed {
+                    source_name: String::new(),
+                    message: format!("serializing the manifest: {e}"),
+                })
+        });
+        let _ = tx.send(match &result {
+            Ok((_, json)) => Ok(json.clone()),
+            Err(e) => Err(e.to_string()),
+        });
+        result
+    });
+    let mut entries: Vec<ArchiveEntry> = streams
+        .into_iter()
+        .map(|stream| {
+            let reader = stream.reader;
+            ArchiveEntry {
+                name: stream.name,
+                size: None,
+                sha256: None,
+                mtime: taken_at,
+                open: Box::new(move || Ok(reader)),
+            }
         })
-        .await?;
-    Ok(Stored {
-        snapshot: stored.snapshot,
-        manifest,
-        discarded,
-    })
+        .collect();
+    entries.push(ArchiveEntry {
+        name: naming::MANIFEST_FILE.to_string(),
+        size: None,
+        sha256: None,
+        mtime: taken_at,
+        // Blocks one archiver thread until the manifest is computed; the streams keep flowing
+        // on the others.
+        open: Box::new(move || match rx.recv() {
+            Ok(Ok(json)) => Ok(Box::new(Cursor::new(json)) as Box<dyn Read + Send>),
+            Ok(Err(message)) => Err(std::io::Error::other(message)),
+            Err(_) => Err(std::io::Error::other(
+                "the manifest computation ended without a result",
+            )),
+        }),
+    });
+    let request = ArchiveRequest {
+        source: source.name.clone(),
+        engine: source.engine().to_string(),
+        hostname: ctx.config.hostname.clone(),
+        time: taken_at,
+        entries,
+    };
+    // The tools and the archiver run side by side; whichever ends first decides what happens to
+    // the other: a failed tool abandons the manifest (so the archiver, waiting for it, stops), a
+    // failed archive kills the tools (nobody reads their output any more).
+    let groups: Vec<u32> = processes.iter().map(DumpProcess::id).collect();
+    let tools = tokio::task::spawn_blocking(move || {
+        processes
+            .into_iter()
+            .filter_map(|p| p.finish().err())
+            .collect::<Vec<_>>()
+    });
+    let write = {
+        let repo = repo.clone();
+        tokio::task::spawn_blocking(move || repo.write_pending(request))
+    };
+    tokio::pin!(tools, write);
+    let joined =
+        |e: tokio::task::JoinError| JobError::Internal(format!("a backup task failed: {e}"));
+    let (failures, written, write_failed_first) = tokio::select! {
+        failures = &mut tools => {
+            let failures = failures.map_err(joined)?;
+            if !failures.is_empty() {
+                manifest_task.abort();
+                // Anything the failed tool started may still hold its output open.
+                for group in &groups {
+                    crate::source::process::kill_group(*group);
+                }
+            }
+            (failures, write.await.map_err(joined)?, false)
+        }
+        written = &mut write => {
+            let written = written.map_err(joined)?;
+            let failed = written.is_err();
+            if failed {
+                for group in &groups {
+                    crate::source::process::kill_group(*group);
+                }
+            }
+            (tools.await.map_err(joined)?, written, failed)
+        }
+    };
+    if written.is_err() || !failures.is_empty() {
+        manifest_task.abort();
+    }
+    let manifest = match manifest_task.await {
+        Ok(result) => result,
+        Err(e) if e.is_cancelled() => Err(crate::source::SourceError::DumpFailed {
+            source_name: source.name.clone(),
+            message: "the manifest was abandoned because the dump failed".into(),
+        }),
+        Err(e) => return Err(JobError::Internal(format!("the manifest task failed: {e}"))),
+    };
+    drop(workdir);
+
+    let pending = match (written, failures.into_iter().next(), manifest) {
+        (Ok(pending), None, Ok(manifest)) => (pending, manifest),
+        (written, failure, manifest) => {
+            let tool_error = failure.map(|failure| {
+                JobError::Source(crate::source::SourceError::ToolFailed {
+                    source_name: source.name.clone(),
+                    failure,
+                })
+            });
+            return Err(match written {
+                Err(e) if write_failed_first || tool_error.is_none() => e.into(),
+                Err(_) => tool_error.unwrap_or_else(|| JobError::Internal("unreachable".into())),
+                Ok(pending) => {
+                    let repo = repo.clone();
+                    blocking(move || repo.discard(pending)).await?;
+                    match (tool_error, manifest) {
+                        (Some(e), _) => e,
+                        (None, Err(e)) => JobError::Source(with_source(e, &source.name)),
+                        (None, Ok(_)) => {
+                            JobError::Internal("backup failed without a reason".into())
+                        }
+                    }
+                }
+            });
+        }
+    };
+    let (pending, (manifest, json)) = pending;
+    let repo = repo.clone();
+    let entries = pending.entries.clone();
+    let snapshot = blocking(move || repo.commit(pending)).await?;
+    Ok((ArchiveOutcome { snapshot, entries }, manifest, json))
+}
+
+/// Fills in the source name of an error raised where it was not known.
+fn with_source(e: crate::source::SourceError, name: &str) -> crate::source::SourceError {
+    match e {
+        crate::source::SourceError::DumpFailed {
+            source_name,
+            message,
+        } if source_name.is_empty() => crate::source::SourceError::DumpFailed {
+            source_name: name.to_string(),
+            message,
+        },
+        other => other,
+    }
 }
 
 /// The dump's files plus `manifest.json`, as archive entries.
@@ -214,7 +410,7 @@ fn entries(dump: &Dump, manifest_json: &[u8], manifest_sha256: &str) -> Vec<Arch
             let path = file.path.clone();
             ArchiveEntry {
                 name: file.name.clone(),
-                size: file.size,
+                size: Some(file.size),
                 sha256: Some(file.sha256.clone()),
                 mtime,
                 open: Box::new(move || {
@@ -226,7 +422,7 @@ fn entries(dump: &Dump, manifest_json: &[u8], manifest_sha256: &str) -> Vec<Arch
     let json = manifest_json.to_vec();
     entries.push(ArchiveEntry {
         name: naming::MANIFEST_FILE.to_string(),
-        size: json.len() as u64,
+        size: Some(json.len() as u64),
         sha256: Some(manifest_sha256.to_string()),
         mtime,
         open: Box::new(move || Ok(Box::new(Cursor::new(json)) as Box<dyn Read + Send>)),

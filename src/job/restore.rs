@@ -1,29 +1,53 @@
-//! `custodian restore` of a SQLite backup into a file: stream the database out of the
-//! repository into a private temporary file next to the target, verify it against the
-//! snapshot's manifest (file hash, then row counts and content checksums of every table), and
-//! only then move it into place. A restore that does not verify never replaces anything.
+//! `custodian restore`: disaster recovery, verified.
+//!
+//! * SQLite (`--to PATH`): the database is streamed into a private temporary file next to the
+//!   target, verified against the snapshot's manifest (file hash, then row counts and content
+//!   checksums of every table), and only then moved into place.
+//! * PostgreSQL and MariaDB/MySQL (`--target URL`): the dump is streamed from the repository
+//!   straight into `pg_restore` (one transaction: all or nothing) or the `mariadb` client; with
+//!   `--jobs N` (PostgreSQL) it is first spooled to a private file, because `pg_restore` can only
+//!   work in parallel from a file. A target that already holds tables is refused unless
+//!   `--force`. The restored database is then summarized and compared with the manifest.
+//!
+//! Every restore is a run in the catalog, whatever its outcome.
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use super::{Context, JobError, blocking};
 use crate::catalog::{RunEnd, RunKind};
-use crate::model::{Manifest, TableSummary, naming};
-use crate::source::{file_digest, sqlite};
+use crate::model::{Manifest, TableSummary, human_bytes, naming};
+use crate::repo::{Repo, RepoError, SnapshotInfo};
+use crate::secret::SecretRef;
+use crate::source::process::DumpProcess;
+use crate::source::{SourceError, file_digest, mysql, postgres, private_workdir, sqlite};
 
 /// What to restore, and where.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct RestoreRequest {
     /// Snapshot id (or prefix, or backup id), or `latest`.
     pub snapshot: String,
-    pub to: PathBuf,
+    /// SQLite: the file to write.
+    pub to: Option<PathBuf>,
+    /// Servers: the database URL to restore into (no password in it).
+    pub target: Option<String>,
+    /// Password of the target server (default: the source's configured password).
+    pub target_password: Option<SecretRef>,
     pub location: Option<String>,
     pub source: Option<String>,
-    /// Replace an existing target file.
+    /// Replace an existing target file, or the contents of a non-empty target database.
     pub force: bool,
+    /// PostgreSQL: parallel `pg_restore` workers (above 1 the dump is spooled to a file).
+    pub jobs: u32,
+    /// PostgreSQL: also apply the cluster globals (roles, tablespaces) first.
+    pub with_globals: bool,
+    /// Print progress on stderr.
+    pub progress: bool,
 }
 
 /// How the restored data compares with the manifest.
@@ -31,7 +55,9 @@ pub struct RestoreRequest {
 pub struct Verification {
     /// `verified` or `failed`.
     pub status: &'static str,
-    pub file_sha256: String,
+    /// SHA-256 of the restored file (SQLite).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_sha256: Option<String>,
     pub tables: Vec<TableSummary>,
     pub mismatches: Vec<String>,
 }
@@ -44,41 +70,40 @@ pub struct RestoreReport {
     pub snapshot_id: String,
     pub backup_id: String,
     pub source: String,
-    pub target: PathBuf,
+    pub engine: String,
+    /// The file written, or the database URL restored into.
+    pub target: String,
     pub bytes: u64,
     pub duration_seconds: f64,
     pub verification: Verification,
+    /// Messages of tools that did not fail the restore (e.g. roles that already existed).
+    pub warnings: Vec<String>,
 }
 
-/// Restores a SQLite snapshot into a file, verified.
+/// Restores a backup, verified.
 ///
 /// # Errors
 /// [`JobError::Usage`] for a bad request (unknown names, existing target without `force`),
 /// [`JobError::Verification`] when the restored data does not match its manifest, or the
-/// underlying repository, catalog or I/O error.
+/// underlying repository, source, catalog or I/O error.
 pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreReport, JobError> {
     let location = match (&req.location, &req.source) {
         (Some(l), _) => ctx.select_locations(Some(l))?.remove(0).name,
         (None, Some(s)) => ctx.select_sources(Some(s))?.remove(0).primary().to_string(),
         (None, None) => ctx.config.locations[0].name.clone(),
     };
-    if req.to.exists() && !req.force {
-        return Err(JobError::Usage(format!(
-            "{} already exists; choose another path or pass --force to replace it",
-            req.to.display()
-        )));
-    }
-    let dir = match req.to.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
+    let target = match (&req.to, &req.target) {
+        (Some(path), None) => {
+            check_file_target(path, req.force)?;
+            path.display().to_string()
+        }
+        (None, Some(url)) => url.clone(),
+        _ => {
+            return Err(JobError::Usage(
+                "give exactly one of --to PATH (SQLite) or --target URL (PostgreSQL, MariaDB/MySQL)".into(),
+            ));
+        }
     };
-    if !dir.is_dir() {
-        return Err(JobError::Usage(format!(
-            "directory {} does not exist; create it first",
-            dir.display()
-        )));
-    }
-    let target = req.to.display().to_string();
     let run_id = ctx
         .start(
             RunKind::Restore,
@@ -88,7 +113,53 @@ pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreRepor
         )
         .await?;
     let started = Instant::now();
-    let result = restore_verified(ctx, req, &location, &dir, &run_id, started).await;
+    let result = async {
+        let repo = ctx.repo(&location).await?;
+        let snap = {
+            let (repo, wanted, source) = (repo.clone(), req.snapshot.clone(), req.source.clone());
+            blocking(move || repo.find_snapshot(&wanted, source.as_deref())).await?
+        };
+        let manifest = read_manifest(&repo, &snap).await?;
+        let restored = match (snap.engine.as_deref(), &req.to, &req.target) {
+            (Some("sqlite"), Some(path), None) => {
+                restore_file(&repo, &snap, &manifest, path).await?
+            }
+            (Some("postgres" | "mysql"), None, Some(url)) => {
+                restore_server(ctx, req, &repo, &snap, &manifest, url).await?
+            }
+            (engine, _, _) => {
+                let engine = engine.unwrap_or("unknown");
+                let how = if engine == "sqlite" {
+                    "--to PATH"
+                } else {
+                    "--target URL"
+                };
+                return Err(JobError::Usage(format!(
+                    "snapshot {} holds a {engine} backup; restore it with {how}",
+                    snap.short_id()
+                )));
+            }
+        };
+        if restored.verification.status != "verified" {
+            return Err(JobError::Verification(
+                restored.verification.mismatches.join("; "),
+            ));
+        }
+        Ok(RestoreReport {
+            run_id: run_id.clone(),
+            location: location.clone(),
+            snapshot_id: snap.id.clone(),
+            backup_id: snap.backup_id.clone(),
+            source: snap.source.clone().unwrap_or_default(),
+            engine: manifest.engine.to_string(),
+            target: target.clone(),
+            bytes: restored.bytes,
+            duration_seconds: started.elapsed().as_secs_f64(),
+            verification: restored.verification,
+            warnings: restored.warnings,
+        })
+    }
+    .await;
     let end = match &result {
         Ok(r) => RunEnd {
             bytes_read: Some(r.bytes),
@@ -96,51 +167,78 @@ pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreRepor
             details: Some(serde_json::json!({
                 "verification": r.verification.status,
                 "tables": r.verification.tables.len(),
+                "engine": r.engine,
             })),
             ..RunEnd::default()
         },
         Err(_) => RunEnd::default(),
     };
     ctx.finish(&run_id, &result, end).await;
+    if let Ok(r) = &result {
+        tracing::info!(run_id, snapshot = %&r.snapshot_id[..8], target = %r.target, "restore verified");
+    }
     result
 }
 
-async fn restore_verified(
-    ctx: &Context,
-    req: &RestoreRequest,
-    location: &str,
-    dir: &Path,
-    run_id: &str,
-    started: Instant,
-) -> Result<RestoreReport, JobError> {
-    let repo = ctx.repo(location).await?;
-    let snap = {
-        let (repo, wanted, source) = (repo.clone(), req.snapshot.clone(), req.source.clone());
-        blocking(move || repo.find_snapshot(&wanted, source.as_deref())).await?
-    };
-    let source = snap.source.clone().unwrap_or_default();
-    if snap.engine.as_deref() != Some("sqlite") {
+struct Restored {
+    bytes: u64,
+    verification: Verification,
+    warnings: Vec<String>,
+}
+
+fn check_file_target(path: &Path, force: bool) -> Result<(), JobError> {
+    if path.exists() && !force {
         return Err(JobError::Usage(format!(
-            "snapshot {} holds a {} backup; `restore --to PATH` restores SQLite sources into a file",
-            snap.short_id(),
-            snap.engine.as_deref().unwrap_or("non-Custodian")
+            "{} already exists; choose another path or pass --force to replace it",
+            path.display()
         )));
     }
-    let manifest: Manifest = {
-        let (repo, id) = (repo.clone(), snap.id.clone());
-        let path = naming::file_path(&source, naming::MANIFEST_FILE);
-        let bytes = blocking(move || repo.read_file(&id, &path)).await?;
-        serde_json::from_slice(&bytes).map_err(|e| {
-            JobError::Verification(format!("the snapshot's manifest cannot be read: {e}"))
-        })?
-    };
-    let file = manifest.files.first().cloned().ok_or_else(|| {
-        JobError::Verification("the snapshot's manifest lists no database file".into())
-    })?;
+    let dir = parent_dir(path);
+    if !dir.is_dir() {
+        return Err(JobError::Usage(format!(
+            "directory {} does not exist; create it first",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
 
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+async fn read_manifest(repo: &Repo, snap: &SnapshotInfo) -> Result<Manifest, JobError> {
+    let source = snap.source.clone().unwrap_or_default();
+    let (repo, id) = (repo.clone(), snap.id.clone());
+    let path = naming::file_path(&source, naming::MANIFEST_FILE);
+    let bytes = blocking(move || repo.read_file(&id, &path)).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| JobError::Verification(format!("the snapshot's manifest cannot be read: {e}")))
+}
+
+/// The database file (or dump) of a manifest: its first file.
+fn main_file(manifest: &Manifest) -> Result<crate::model::ManifestFile, JobError> {
+    manifest
+        .files
+        .first()
+        .cloned()
+        .ok_or_else(|| JobError::Verification("the snapshot's manifest lists no dump file".into()))
+}
+
+async fn restore_file(
+    repo: &Repo,
+    snap: &SnapshotInfo,
+    manifest: &Manifest,
+    to: &Path,
+) -> Result<Restored, JobError> {
+    let file = main_file(manifest)?;
+    let dir = parent_dir(to);
     let tmp = tempfile::Builder::new()
         .prefix(".custodian-restore-")
-        .tempfile_in(dir)
+        .tempfile_in(&dir)
         .map_err(|e| {
             JobError::io(
                 format!("creating a temporary file in {}", dir.display()),
@@ -149,15 +247,15 @@ async fn restore_verified(
         })?;
     let (tmp, bytes) = {
         let (repo, id) = (repo.clone(), snap.id.clone());
-        let path = naming::file_path(&source, &file.name);
-        let location = location.to_string();
+        let path = naming::file_path(&manifest.source, &file.name);
         blocking(move || {
+            let location = repo.location().to_string();
             let mut writer = BufWriter::new(tmp.as_file());
             let bytes = repo.dump_file(&id, &path, &mut writer)?;
             writer
                 .flush()
                 .and_then(|()| tmp.as_file().sync_all())
-                .map_err(|e| crate::repo::RepoError::Storage {
+                .map_err(|e| RepoError::Storage {
                     location,
                     operation: "writing the restored file",
                     message: e.to_string(),
@@ -167,28 +265,19 @@ async fn restore_verified(
         })
         .await?
     };
-
-    let verification = verify(tmp.path(), &manifest, file.sha256.as_deref()).await?;
-    if verification.status != "verified" {
-        return Err(JobError::Verification(verification.mismatches.join("; ")));
+    let verification = verify_file(tmp.path(), manifest, file.sha256.as_deref()).await?;
+    if verification.status == "verified" {
+        tmp.persist(to).map_err(|e| {
+            JobError::io(
+                format!("moving the restored file to {}", to.display()),
+                &e.error,
+            )
+        })?;
     }
-    tmp.persist(&req.to).map_err(|e| {
-        JobError::io(
-            format!("moving the restored file to {}", req.to.display()),
-            &e.error,
-        )
-    })?;
-    tracing::info!(run_id, snapshot = %snap.short_id(), target = %req.to.display(), "restore verified and in place");
-    Ok(RestoreReport {
-        run_id: run_id.to_string(),
-        location: location.to_string(),
-        snapshot_id: snap.id.clone(),
-        backup_id: snap.backup_id.clone(),
-        source,
-        target: req.to.clone(),
+    Ok(Restored {
         bytes,
-        duration_seconds: started.elapsed().as_secs_f64(),
         verification,
+        warnings: Vec::new(),
     })
 }
 
@@ -196,7 +285,7 @@ async fn restore_verified(
 ///
 /// # Errors
 /// When the file cannot be read.
-pub async fn verify(
+pub async fn verify_file(
     path: &Path,
     manifest: &Manifest,
     expected_sha256: Option<&str>,
@@ -228,14 +317,384 @@ pub async fn verify(
             Vec::new()
         }
     };
-    Ok(Verification {
+    Ok(verification(Some(sha256), tables, mismatches))
+}
+
+fn verification(
+    file_sha256: Option<String>,
+    tables: Vec<TableSummary>,
+    mismatches: Vec<String>,
+) -> Verification {
+    Verification {
         status: if mismatches.is_empty() {
             "verified"
         } else {
             "failed"
         },
-        file_sha256: sha256,
+        file_sha256,
         tables,
         mismatches,
+    }
+}
+
+/// Connection settings for a server target of the snapshot's engine.
+enum Target {
+    Postgres(postgres::Connect),
+    Mysql(mysql::Connect),
+}
+
+impl Target {
+    fn describe(&self) -> String {
+        match self {
+            Self::Postgres(c) => c.describe(),
+            Self::Mysql(c) => c.describe(),
+        }
+    }
+}
+
+async fn restore_server(
+    ctx: &Context,
+    req: &RestoreRequest,
+    repo: &Repo,
+    snap: &SnapshotInfo,
+    manifest: &Manifest,
+    url: &str,
+) -> Result<Restored, JobError> {
+    let source = manifest.source.clone();
+    let password = match &req.target_password {
+        Some(reference) => Some(reference.clone()),
+        None => ctx.config.source(&source).and_then(|s| match &s.kind {
+            crate::config::SourceKind::Postgres(c) | crate::config::SourceKind::Mysql(c) => {
+                c.password.clone()
+            }
+            crate::config::SourceKind::Sqlite { .. } => None,
+        }),
+    };
+    let password = password
+        .map(|r| r.resolve())
+        .transpose()
+        .map_err(|e| JobError::io("reading the target's password", &e))?;
+    let bad_url = |message: String| JobError::Usage(format!("--target {url}: {message}"));
+    if url::Url::parse(url).is_ok_and(|u| u.password().is_some()) {
+        return Err(JobError::Usage(
+            "--target must not contain a password; use --target-password-file or --target-password-env".into(),
+        ));
+    }
+    let target = match manifest.engine {
+        crate::model::Engine::Postgres => {
+            Target::Postgres(postgres::Connect::new(url, password).map_err(bad_url)?)
+        }
+        _ => Target::Mysql(mysql::Connect::new(url, password).map_err(bad_url)?),
+    };
+    let unreachable = |e: sqlx::Error| {
+        JobError::Source(SourceError::Unavailable {
+            source_name: source.clone(),
+            path: PathBuf::from(target.describe()),
+            message: format!("preparing the restore target: {e}"),
+        })
+    };
+    let existing = match &target {
+        Target::Postgres(c) => postgres::prepare_target(c).await,
+        Target::Mysql(c) => mysql::prepare_target(c).await,
+    }
+    .map_err(unreachable)?;
+    if existing > 0 && !req.force {
+        return Err(JobError::Usage(format!(
+            "target {} is not empty ({existing} tables or other relations); restore into an empty \
+             database, or pass --force to replace its contents",
+            target.describe()
+        )));
+    }
+
+    let workdir = private_workdir(&ctx.config.scratch_dir(), "restore-")?;
+    let mut warnings = Vec::new();
+    if req.with_globals
+        && let Target::Postgres(c) = &target
+    {
+        let command = postgres::globals_command(c, workdir.path())
+            .map_err(|e| JobError::io("preparing psql", &e))?;
+        let outcome = stream_into(
+            repo,
+            snap,
+            &source,
+            postgres::GLOBALS_NAME,
+            "psql",
+            command,
+            c.secret_list(),
+            false,
+        )
+        .await?;
+        if !outcome.stderr.trim().is_empty() {
+            warnings.push(format!("globals: {}", outcome.stderr.trim()));
+        }
+    }
+    let file = main_file(manifest)?;
+    let bytes = match &target {
+        Target::Postgres(c) if req.jobs > 1 => {
+            restore_spooled(repo, snap, &source, &file.name, c, workdir.path(), req).await?
+        }
+        Target::Postgres(c) => {
+            let command = postgres::restore_command(c, workdir.path(), req.force, None)
+                .map_err(|e| JobError::io("preparing pg_restore", &e))?;
+            stream_into(
+                repo,
+                snap,
+                &source,
+                &file.name,
+                "pg_restore",
+                command,
+                c.secret_list(),
+                req.progress,
+            )
+            .await?
+            .bytes
+        }
+        Target::Mysql(c) => {
+            let command = mysql::restore_command(c, workdir.path())
+                .map_err(|e| JobError::io("preparing the mariadb client", &e))?;
+            stream_into(
+                repo,
+                snap,
+                &source,
+                &file.name,
+                "mariadb",
+                command,
+                c.secret_list(),
+                req.progress,
+            )
+            .await?
+            .bytes
+        }
+    };
+    drop(workdir);
+
+    let tables = match &target {
+        Target::Postgres(c) => postgres::summarize_target(c, manifest).await,
+        Target::Mysql(c) => mysql::summarize_target(c, manifest).await,
+    };
+    let (tables, mut mismatches) = match tables {
+        Ok(tables) => {
+            let m = manifest
+                .compare_tables(&tables)
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            (tables, m)
+        }
+        Err(e) => (
+            Vec::new(),
+            vec![format!("the restored database cannot be read: {e}")],
+        ),
+    };
+    if bytes == 0 {
+        mismatches.push("the dump in the snapshot is empty".into());
+    }
+    Ok(Restored {
+        bytes,
+        verification: verification(None, tables, mismatches),
+        warnings,
     })
+}
+
+struct Streamed {
+    bytes: u64,
+    stderr: String,
+}
+
+/// Streams one file of a snapshot into a tool's stdin and judges the tool.
+#[allow(clippy::too_many_arguments)]
+async fn stream_into(
+    repo: &Repo,
+    snap: &SnapshotInfo,
+    source: &str,
+    name: &str,
+    tool: &str,
+    command: std::process::Command,
+    secrets: Vec<crate::secret::Secret>,
+    progress: bool,
+) -> Result<Streamed, JobError> {
+    let refs: Vec<&crate::secret::Secret> = secrets.iter().collect();
+    let mut process = DumpProcess::spawn_consumer(tool, command, &refs).map_err(|e| {
+        JobError::Source(SourceError::DumpFailed {
+            source_name: source.to_string(),
+            message: e.to_string(),
+        })
+    })?;
+    let stdin = process
+        .take_stdin()
+        .ok_or_else(|| JobError::Internal(format!("{tool} has no stdin")))?;
+    let (repo, id) = (repo.clone(), snap.id.clone());
+    let path = naming::file_path(source, name);
+    let label = name.to_string();
+    let (written, process) = tokio::task::spawn_blocking(move || {
+        let meter = Meter::start(&label, progress);
+        let mut writer = BufWriter::with_capacity(
+            1 << 20,
+            Metered {
+                inner: stdin,
+                meter: &meter,
+            },
+        );
+        let result = repo.dump_file(&id, &path, &mut writer).and_then(|n| {
+            writer.flush().map(|()| n).map_err(|e| RepoError::Storage {
+                location: repo.location().to_string(),
+                operation: "streaming into the restore tool",
+                message: e.to_string(),
+            })
+        });
+        drop(writer);
+        meter.stop();
+        (result, process)
+    })
+    .await
+    .map_err(|e| JobError::Internal(format!("the restore stream failed: {e}")))?;
+    let finished = tokio::task::spawn_blocking(move || process.finish())
+        .await
+        .map_err(|e| JobError::Internal(format!("waiting for {tool}: {e}")))?;
+    match (written, finished) {
+        (_, Err(failure)) => Err(JobError::Source(SourceError::ToolFailed {
+            source_name: source.to_string(),
+            failure,
+        })),
+        (Err(e), Ok(_)) => Err(e.into()),
+        (Ok(bytes), Ok(stderr)) => Ok(Streamed { bytes, stderr }),
+    }
+}
+
+/// `pg_restore --jobs N` needs a seekable file: spool the dump to a private file first.
+async fn restore_spooled(
+    repo: &Repo,
+    snap: &SnapshotInfo,
+    source: &str,
+    name: &str,
+    connect: &postgres::Connect,
+    private_dir: &Path,
+    req: &RestoreRequest,
+) -> Result<u64, JobError> {
+    let spool = private_dir.join("spool.dump");
+    let bytes = {
+        let (repo, id) = (repo.clone(), snap.id.clone());
+        let path = naming::file_path(source, name);
+        let spool = spool.clone();
+        let label = name.to_string();
+        let progress = req.progress;
+        blocking(move || {
+            use std::os::unix::fs::OpenOptionsExt;
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&spool)
+                .map_err(|e| RepoError::Storage {
+                    location: repo.location().to_string(),
+                    operation: "spooling the dump",
+                    message: e.to_string(),
+                })?;
+            let meter = Meter::start(&label, progress);
+            let mut writer = BufWriter::with_capacity(
+                1 << 20,
+                Metered {
+                    inner: file,
+                    meter: &meter,
+                },
+            );
+            let n = repo.dump_file(&id, &path, &mut writer)?;
+            writer.flush().map_err(|e| RepoError::Storage {
+                location: repo.location().to_string(),
+                operation: "spooling the dump",
+                message: e.to_string(),
+            })?;
+            meter.stop();
+            Ok(n)
+        })
+        .await?
+    };
+    let command =
+        postgres::restore_command(connect, private_dir, req.force, Some((&spool, req.jobs)))
+            .map_err(|e| JobError::io("preparing pg_restore", &e))?;
+    let refs: Vec<crate::secret::Secret> = connect.secret_list();
+    let refs: Vec<&crate::secret::Secret> = refs.iter().collect();
+    let process = DumpProcess::spawn_consumer("pg_restore", command, &refs).map_err(|e| {
+        JobError::Source(SourceError::DumpFailed {
+            source_name: source.to_string(),
+            message: e.to_string(),
+        })
+    })?;
+    let finished = tokio::task::spawn_blocking(move || process.finish())
+        .await
+        .map_err(|e| JobError::Internal(format!("waiting for pg_restore: {e}")))?;
+    let _ = std::fs::remove_file(&spool);
+    finished.map_err(|failure| {
+        JobError::Source(SourceError::ToolFailed {
+            source_name: source.to_string(),
+            failure,
+        })
+    })?;
+    Ok(bytes)
+}
+
+/// Counts bytes and, on a terminal, shows them once a second on stderr.
+struct Meter {
+    bytes: Arc<AtomicU64>,
+    done: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Meter {
+    fn start(label: &str, show: bool) -> Self {
+        let bytes = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let thread = show.then(|| {
+            let (bytes, done, label) = (bytes.clone(), done.clone(), label.to_string());
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                while !done.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(500));
+                    let n = bytes.load(Ordering::Relaxed);
+                    let rate = n as f64 / started.elapsed().as_secs_f64().max(0.001);
+                    eprint!(
+                        "\r  restoring {label}: {} ({}/s)      ",
+                        human_bytes(n),
+                        human_bytes(rate as u64)
+                    );
+                }
+                eprintln!();
+            })
+        });
+        Self {
+            bytes,
+            done,
+            thread,
+        }
+    }
+
+    fn stop(&self) {
+        self.done.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        self.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Metered<'a, W: Write> {
+    inner: W,
+    meter: &'a Meter,
+}
+
+impl<W: Write> Write for Metered<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.meter.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }

@@ -69,7 +69,10 @@ pub struct TableSummary {
 pub struct ManifestFile {
     /// File name inside `/custodian/<source>/`.
     pub name: String,
-    pub size: u64,
+    /// Size in bytes, when known before it is stored (streams are measured as they are stored,
+    /// and their size is in the snapshot's tree and the catalog).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
     /// `sha256:<hex>` of the file's bytes, when known before it is stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,

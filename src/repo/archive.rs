@@ -9,7 +9,13 @@
 //! a crash is removed by [`Repo::discard_pending`] before the next backup of that source.
 //!
 //! Sizes go into the tree (trap 6: restic restores a file with no size as an empty file), so
-//! `restic restore --verify` yields the whole file.
+//! `restic restore --verify` yields the whole file: known sizes are given up front, and streams
+//! (whose length is known only at their end) get the bytes actually read, recorded by the
+//! patched rustic_core in `vendor/` — and checked here against what the probe counted.
+//!
+//! Writing and committing are separate steps ([`Repo::write_pending`], [`Repo::commit`]) so that
+//! the caller can check what the repository cannot see — a dump tool's exit status (trap 2) —
+//! before a backup becomes real.
 
 use std::ffi::OsStr;
 use std::io::{self, Read};
@@ -17,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
-use rustic_core::repofile::{Metadata, Node, NodeType, SnapshotFile};
+use rustic_core::repofile::{Metadata, Node, NodeType, SnapshotFile, SnapshotId};
 use rustic_core::{
     BackupOptions, ErrorKind, ParentOptions, ReadSource, ReadSourceEntry, ReadSourceOpen,
     RusticError, RusticResult, SnapshotOptions, StringList,
@@ -37,8 +43,8 @@ pub type Opener = Box<dyn FnOnce() -> io::Result<Box<dyn Read + Send>> + Send>;
 pub struct ArchiveEntry {
     /// File name under `/custodian/<source>/`.
     pub name: String,
-    /// Exact size in bytes.
-    pub size: u64,
+    /// Exact size in bytes, when known before reading (files); `None` for streams.
+    pub size: Option<u64>,
     /// Expected `sha256:<hex>`, checked while reading when given.
     pub sha256: Option<String>,
     pub mtime: Timestamp,
@@ -58,6 +64,33 @@ pub struct ArchiveRequest {
 #[derive(Clone, Debug)]
 pub struct ArchiveOutcome {
     pub snapshot: SnapshotInfo,
+    /// What was read from each entry.
+    pub entries: Vec<ReadEntry>,
+}
+
+/// What was read from one entry: its size and `sha256:<hex>`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ReadEntry {
+    pub name: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// A backup written to the repository but not committed: it carries the `custodian-pending`
+/// tag until [`Repo::commit`]; [`Repo::discard`] deletes it. Either must be called: a pending
+/// snapshot left behind is removed by the next backup of its source.
+pub struct Pending {
+    snapshot: SnapshotFile,
+    /// What was read, entry by entry.
+    pub entries: Vec<ReadEntry>,
+}
+
+impl Pending {
+    /// Bytes read over all entries.
+    #[must_use]
+    pub fn bytes(&self) -> u64 {
+        self.entries.iter().map(|e| e.bytes).sum()
+    }
 }
 
 /// What happened while one entry was read.
@@ -145,7 +178,8 @@ impl ReadSourceOpen for EntryOpener {
 /// The entries of one backup as a rustic_core source. `entries()` hands them out once.
 struct Entries {
     items: Mutex<Vec<ReadSourceEntry<EntryOpener>>>,
-    total: u64,
+    /// Total size, when every entry's size is known.
+    total: Option<u64>,
 }
 
 impl ReadSource for Entries {
@@ -153,7 +187,7 @@ impl ReadSource for Entries {
     type Iter = std::vec::IntoIter<RusticResult<ReadSourceEntry<EntryOpener>>>;
 
     fn size(&self) -> RusticResult<Option<u64>> {
-        Ok(Some(self.total))
+        Ok(self.total)
     }
 
     fn entries(&self) -> Self::Iter {
@@ -169,12 +203,26 @@ impl ReadSource for Entries {
 
 struct Expected {
     name: String,
-    size: u64,
+    size: Option<u64>,
     sha256: Option<String>,
     probe: Arc<Probe>,
 }
 
 impl Expected {
+    fn read(&self) -> ReadEntry {
+        ReadEntry {
+            name: self.name.clone(),
+            bytes: self.probe.bytes.load(Ordering::SeqCst),
+            sha256: self
+                .probe
+                .sha256
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+                .unwrap_or_default(),
+        }
+    }
+
     /// Why the entry is not what was meant to be stored, if it is not.
     fn problem(&self) -> Option<String> {
         let p = &self.probe;
@@ -193,8 +241,10 @@ impl Expected {
         if !p.finished.load(Ordering::SeqCst) {
             return Some(format!("reading stopped after {bytes} bytes"));
         }
-        if bytes != self.size {
-            return Some(format!("{bytes} bytes read, {} expected", self.size));
+        if let Some(size) = self.size
+            && bytes != size
+        {
+            return Some(format!("{bytes} bytes read, {size} expected"));
         }
         let actual = p
             .sha256
@@ -218,9 +268,22 @@ impl Repo {
     /// Writes one backup and commits it only if it is complete (see the module docs).
     ///
     /// # Errors
-    /// [`RepoError::Incomplete`] when an entry was not read completely (the snapshot is
-    /// discarded), or a storage error.
+    /// As [`Repo::write_pending`] and [`Repo::commit`].
     pub fn archive(&self, request: ArchiveRequest) -> Result<ArchiveOutcome, RepoError> {
+        let pending = self.write_pending(request)?;
+        let entries = pending.entries.clone();
+        let snapshot = self.commit(pending)?;
+        Ok(ArchiveOutcome { snapshot, entries })
+    }
+
+    /// Writes a backup as a pending snapshot, reading every entry through a counting, hashing
+    /// reader. An entry that failed, stopped early, or differs from its announced size or hash
+    /// makes the snapshot be deleted at once.
+    ///
+    /// # Errors
+    /// [`RepoError::Incomplete`] when an entry was not read completely (nothing is left
+    /// behind), or a storage error.
+    pub fn write_pending(&self, request: ArchiveRequest) -> Result<Pending, RepoError> {
         let root = naming::source_root(&request.source);
         let mut requested = request.entries;
         requested.sort_by(|a, b| a.name.cmp(&b.name));
@@ -246,7 +309,7 @@ impl Repo {
             let meta = Metadata {
                 mode: Some(0o600),
                 mtime: Some(entry.mtime),
-                size: entry.size,
+                size: entry.size.unwrap_or(0),
                 ..Metadata::default()
             };
             items.push(ReadSourceEntry {
@@ -264,10 +327,10 @@ impl Repo {
                 probe,
             });
         }
-        let total = expected.iter().map(|e| e.size).sum();
+        let known: Option<u64> = expected.iter().map(|e| e.size).sum();
         let source = Entries {
             items: Mutex::new(items),
-            total,
+            total: known,
         };
 
         let source_tag = naming::source_tag(&request.source);
@@ -275,15 +338,8 @@ impl Repo {
         let mut snap_opts = SnapshotOptions::default();
         snap_opts.host = Some(request.hostname.clone());
         snap_opts.time = Some(request.time.to_zoned(jiff::tz::TimeZone::UTC));
-        snap_opts.tags = vec![
-            tags(&[naming::TAG, &source_tag, &engine_tag, naming::TAG_PENDING]).map_err(
-                |message| RepoError::Storage {
-                    location: self.location().to_string(),
-                    operation: "tagging the snapshot",
-                    message,
-                },
-            )?,
-        ];
+        snap_opts.tags =
+            vec![self.tags(&[naming::TAG, &source_tag, &engine_tag, naming::TAG_PENDING])?];
         let snap = snap_opts
             .to_snapshot()
             .map_err(|e| self.err("preparing the snapshot", &e))?;
@@ -304,6 +360,8 @@ impl Repo {
             .iter()
             .filter_map(|e| e.problem().map(|p| format!("{}: {p}", e.name)))
             .collect();
+        let read: Vec<ReadEntry> = expected.iter().map(Expected::read).collect();
+        let total: u64 = read.iter().map(|r| r.bytes).sum();
         if let Some(summary) = &pending.summary
             && problems.is_empty()
             && (summary.total_files_processed != expected.len() as u64
@@ -317,38 +375,60 @@ impl Repo {
                 total
             ));
         }
+        let pending = Pending {
+            snapshot: pending,
+            entries: read,
+        };
         if !problems.is_empty() {
-            if pending.id != rustic_core::repofile::SnapshotId::default() {
-                self.rustic()
-                    .delete_snapshots(&[pending.id])
-                    .map_err(|e| self.err("discarding the incomplete snapshot", &e))?;
-            }
+            self.discard(pending)?;
             return Err(RepoError::Incomplete {
                 location: self.location().to_string(),
                 path: root.display().to_string(),
                 detail: problems.join("; "),
             });
         }
-        let snapshot = self.commit(pending)?;
-        Ok(ArchiveOutcome { snapshot })
+        Ok(pending)
     }
 
-    /// Re-saves a verified pending snapshot without the pending tag, then deletes the pending
-    /// one. Between the two steps both exist; the leftover pending one is harmless and is
-    /// removed by [`Repo::discard_pending`].
-    fn commit(&self, pending: SnapshotFile) -> Result<SnapshotInfo, RepoError> {
-        let mut snap = pending.clone();
-        let pending_tag = tags(&[naming::TAG_PENDING]).map_err(|message| RepoError::Storage {
+    fn tags(&self, list: &[&str]) -> Result<StringList, RepoError> {
+        tags(list).map_err(|message| RepoError::Storage {
             location: self.location().to_string(),
-            operation: "committing the snapshot",
+            operation: "tagging the snapshot",
             message,
-        })?;
-        snap.tags.remove_all(&[pending_tag]);
+        })
+    }
+
+    /// Deletes a pending snapshot (the backup is abandoned).
+    ///
+    /// # Errors
+    /// When the repository cannot be written.
+    pub fn discard(&self, pending: Pending) -> Result<(), RepoError> {
+        if pending.snapshot.id != SnapshotId::default() {
+            self.rustic()
+                .delete_snapshots(&[pending.snapshot.id])
+                .map_err(|e| self.err("discarding the incomplete snapshot", &e))?;
+        }
+        Ok(())
+    }
+
+    /// Commits a pending snapshot: re-saves it without the pending tag, then deletes the pending
+    /// one. A crash in between leaves a pending snapshot behind, never two committed copies of
+    /// a backup.
+    ///
+    /// # Errors
+    /// When the repository cannot be written, or the sizes in the tree do not match what was
+    /// read.
+    pub fn commit(&self, pending: Pending) -> Result<SnapshotInfo, RepoError> {
+        let mut snap = pending.snapshot.clone();
+        let pending_id = snap.id;
+        snap.tags.remove_all(&[self.tags(&[naming::TAG_PENDING])?]);
+        // The committed snapshot is the backup's identity: it is nobody's copy.
+        snap.original = None;
         self.rustic()
             .save_snapshots(vec![snap.clone()])
             .map_err(|e| self.err("committing the snapshot", &e))?;
         self.rustic()
-            .delete_snapshots(&[pending.id])
+            .delete_snapshots(&[pending_id])
             .map_err(|e| self.err("removing the pending snapshot", &e))?;
         let committed = self
             .rustic()

@@ -27,7 +27,7 @@ use rustic_core::{
     RepositoryOptions, RusticError, WriteBackend,
 };
 
-pub use archive::{ArchiveEntry, ArchiveOutcome, ArchiveRequest};
+pub use archive::{ArchiveEntry, ArchiveOutcome, ArchiveRequest, Pending, ReadEntry};
 pub use check::{CheckReport, ReadSubset};
 pub use copy::Copied;
 pub use snapshot::SnapshotInfo;

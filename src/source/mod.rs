@@ -1,8 +1,15 @@
 //! Database sources: consistent dumps, and the manifest that describes exactly what was dumped.
 //!
-//! A source produces a [`Dump`]: the files to store (read when the repository asks for them)
-//! and a [`Manifest`]. It knows nothing about repositories; the backup job joins the two.
+//! A file source (SQLite) produces a [`Dump`]: files in private scratch space and a finished
+//! [`Manifest`]. A server source (PostgreSQL, MariaDB/MySQL) produces a [`StreamDump`]: the
+//! dump tools' output streams, the tools themselves (whose exit status decides whether the
+//! backup may be committed), and a [`ManifestJob`] that computes the manifest in the dump's own
+//! snapshot while the streams flow. Sources know nothing about repositories; the backup job
+//! joins the two.
 
+pub mod mysql;
+pub mod postgres;
+pub mod process;
 pub mod sqlite;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +39,11 @@ pub enum SourceError {
     Scratch { path: PathBuf, message: String },
     #[error("cannot summarize the database at {path}: {message}")]
     Summary { path: PathBuf, message: String },
+    #[error("source {source_name}: {failure}")]
+    ToolFailed {
+        source_name: String,
+        failure: process::ToolFailure,
+    },
 }
 
 impl SourceError {
@@ -44,13 +56,17 @@ impl SourceError {
             Self::Corrupt { .. } => "source.corrupt",
             Self::Scratch { .. } => "source.scratch",
             Self::Summary { .. } => "source.summary",
+            Self::ToolFailed { .. } => "source.dump_failed",
         }
     }
 
     /// Whether a later retry may succeed without anyone fixing anything.
     #[must_use]
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Unavailable { .. } | Self::DumpFailed { .. })
+        matches!(
+            self,
+            Self::Unavailable { .. } | Self::DumpFailed { .. } | Self::ToolFailed { .. }
+        )
     }
 }
 
@@ -77,6 +93,77 @@ impl Dump {
     #[must_use]
     pub fn workdir(&self) -> &Path {
         self.workdir.path()
+    }
+}
+
+/// One output stream of a dump tool, to be stored as a file of the snapshot.
+pub struct DumpStream {
+    /// Name inside `/custodian/<source>/`.
+    pub name: String,
+    pub reader: Box<dyn std::io::Read + Send>,
+}
+
+/// A server dump in progress.
+pub struct StreamDump {
+    pub streams: Vec<DumpStream>,
+    /// The tools producing the streams; each must exit with status 0 for the backup to count.
+    pub processes: Vec<process::DumpProcess>,
+    /// Computes the manifest in the dump's snapshot.
+    pub manifest: ManifestJob,
+    /// Private directory for the tools' credential files; removed when dropped.
+    pub workdir: tempfile::TempDir,
+    /// The moment the dumped state was frozen (snapshot export, or read lock).
+    pub taken_at: jiff::Timestamp,
+}
+
+/// The manifest of a server dump, computed concurrently with the dump.
+pub enum ManifestJob {
+    Postgres(postgres::SnapshotSession),
+    Mysql(mysql::SnapshotSession),
+}
+
+impl ManifestJob {
+    /// Computes the manifest.
+    ///
+    /// # Errors
+    /// When the database cannot be read.
+    pub async fn run(self) -> Result<Manifest, SourceError> {
+        match self {
+            Self::Postgres(session) => session.run().await,
+            Self::Mysql(session) => session.run().await,
+        }
+    }
+}
+
+/// Wraps a dump tool's stdout and reports when its first bytes (or its end) arrive. Dump tools
+/// write nothing before their own transaction has started, so this is the moment a
+/// snapshot-exporting transaction may end (PostgreSQL) or a global read lock may go (MySQL).
+pub struct FirstBytes<R> {
+    inner: R,
+    started: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+}
+
+impl<R> FirstBytes<R> {
+    pub fn new(inner: R, started: tokio::sync::oneshot::Sender<()>) -> Self {
+        Self {
+            inner,
+            started: std::sync::Mutex::new(Some(started)),
+        }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for FirstBytes<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let result = self.inner.read(buf);
+        if let Some(tx) = self
+            .started
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            let _ = tx.send(());
+        }
+        result
     }
 }
 

@@ -122,7 +122,7 @@ pub async fn dump(source: &str, path: &Path, scratch: &Path) -> Result<Dump, Sou
         method: format!("SQLite {version} VACUUM INTO"),
         files: vec![ManifestFile {
             name: name.clone(),
-            size,
+            size: Some(size),
             sha256: Some(sha256.clone()),
         }],
         tables,

@@ -246,3 +246,4 @@ pub fn sha256_file(path: &Path) -> String {
     let data = fs::read(path).unwrap();
     format!("sha256:{}", hex::encode(Sha256::digest(&data)))
 }
+pub mod servers;

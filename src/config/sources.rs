@@ -1,0 +1,243 @@
+//! `[source.*]`: SQLite files and database servers (PostgreSQL, MariaDB/MySQL).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use super::diagnostic::{Diagnostics, Severity};
+use super::document::Document;
+use super::raw::{RawServerSource, RawSqliteSource};
+use super::validate::{entries, resolve_path, secret_ref, suggestion};
+use super::{ServerSource, SourceConfig, SourceKind};
+use crate::model::ChecksumMode;
+
+const SOURCE_KINDS: &[&str] = &["sqlite", "postgres", "mysql"];
+
+/// Tables up to this size get a full content checksum by default; larger ones a sampled one.
+pub const DEFAULT_CHECKSUM_LIMIT: u64 = 1 << 30;
+
+pub(super) fn sources(
+    doc: &Document<'_>,
+    diags: &mut Diagnostics,
+    base: &Path,
+    locations: &[String],
+) -> Vec<SourceConfig> {
+    let mut out = Vec::new();
+    for (name, kind, entry) in entries(doc, diags, "source", SOURCE_KINDS) {
+        let prefix = format!("source.{name}");
+        let parsed = match kind.as_str() {
+            "sqlite" => doc
+                .deserialize::<RawSqliteSource>(entry, &prefix, diags)
+                .map(|raw| (sqlite(doc, diags, base, &prefix, &raw), raw.locations)),
+            _ => doc
+                .deserialize::<RawServerSource>(entry, &prefix, diags)
+                .map(|raw| {
+                    let locations = raw.locations.clone();
+                    (server(doc, diags, base, &prefix, &kind, raw), locations)
+                }),
+        };
+        let Some((Some(kind), chosen)) = parsed else {
+            continue;
+        };
+        let chosen = source_locations(doc, diags, &prefix, chosen, locations);
+        out.push(SourceConfig {
+            name,
+            kind,
+            locations: chosen,
+        });
+    }
+    out
+}
+
+fn sqlite(
+    doc: &Document<'_>,
+    diags: &mut Diagnostics,
+    base: &Path,
+    prefix: &str,
+    raw: &RawSqliteSource,
+) -> Option<SourceKind> {
+    let path = resolve_path(base, &raw.path);
+    if !path.is_file() {
+        let key = format!("{prefix}.path");
+        let line = doc.line(diags, &key);
+        let what = if path.exists() {
+            "is not a regular file"
+        } else {
+            "does not exist"
+        };
+        diags.push(
+            Severity::Error,
+            line,
+            key,
+            format!(
+                "{} {what}; point it at the CRM's SQLite database file",
+                path.display()
+            ),
+        );
+    }
+    Some(SourceKind::Sqlite { path })
+}
+
+fn server(
+    doc: &Document<'_>,
+    diags: &mut Diagnostics,
+    base: &Path,
+    prefix: &str,
+    kind: &str,
+    raw: RawServerSource,
+) -> Option<SourceKind> {
+    let url_key = format!("{prefix}.url");
+    let error = |diags: &mut Diagnostics, key: &str, message: String| {
+        let line = doc.line(diags, key);
+        diags.push(Severity::Error, line, key, message);
+    };
+    let (schemes, example) = if kind == "postgres" {
+        (
+            &["postgres", "postgresql"][..],
+            "postgres://custodian@db.example.org:5432/crm",
+        )
+    } else {
+        (
+            &["mysql", "mariadb"][..],
+            "mysql://custodian@db.example.org:3306/crm",
+        )
+    };
+    let url = match url::Url::parse(&raw.url) {
+        Ok(url) => url,
+        Err(e) => {
+            error(
+                diags,
+                &url_key,
+                format!("is not a URL ({e}); write it like {example}"),
+            );
+            return None;
+        }
+    };
+    if !schemes.contains(&url.scheme()) {
+        error(
+            diags,
+            &url_key,
+            format!(
+                "scheme `{}` does not match kind = \"{kind}\"; write it like {example}",
+                url.scheme()
+            ),
+        );
+    }
+    if url.password().is_some() {
+        // The value is never repeated in the message.
+        error(
+            diags,
+            &url_key,
+            "contains a password; remove it from the URL and reference it with password-file, \
+             password-env or password-credential"
+                .to_string(),
+        );
+    }
+    if url.path().trim_start_matches('/').is_empty() {
+        error(
+            diags,
+            &url_key,
+            format!("names no database; add it as the path, e.g. {example}"),
+        );
+    }
+    let password = secret_ref(
+        doc,
+        diags,
+        &format!("{prefix}.password"),
+        raw.password(),
+        base,
+        false,
+    );
+    let checksum_limit = match raw.checksum_limit.as_deref() {
+        None => DEFAULT_CHECKSUM_LIMIT,
+        Some(text) => match text.parse::<bytesize::ByteSize>() {
+            Ok(size) => size.as_u64(),
+            Err(_) => {
+                error(
+                    diags,
+                    &format!("{prefix}.checksum-limit"),
+                    format!("`{text}` is not a size; write it like `512MiB` or `2GiB`"),
+                );
+                DEFAULT_CHECKSUM_LIMIT
+            }
+        },
+    };
+    let mut checksum = BTreeMap::new();
+    for (table, mode) in raw.checksum {
+        let parsed = match mode.as_str() {
+            "full" => ChecksumMode::Full,
+            "sampled" => ChecksumMode::Sampled,
+            "count" => ChecksumMode::Count,
+            other => {
+                error(
+                    diags,
+                    &format!("{prefix}.checksum.{table}"),
+                    format!("`{other}` is not a checksum mode; use `full`, `sampled` or `count`"),
+                );
+                continue;
+            }
+        };
+        checksum.insert(table, parsed);
+    }
+    let server = ServerSource {
+        url: raw.url,
+        password,
+        checksum_limit,
+        checksum,
+    };
+    Some(if kind == "postgres" {
+        SourceKind::Postgres(server)
+    } else {
+        SourceKind::Mysql(server)
+    })
+}
+
+/// The locations a source is kept in; all of them, in file order, when not given.
+fn source_locations(
+    doc: &Document<'_>,
+    diags: &mut Diagnostics,
+    prefix: &str,
+    chosen: Option<Vec<String>>,
+    defined: &[String],
+) -> Vec<String> {
+    let key = format!("{prefix}.locations");
+    let Some(chosen) = chosen else {
+        return defined.to_vec();
+    };
+    if chosen.is_empty() {
+        let line = doc.line(diags, &key);
+        diags.push(
+            Severity::Error,
+            line,
+            key,
+            "is empty; list at least one location (the first receives backups, the others copies)",
+        );
+        return defined.to_vec();
+    }
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for (i, name) in chosen.iter().enumerate() {
+        *counts.entry(name).or_default() += 1;
+        let item_key = format!("{key}.{i}");
+        if !defined.contains(name) {
+            let line = doc.line(diags, &item_key);
+            diags.push(
+                Severity::Error,
+                line,
+                item_key,
+                format!(
+                    "location `{name}` is not defined{}; define [location.{name}] or use one of: {}",
+                    suggestion(name, &defined.iter().map(String::as_str).collect::<Vec<_>>()),
+                    defined.join(", ")
+                ),
+            );
+        } else if counts[name.as_str()] == 2 {
+            let line = doc.line(diags, &item_key);
+            diags.push(
+                Severity::Error,
+                line,
+                item_key,
+                format!("location `{name}` is listed twice"),
+            );
+        }
+    }
+    chosen
+}

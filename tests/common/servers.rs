@@ -1,0 +1,419 @@
+//! Throwaway database servers for integration tests, started by the tests themselves: Debian's
+//! PostgreSQL (`initdb` + `pg_ctl`) and MariaDB (`mariadb-install-db` + `mariadbd`), listening on
+//! 127.0.0.1 and a private socket. When the tests run as root (as in CI) the servers run as the
+//! `postgres` / `mysql` users. A missing server binary is a failure, never a skip:
+//! `scripts/test-all` installs them.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::assert_success;
+
+/// The password of the `custodian` login on the test servers.
+pub const PASSWORD: &str = "pg-and-maria-test-password-7f3a";
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A directory the server's user can traverse (not nested in a 0700 temp dir).
+fn server_dir(prefix: &str, owner: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .permissions(fs::Permissions::from_mode(0o755))
+        .tempdir_in("/tmp")
+        .unwrap();
+    if is_root() {
+        let out = Command::new("chown")
+            .args(["-R", &format!("{owner}:{owner}")])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert_success(&out, "chown");
+    }
+    dir
+}
+
+/// Runs a server binary as its service user when we are root.
+fn as_user(user: &str, program: &Path) -> Command {
+    if is_root() {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", user, "--"]).arg(program);
+        cmd
+    } else {
+        Command::new(program)
+    }
+}
+
+fn pg_bin(tool: &str) -> PathBuf {
+    let mut versions: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL server is not installed (apt-get install postgresql); scripts/test-all installs it")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("bin").join(tool).exists())
+        .collect();
+    versions.sort();
+    versions
+        .last()
+        .unwrap_or_else(|| panic!("{tool} not found under /usr/lib/postgresql"))
+        .join("bin")
+        .join(tool)
+}
+
+/// A PostgreSQL cluster with a `custodian` login (password [`PASSWORD`], CREATEDB, not superuser).
+pub struct PgServer {
+    dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl PgServer {
+    pub fn start() -> Self {
+        let dir = server_dir("custodian-pg-", "postgres");
+        let data = dir.path().join("data");
+        let out = as_user("postgres", &pg_bin("initdb"))
+            .args(["-D"])
+            .arg(&data)
+            .args([
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            ])
+            .output()
+            .unwrap();
+        assert_success(&out, "initdb");
+        let port = free_port();
+        let opts = format!(
+            "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={} \
+             -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=50",
+            dir.path().display()
+        );
+        let out = as_user("postgres", &pg_bin("pg_ctl"))
+            .args(["-D"])
+            .arg(&data)
+            .args(["-w", "-t", "60", "-l"])
+            .arg(dir.path().join("server.log"))
+            .args(["-o", &opts, "start"])
+            .output()
+            .unwrap();
+        assert_success(&out, "pg_ctl start");
+        let server = Self { dir, port };
+        server.psql(
+            "postgres",
+            &format!("CREATE ROLE custodian LOGIN CREATEDB PASSWORD '{PASSWORD}';"),
+        );
+        server
+    }
+
+    /// Runs SQL as the superuser through the private socket; returns unaligned output.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let out = Command::new(pg_bin("psql"))
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(self.dir.path())
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-c",
+                sql,
+            ])
+            .env_remove("PGPASSWORD")
+            .output()
+            .unwrap();
+        assert_success(&out, &format!("psql {sql}"));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// A new database owned by `custodian`.
+    pub fn create_db(&self, name: &str) {
+        self.psql(
+            "postgres",
+            &format!("CREATE DATABASE {name} OWNER custodian;"),
+        );
+    }
+
+    /// The URL Custodian uses (password by reference, never in the URL).
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://custodian@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// `pg_dump` of a database as plain SQL (schema and data), as the superuser, without the
+    /// random `\restrict` keys newer pg_dump versions write.
+    pub fn dump_sql(&self, db: &str) -> String {
+        let out = Command::new(pg_bin("pg_dump"))
+            .args(["-h"])
+            .arg(self.dir.path())
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "--no-owner",
+                "-d",
+                db,
+            ])
+            .output()
+            .unwrap();
+        assert_success(&out, "pg_dump");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    pub fn socket_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn bin(tool: &str) -> PathBuf {
+        pg_bin(tool)
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let _ = as_user("postgres", &pg_bin("pg_ctl"))
+            .args(["-D"])
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn maria_bin(name: &str) -> PathBuf {
+    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/bin"] {
+        let p = Path::new(dir).join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!(
+        "{name} is not installed (apt-get install mariadb-server mariadb-client); scripts/test-all installs it"
+    );
+}
+
+/// A MariaDB server with a `custodian` login (password [`PASSWORD`]).
+pub struct MariaServer {
+    dir: tempfile::TempDir,
+    pub port: u16,
+    child: std::process::Child,
+}
+
+impl MariaServer {
+    pub fn start() -> Self {
+        let dir = server_dir("custodian-maria-", "mysql");
+        let data = dir.path().join("data");
+        let mut install = Command::new(maria_bin("mariadb-install-db"));
+        install
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
+        if is_root() {
+            install.arg("--user=mysql");
+        }
+        let out = install.output().unwrap();
+        assert_success(&out, "mariadb-install-db");
+        let port = free_port();
+        let socket = dir.path().join("mysqld.sock");
+        let mut server = Command::new(maria_bin("mariadbd"));
+        server
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--socket={}", socket.display()))
+            .arg(format!("--port={port}"))
+            .arg(format!(
+                "--pid-file={}",
+                dir.path().join("mysqld.pid").display()
+            ))
+            .arg(format!(
+                "--log-error={}",
+                dir.path().join("error.log").display()
+            ))
+            .args([
+                "--bind-address=127.0.0.1",
+                "--innodb-buffer-pool-size=64M",
+                "--innodb-flush-log-at-trx-commit=0",
+                "--skip-name-resolve",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if is_root() {
+            server.arg("--user=mysql");
+        }
+        let child = server.spawn().unwrap();
+        let maria = Self { dir, port, child };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !maria.try_sql("SELECT 1") {
+            assert!(
+                Instant::now() < deadline,
+                "mariadbd did not start: {}",
+                fs::read_to_string(maria.dir.path().join("error.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        maria.sql(&format!(
+            "CREATE USER 'custodian'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}';
+             GRANT ALL PRIVILEGES ON *.* TO 'custodian'@'127.0.0.1';"
+        ));
+        maria
+    }
+
+    fn client(&self) -> Command {
+        let mut cmd = Command::new(maria_bin("mariadb"));
+        cmd.arg("--no-defaults")
+            .arg(format!(
+                "--socket={}",
+                self.dir.path().join("mysqld.sock").display()
+            ))
+            .args(["-u", "root", "--batch", "--skip-column-names"]);
+        cmd
+    }
+
+    fn try_sql(&self, sql: &str) -> bool {
+        self.client()
+            .args(["-e", sql])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    /// Runs SQL as root; returns the tab-separated output.
+    pub fn sql(&self, sql: &str) -> String {
+        let out = self.client().args(["-e", sql]).output().unwrap();
+        assert_success(&out, &format!("mariadb {sql}"));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn create_db(&self, name: &str) {
+        self.sql(&format!("CREATE DATABASE {name} CHARACTER SET utf8mb4;"));
+    }
+
+    pub fn url(&self, db: &str) -> String {
+        format!("mysql://custodian@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// A dump of a database (schema and data) without volatile header lines, as root.
+    pub fn dump_sql(&self, db: &str) -> String {
+        let out = Command::new(maria_bin("mariadb-dump"))
+            .arg("--no-defaults")
+            .arg(format!(
+                "--socket={}",
+                self.dir.path().join("mysqld.sock").display()
+            ))
+            .args([
+                "-u",
+                "root",
+                "--skip-dump-date",
+                "--skip-comments",
+                "--routines",
+                "--triggers",
+                "--hex-blob",
+                db,
+            ])
+            .output()
+            .unwrap();
+        assert_success(&out, "mariadb-dump");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for MariaServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes the test password into a 0600 file and returns its path.
+pub fn password_file(dir: &Path) -> PathBuf {
+    let path = dir.join("db.pass");
+    fs::write(&path, format!("{PASSWORD}\n")).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+/// Pids of running processes whose command line contains all of `needles`.
+pub fn pids_with(needles: &[&str]) -> Vec<u32> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let cmdline = fs::read(e.path().join("cmdline")).ok()?;
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            needles.iter().all(|n| text.contains(n)).then_some(pid)
+        })
+        .collect()
+}
+
+/// The environment of a process as text (readable by its owner or root).
+pub fn environ(pid: u32) -> String {
+    fs::read(format!("/proc/{pid}/environ"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', "\n"))
+        .unwrap_or_default()
+}
+
+/// The command line of a process.
+pub fn cmdline(pid: u32) -> String {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+/// Runs custodian with the given output, for helpers outside `Workspace`.
+pub fn output(cmd: &mut Command) -> Output {
+    cmd.output().unwrap()
+}
+
+/// Asserts two database dumps are identical, showing the first difference (not both dumps).
+pub fn assert_same_dump(left: &str, right: &str, what: &str) {
+    if left == right {
+        return;
+    }
+    let (l, r): (Vec<&str>, Vec<&str>) = (left.lines().collect(), right.lines().collect());
+    let at = l
+        .iter()
+        .zip(&r)
+        .position(|(a, b)| a != b)
+        .unwrap_or(l.len().min(r.len()));
+    panic!(
+        "{what}: dumps differ at line {} ({} vs {} lines):\n  left:  {}\n  right: {}",
+        at + 1,
+        l.len(),
+        r.len(),
+        l.get(at)
+            .copied()
+            .unwrap_or("<end>")
+            .chars()
+            .take(300)
+            .collect::<String>(),
+        r.get(at)
+            .copied()
+            .unwrap_or("<end>")
+            .chars()
+            .take(300)
+            .collect::<String>()
+    );
+}

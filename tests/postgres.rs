@@ -1,0 +1,445 @@
+//! PostgreSQL sources against a real server started by the test: round-trip fidelity, restic as
+//! the oracle for the stored dump, consistency under concurrent writes, failure semantics
+//! (killed pg_dump, server gone, wrong password), and restores.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::servers::{
+    PASSWORD, PgServer, assert_same_dump, cmdline, environ, password_file, pids_with,
+};
+use common::{Workspace, assert_success, stderr};
+
+fn pg_config(server: &PgServer, db: &str) -> String {
+    format!(
+        r#"[custodian]
+state-dir = "state"
+hostname = "test-host"
+
+[source.crm]
+kind = "postgres"
+url = "{}"
+password-file = "keys/db.pass"
+locations = ["local", "offsite"]
+
+[location.local]
+kind = "local"
+path = "repos/local"
+password-file = "keys/local.key"
+
+[location.offsite]
+kind = "local"
+path = "repos/offsite"
+password-file = "keys/offsite.key"
+"#,
+        server.url(db)
+    )
+}
+
+fn setup(server: &PgServer, db: &str, scale: &str) -> Workspace {
+    let ws = Workspace::new();
+    password_file(&ws.path("keys"));
+    server.create_db(db);
+    let out = ws.custodian(&[
+        "generate-crm",
+        "--url",
+        &server.url(db),
+        "--password-file",
+        ws.path("keys/db.pass").to_str().unwrap(),
+        "--scale",
+        scale,
+    ]);
+    assert_success(&out, "custodian generate-crm");
+    ws.write_config(&pg_config(server, db));
+    ws.custodian_json(&["init"], 0);
+    ws
+}
+
+#[test]
+fn backup_and_restore_round_trip_identically() {
+    let server = PgServer::start();
+    let ws = setup(&server, "crm", "0.002");
+    server.psql(
+        "postgres",
+        "CREATE ROLE crm_reader NOLOGIN PASSWORD 'reader-secret';",
+    );
+
+    let backup = ws.custodian_json(&["backup"], 0);
+    let b = &backup[0];
+    assert_eq!(b["status"], "succeeded", "{b:#}");
+    assert_eq!(b["engine"], "postgres");
+    assert_eq!(b["tables"], 5);
+    let files = b["files"].as_array().unwrap();
+    let dump = files.iter().find(|f| f["name"] == "crm.dump").unwrap();
+
+    // restic: check every byte, restore the whole stream (its size is in the tree), dump it.
+    for location in ["local", "offsite"] {
+        assert_success(
+            &ws.restic(location, &["check", "--read-data"]),
+            "restic check",
+        );
+    }
+    let target = ws.path("restic-restore");
+    let out = ws.restic(
+        "offsite",
+        &[
+            "restore",
+            "latest",
+            "--target",
+            target.to_str().unwrap(),
+            "--verify",
+        ],
+    );
+    assert_success(&out, "restic restore --verify");
+    let restored = target.join("custodian/crm/crm.dump");
+    assert_eq!(
+        std::fs::metadata(&restored).unwrap().len(),
+        dump["bytes"].as_u64().unwrap()
+    );
+    assert_eq!(
+        common::sha256_file(&restored),
+        dump["sha256"].as_str().unwrap()
+    );
+
+    // Globals: roles without passwords.
+    let globals = ws.restic("local", &["dump", "latest", "/custodian/crm/globals.sql"]);
+    assert_success(&globals, "restic dump globals");
+    let globals = String::from_utf8_lossy(&globals.stdout);
+    assert!(globals.contains("CREATE ROLE crm_reader"), "{globals}");
+    assert!(!globals.contains("SCRAM-SHA-256") && !globals.contains("reader-secret"));
+
+    // Custodian restores into a fresh database, verified, identical to the source.
+    let out = ws.custodian_json(
+        &[
+            "restore",
+            "--snapshot",
+            "latest",
+            "--target",
+            &server.url("crm_restored"),
+        ],
+        0,
+    );
+    assert_eq!(out["verification"]["status"], "verified", "{out:#}");
+    assert_eq!(out["verification"]["tables"].as_array().unwrap().len(), 5);
+    assert_same_dump(
+        &server.dump_sql("crm"),
+        &server.dump_sql("crm_restored"),
+        "crm_restored",
+    );
+
+    // Plain restic piped into pg_restore gives the same database.
+    server.create_db("crm_from_restic");
+    let dump = ws.restic("local", &["dump", "latest", "/custodian/crm/crm.dump"]);
+    assert_success(&dump, "restic dump");
+    let mut pg_restore = Command::new(PgServer::bin("pg_restore"))
+        .args(["-h"])
+        .arg(server.socket_dir())
+        .args([
+            "-p",
+            &server.port.to_string(),
+            "-U",
+            "postgres",
+            "--no-owner",
+            "-d",
+            "crm_from_restic",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    pg_restore
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&dump.stdout)
+        .unwrap();
+    assert!(pg_restore.wait().unwrap().success());
+    assert_same_dump(
+        &server.dump_sql("crm"),
+        &server.dump_sql("crm_from_restic"),
+        "crm_from_restic",
+    );
+
+    // A non-empty target is refused without --force, replaced with it.
+    let out = ws.custodian(&[
+        "restore",
+        "--snapshot",
+        "latest",
+        "--target",
+        &server.url("crm_restored"),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is not empty"), "{}", stderr(&out));
+    server.psql("crm_restored", "DELETE FROM notes WHERE id % 2 = 0;");
+    let out = ws.custodian_json(
+        &[
+            "restore",
+            "--snapshot",
+            "latest",
+            "--target",
+            &server.url("crm_restored"),
+            "--force",
+        ],
+        0,
+    );
+    assert_eq!(out["verification"]["status"], "verified");
+    assert_same_dump(
+        &server.dump_sql("crm"),
+        &server.dump_sql("crm_restored"),
+        "crm_restored",
+    );
+
+    // Parallel restore from a spooled file, with the globals applied first.
+    let out = ws.custodian_json(
+        &[
+            "restore",
+            "--snapshot",
+            "latest",
+            "--target",
+            &server.url("crm_parallel"),
+            "--jobs",
+            "2",
+            "--with-globals",
+        ],
+        0,
+    );
+    assert_eq!(out["verification"]["status"], "verified");
+    assert_same_dump(
+        &server.dump_sql("crm"),
+        &server.dump_sql("crm_parallel"),
+        "crm_parallel",
+    );
+    let leftovers = std::fs::read_dir(ws.path("state/scratch")).unwrap().count();
+    assert_eq!(leftovers, 0, "spool files and credentials are removed");
+}
+
+#[test]
+fn the_manifest_matches_the_dump_under_concurrent_writes() {
+    let server = PgServer::start();
+    let ws = setup(&server, "busy", "0.01");
+    // A writer committing small transactions continuously while the backup runs.
+    let mut writer = Command::new(PgServer::bin("psql"))
+        .args(["-X", "-q", "-h"])
+        .arg(server.socket_dir())
+        .args([
+            "-p",
+            &server.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "busy",
+            "-c",
+        ])
+        .arg(
+            "DO $$ BEGIN FOR i IN 1..200000 LOOP
+                INSERT INTO activities (contact_id, kind, subject, done, created_at)
+                     VALUES (1 + i % 100, 'call', 'concurrent ' || i, false, now());
+                UPDATE deals SET amount = amount + 1 WHERE id = 1 + i % 50;
+                COMMIT;
+             END LOOP; END $$",
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let backup = ws.custodian_json(&["backup", "--source", "crm"], 0);
+    let _ = writer.kill();
+    let _ = writer.wait();
+    let manifest_rows = backup[0]["rows"].as_u64().unwrap();
+    let now: u64 = server
+        .psql("busy", "SELECT (SELECT count(*) FROM companies) + (SELECT count(*) FROM contacts) + (SELECT count(*) FROM deals) + (SELECT count(*) FROM activities) + (SELECT count(*) FROM notes);")
+        .parse()
+        .unwrap();
+    assert!(
+        now > manifest_rows,
+        "the writer must have kept writing during the backup"
+    );
+    // The restore is verified against the manifest: counts and checksums taken in the dump's
+    // own snapshot must match what pg_dump wrote, despite the writes.
+    let out = ws.custodian_json(
+        &[
+            "restore",
+            "--snapshot",
+            "latest",
+            "--target",
+            &server.url("busy_restored"),
+        ],
+        0,
+    );
+    assert_eq!(out["verification"]["status"], "verified", "{out:#}");
+}
+
+#[test]
+fn a_killed_pg_dump_or_a_vanished_server_commits_nothing() {
+    let server = PgServer::start();
+    let ws = setup(&server, "blocked", "0.002");
+    // Hold a lock that makes pg_dump wait, so it can be caught running.
+    let mut locker = Command::new(PgServer::bin("psql"))
+        .args(["-X", "-q", "-h"])
+        .arg(server.socket_dir())
+        .args([
+            "-p",
+            &server.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "blocked",
+            "-c",
+        ])
+        .arg("BEGIN; LOCK TABLE notes IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120);")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let backup = common::custodian_cmd()
+        .args([
+            "--json",
+            "--config",
+            ws.config_path().to_str().unwrap(),
+            "backup",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pid = loop {
+        let found: Vec<u32> = pids_with(&["pg_dump", "--snapshot="])
+            .into_iter()
+            .filter(|pid| environ(*pid).contains("PGDATABASE=blocked"))
+            .collect();
+        if let Some(pid) = found.first() {
+            break *pid;
+        }
+        assert!(Instant::now() < deadline, "pg_dump never started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // No secret in its command line or environment: the password is in a private PGPASSFILE.
+    assert!(!cmdline(pid).contains(PASSWORD), "{}", cmdline(pid));
+    let env = environ(pid);
+    assert!(
+        !env.contains(PASSWORD) && !env.contains("PGPASSWORD"),
+        "{env}"
+    );
+    assert!(env.contains("PGPASSFILE="), "{env}");
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let out = backup.wait_with_output().unwrap();
+    let _ = locker.kill();
+    let _ = locker.wait();
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report[0]["status"], "failed");
+    assert_eq!(report[0]["error_code"], "source.dump_failed");
+    let error = report[0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("pg_dump ended with killed by signal 9"),
+        "{error}"
+    );
+    assert!(
+        ws.restic_snapshots("local").is_empty(),
+        "a killed dump must not become a snapshot"
+    );
+    assert_success(&ws.restic("local", &["check"]), "restic check");
+
+    // The server disappears while pg_dump waits: again no snapshot, and a clear error.
+    let mut locker = Command::new(PgServer::bin("psql"))
+        .args(["-X", "-q", "-h"])
+        .arg(server.socket_dir())
+        .args([
+            "-p",
+            &server.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "blocked",
+            "-c",
+        ])
+        .arg("BEGIN; LOCK TABLE notes IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120);")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let backup = common::custodian_cmd()
+        .args([
+            "--json",
+            "--config",
+            ws.config_path().to_str().unwrap(),
+            "backup",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pids_with(&["pg_dump", "--snapshot="])
+        .into_iter()
+        .all(|pid| !environ(pid).contains("PGDATABASE=blocked"))
+    {
+        assert!(Instant::now() < deadline, "pg_dump never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(server);
+    let out = backup.wait_with_output().unwrap();
+    let _ = locker.kill();
+    let _ = locker.wait();
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report[0]["status"], "failed");
+    assert!(
+        report[0]["error"].as_str().unwrap().contains("source crm"),
+        "{report:#}"
+    );
+    assert!(ws.restic_snapshots("local").is_empty());
+    let runs = ws.custodian_json(&["runs"], 0);
+    let failed: Vec<_> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "backup" && r["outcome"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 2, "{runs:#}");
+}
+
+#[test]
+fn wrong_passwords_and_unreachable_servers_are_named() {
+    let server = PgServer::start();
+    let ws = setup(&server, "auth", "0.001");
+    std::fs::write(ws.path("keys/db.pass"), "wrong-password\n").unwrap();
+    let out = ws.custodian(&["--json", "backup"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let error = report[0]["error"].as_str().unwrap();
+    assert_eq!(report[0]["error_code"], "source.unavailable");
+    assert!(error.contains("source crm"), "{error}");
+    assert!(error.contains("password authentication failed"), "{error}");
+    assert!(!error.contains("wrong-password"), "{error}");
+
+    password_file(&ws.path("keys"));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    ws.write_config(
+        &pg_config(&server, "auth").replace(&format!(":{}/", server.port), &format!(":{closed}/")),
+    );
+    let out = ws.custodian(&["--json", "backup"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let error = report[0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("source crm") && error.contains(&format!("127.0.0.1:{closed}")),
+        "{error}"
+    );
+    assert!(ws.restic_snapshots("local").is_empty());
+}
