@@ -81,9 +81,10 @@ pub enum Command {
         /// Environment variable holding the target server's password.
         #[arg(long)]
         target_password_env: Option<String>,
-        /// PostgreSQL: parallel pg_restore workers; above 1 the dump is spooled to a private
-        /// file under the state directory first (pg_restore needs a file to work in parallel).
-        #[arg(long, default_value_t = 1)]
+        /// PostgreSQL: parallel workers building indexes and constraints (default: one per CPU,
+        /// at least 2). The data itself streams from the repository; nothing but the schema is
+        /// written to disk.
+        #[arg(long, default_value_t = 0)]
         jobs: u32,
         /// PostgreSQL: apply the cluster's roles (without passwords) and tablespaces first.
         #[arg(long)]

@@ -239,7 +239,7 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
                         location,
                         source,
                         force,
-                        jobs: jobs.max(1),
+                        jobs,
                         with_globals,
                         progress: !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
                     },

@@ -107,7 +107,7 @@ fn pg_pick_on(list: &[&str], key: &str, salt: u32) -> String {
         .map(|s| format!("'{}'", s.replace('\'', "''")))
         .collect();
     format!(
-        "(ARRAY[{}])[1 + abs(hashint8(({key}) * {salt} + {salt})) % {}]",
+        "(ARRAY[{}])[1 + abs(hashint8(({key})::bigint * {salt} + {salt})::bigint) % {}]",
         items.join(","),
         list.len()
     )
@@ -119,7 +119,7 @@ fn pg_pick(list: &[&str], salt: u32) -> String {
 }
 
 fn pg_num(salt: u32, modulo: i64) -> String {
-    format!("(abs(hashint8(i * 7919 + {salt})) % {modulo})")
+    format!("(abs(hashint8(i::bigint * 7919 + {salt})::bigint) % {modulo})")
 }
 
 const FIRST: &[&str] = &[
@@ -242,7 +242,7 @@ pub async fn generate_postgres(conn: &mut PgConnection, scale: f64) -> Result<()
             "INSERT INTO notes (contact_id, deal_id, body, attachment, created_at)
              SELECT 1 + {}, CASE WHEN {} = 0 THEN 1 + {} END,
                     (SELECT string_agg({}, ' ') FROM generate_series(1, 3 + {}) AS j),
-                    CASE WHEN {} = 0 THEN decode(repeat(md5(i::text) || md5((i + 1)::text), 40 + {}), 'hex') END,
+                    CASE WHEN {} = 0 THEN decode(repeat(md5(i::text) || md5((i + 1)::text), (40 + {})::int), 'hex') END,
                     timestamptz '2020-01-01' + i * interval '90 seconds'
              FROM generate_series(1, {}) AS i",
             pg_num(41, contacts),
@@ -475,9 +475,11 @@ pub async fn churn_postgres(conn: &mut PgConnection, churn: Churn) -> Result<u64
     for (table, set) in updates {
         let filter = match churn {
             Churn::Realistic => {
-                format!("id > (SELECT max(id) * 0.95 FROM {table}) AND abs(hashint8(id)) % 5 = 0")
+                format!(
+                    "id > (SELECT max(id) * 0.95 FROM {table}) AND abs(hashint8(id)::bigint) % 5 = 0"
+                )
             }
-            Churn::Uniform => "abs(hashint8(id)) % 100 = 0".to_string(),
+            Churn::Uniform => "abs(hashint8(id)::bigint) % 100 = 0".to_string(),
         };
         touched += sqlx::query(&format!("UPDATE {table} SET {set} WHERE {filter}"))
             .execute(&mut *tx)
@@ -488,14 +490,14 @@ pub async fn churn_postgres(conn: &mut PgConnection, churn: Churn) -> Result<u64
         touched += sqlx::query(
             "INSERT INTO activities (contact_id, deal_id, kind, subject, due_at, done, created_at)
              SELECT contact_id, deal_id, kind, subject, due_at, false, now()
-             FROM activities WHERE abs(hashint8(id)) % 100 = 0",
+             FROM activities WHERE abs(hashint8(id)::bigint) % 100 = 0",
         )
         .execute(&mut *tx)
         .await?
         .rows_affected();
         touched += sqlx::query(
             "INSERT INTO notes (contact_id, deal_id, body, attachment, created_at)
-             SELECT contact_id, deal_id, body, NULL, now() FROM notes WHERE abs(hashint8(id)) % 100 = 0",
+             SELECT contact_id, deal_id, body, NULL, now() FROM notes WHERE abs(hashint8(id)::bigint) % 100 = 0",
         )
         .execute(&mut *tx)
         .await?

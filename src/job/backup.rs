@@ -304,12 +304,7 @@ async fn store_streams(
     // the other: a failed tool abandons the manifest (so the archiver, waiting for it, stops), a
     // failed archive kills the tools (nobody reads their output any more).
     let groups: Vec<u32> = processes.iter().map(DumpProcess::id).collect();
-    let tools = tokio::task::spawn_blocking(move || {
-        processes
-            .into_iter()
-            .filter_map(|p| p.finish().err())
-            .collect::<Vec<_>>()
-    });
+    let tools = tokio::spawn(judge_tools(processes, groups.clone()));
     let write = {
         let repo = repo.clone();
         tokio::task::spawn_blocking(move || repo.write_pending(request))
@@ -322,10 +317,6 @@ async fn store_streams(
             let failures = failures.map_err(joined)?;
             if !failures.is_empty() {
                 manifest_task.abort();
-                // Anything the failed tool started may still hold its output open.
-                for group in &groups {
-                    crate::source::process::kill_group(*group);
-                }
             }
             (failures, write.await.map_err(joined)?, false)
         }
@@ -384,6 +375,31 @@ async fn store_streams(
     let entries = pending.entries.clone();
     let snapshot = blocking(move || repo.commit(pending)).await?;
     Ok((ArchiveOutcome { snapshot, entries }, manifest, json))
+}
+
+/// Waits for every dump tool; as soon as one fails, the others are killed (they dump the same
+/// snapshot, and one of them may be stuck behind a lock), and so is anything the failed one
+/// started. Returns the failures, first one first.
+async fn judge_tools(
+    processes: Vec<DumpProcess>,
+    groups: Vec<u32>,
+) -> Vec<crate::source::process::ToolFailure> {
+    let mut waiting = tokio::task::JoinSet::new();
+    for process in processes {
+        waiting.spawn_blocking(move || process.finish());
+    }
+    let mut failures = Vec::new();
+    while let Some(done) = waiting.join_next().await {
+        if let Ok(Err(failure)) = done {
+            if failures.is_empty() {
+                for group in &groups {
+                    crate::source::process::kill_group(*group);
+                }
+            }
+            failures.push(failure);
+        }
+    }
+    failures
 }
 
 /// Fills in the source name of an error raised where it was not known.

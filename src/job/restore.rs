@@ -4,10 +4,11 @@
 //!   target, verified against the snapshot's manifest (file hash, then row counts and content
 //!   checksums of every table), and only then moved into place.
 //! * PostgreSQL and MariaDB/MySQL (`--target URL`): the dump is streamed from the repository
-//!   straight into `pg_restore` (one transaction: all or nothing) or the `mariadb` client; with
-//!   `--jobs N` (PostgreSQL) it is first spooled to a private file, because `pg_restore` can only
-//!   work in parallel from a file. A target that already holds tables is refused unless
-//!   `--force`. The restored database is then summarized and compared with the manifest.
+//!   straight into `pg_restore` or the `mariadb` client; for PostgreSQL the schema's pre-data
+//!   section goes first, the data streams in one transaction, and indexes and constraints are
+//!   built by parallel workers (see [`restore_postgres`]). A target that already holds tables is
+//!   refused unless `--force`. The restored database is then summarized and compared with the
+//!   manifest.
 //!
 //! Every restore is a run in the catalog, whatever its outcome.
 
@@ -42,7 +43,7 @@ pub struct RestoreRequest {
     pub source: Option<String>,
     /// Replace an existing target file, or the contents of a non-empty target database.
     pub force: bool,
-    /// PostgreSQL: parallel `pg_restore` workers (above 1 the dump is spooled to a file).
+    /// PostgreSQL: parallel workers for indexes and constraints (0: one per CPU, at least 2).
     pub jobs: u32,
     /// PostgreSQL: also apply the cluster globals (roles, tablespaces) first.
     pub with_globals: bool,
@@ -430,24 +431,8 @@ async fn restore_server(
     }
     let file = main_file(manifest)?;
     let bytes = match &target {
-        Target::Postgres(c) if req.jobs > 1 => {
-            restore_spooled(repo, snap, &source, &file.name, c, workdir.path(), req).await?
-        }
         Target::Postgres(c) => {
-            let command = postgres::restore_command(c, workdir.path(), req.force, None)
-                .map_err(|e| JobError::io("preparing pg_restore", &e))?;
-            stream_into(
-                repo,
-                snap,
-                &source,
-                &file.name,
-                "pg_restore",
-                command,
-                c.secret_list(),
-                req.progress,
-            )
-            .await?
-            .bytes
+            restore_postgres(repo, snap, manifest, c, workdir.path(), req).await?
         }
         Target::Mysql(c) => {
             let command = mysql::restore_command(c, workdir.path())
@@ -468,6 +453,7 @@ async fn restore_server(
     };
     drop(workdir);
 
+    tracing::info!("restore: verifying against the manifest");
     let tables = match &target {
         Target::Postgres(c) => postgres::summarize_target(c, manifest).await,
         Target::Mysql(c) => mysql::summarize_target(c, manifest).await,
@@ -561,76 +547,143 @@ async fn stream_into(
     }
 }
 
-/// `pg_restore --jobs N` needs a seekable file: spool the dump to a private file first.
-async fn restore_spooled(
+/// A PostgreSQL restore. With the schema-only dump a backup carries, the work is split the way
+/// `pg_restore --jobs` splits it: the schema's pre-data section first, then the data streamed
+/// straight from the repository, then the post-data section — indexes and
+/// constraints, most of a restore's time — with `jobs` parallel workers from a small private
+/// copy of the schema (which holds no table data). Older backups are streamed whole.
+async fn restore_postgres(
     repo: &Repo,
     snap: &SnapshotInfo,
-    source: &str,
-    name: &str,
+    manifest: &Manifest,
     connect: &postgres::Connect,
     private_dir: &Path,
     req: &RestoreRequest,
 ) -> Result<u64, JobError> {
-    let spool = private_dir.join("spool.dump");
-    let bytes = {
+    let source = &manifest.source;
+    let dump = main_file(manifest)?.name;
+    let schema = postgres::schema_name(&manifest.database);
+    let step = |step: postgres::RestoreStep<'_>| {
+        postgres::restore_command(connect, private_dir, req.force, step)
+            .map_err(|e| JobError::io("preparing pg_restore", &e))
+    };
+    // Replacing existing objects needs pg_restore's own ordering of DROPs (constraints before the
+    // tables they reference), which only a whole-archive `--clean` has.
+    if req.force || !manifest.files.iter().any(|f| f.name == schema) {
+        let command = step(postgres::RestoreStep::Whole)?;
+        return Ok(stream_into(
+            repo,
+            snap,
+            source,
+            &dump,
+            "pg_restore",
+            command,
+            connect.secret_list(),
+            req.progress,
+        )
+        .await?
+        .bytes);
+    }
+    let schema_file = private_dir.join("schema.dump");
+    {
         let (repo, id) = (repo.clone(), snap.id.clone());
-        let path = naming::file_path(source, name);
-        let spool = spool.clone();
-        let label = name.to_string();
-        let progress = req.progress;
+        let path = naming::file_path(source, &schema);
+        let target = schema_file.clone();
         blocking(move || {
             use std::os::unix::fs::OpenOptionsExt;
+            let location = repo.location().to_string();
+            let io = |e: std::io::Error| RepoError::Storage {
+                location: location.clone(),
+                operation: "writing the schema for the restore",
+                message: e.to_string(),
+            };
             let file = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .open(&spool)
-                .map_err(|e| RepoError::Storage {
-                    location: repo.location().to_string(),
-                    operation: "spooling the dump",
-                    message: e.to_string(),
-                })?;
-            let meter = Meter::start(&label, progress);
-            let mut writer = BufWriter::with_capacity(
-                1 << 20,
-                Metered {
-                    inner: file,
-                    meter: &meter,
-                },
-            );
-            let n = repo.dump_file(&id, &path, &mut writer)?;
-            writer.flush().map_err(|e| RepoError::Storage {
-                location: repo.location().to_string(),
-                operation: "spooling the dump",
-                message: e.to_string(),
-            })?;
-            meter.stop();
-            Ok(n)
+                .open(&target)
+                .map_err(io)?;
+            let mut writer = BufWriter::new(file);
+            repo.dump_file(&id, &path, &mut writer)?;
+            writer.flush().map_err(io)?;
+            Ok(())
         })
-        .await?
+        .await?;
+    }
+    let jobs = if req.jobs > 0 {
+        req.jobs
+    } else {
+        std::thread::available_parallelism()
+            .map_or(2, |n| u32::try_from(n.get()).unwrap_or(2).max(2))
     };
-    let command =
-        postgres::restore_command(connect, private_dir, req.force, Some((&spool, req.jobs)))
-            .map_err(|e| JobError::io("preparing pg_restore", &e))?;
-    let refs: Vec<crate::secret::Secret> = connect.secret_list();
-    let refs: Vec<&crate::secret::Secret> = refs.iter().collect();
-    let process = DumpProcess::spawn_consumer("pg_restore", command, &refs).map_err(|e| {
+    let pre = step(postgres::RestoreStep::Section {
+        section: "pre-data",
+        file: Some((&schema_file, 1)),
+    })?;
+    run_tool(
+        source,
+        "pg_restore --section=pre-data",
+        pre,
+        connect.secret_list(),
+    )
+    .await?;
+    tracing::info!("restore: schema (pre-data) applied");
+    let data = step(postgres::RestoreStep::Section {
+        section: "data",
+        file: None,
+    })?;
+    let bytes = stream_into(
+        repo,
+        snap,
+        source,
+        &dump,
+        "pg_restore --section=data",
+        data,
+        connect.secret_list(),
+        req.progress,
+    )
+    .await?
+    .bytes;
+    tracing::info!(bytes, "restore: data loaded");
+    let post = step(postgres::RestoreStep::Section {
+        section: "post-data",
+        file: Some((&schema_file, jobs)),
+    })?;
+    run_tool(
+        source,
+        "pg_restore --section=post-data",
+        post,
+        connect.secret_list(),
+    )
+    .await?;
+    tracing::info!(jobs, "restore: indexes and constraints (post-data) built");
+    Ok(bytes)
+}
+
+/// Runs a restore tool that reads its own input and judges its exit status.
+async fn run_tool(
+    source: &str,
+    tool: &str,
+    command: std::process::Command,
+    secrets: Vec<crate::secret::Secret>,
+) -> Result<String, JobError> {
+    let refs: Vec<&crate::secret::Secret> = secrets.iter().collect();
+    let mut process = DumpProcess::spawn_consumer(tool, command, &refs).map_err(|e| {
         JobError::Source(SourceError::DumpFailed {
             source_name: source.to_string(),
             message: e.to_string(),
         })
     })?;
-    let finished = tokio::task::spawn_blocking(move || process.finish())
+    drop(process.take_stdin());
+    tokio::task::spawn_blocking(move || process.finish())
         .await
-        .map_err(|e| JobError::Internal(format!("waiting for pg_restore: {e}")))?;
-    let _ = std::fs::remove_file(&spool);
-    finished.map_err(|failure| {
-        JobError::Source(SourceError::ToolFailed {
-            source_name: source.to_string(),
-            failure,
+        .map_err(|e| JobError::Internal(format!("waiting for {tool}: {e}")))?
+        .map_err(|failure| {
+            JobError::Source(SourceError::ToolFailed {
+                source_name: source.to_string(),
+                failure,
+            })
         })
-    })?;
-    Ok(bytes)
 }
 
 /// Counts bytes and, on a terminal, shows them once a second on stderr.

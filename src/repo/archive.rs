@@ -120,30 +120,40 @@ struct CountingReader {
 }
 
 impl Read for CountingReader {
+    /// Fills `buf` completely unless the stream ends: rustic_core's chunker shrinks its read
+    /// buffer to the size of each short read, so a pipe that hands out a few bytes at a time
+    /// would otherwise degrade it to one system call per byte.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.inner.read(buf) {
-            Ok(0) if !buf.is_empty() => {
-                let digest = std::mem::take(&mut self.hasher).finalize();
-                *self
-                    .probe
-                    .sha256
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                    Some(format!("sha256:{}", hex::encode(digest)));
-                self.probe.finished.store(true, Ordering::SeqCst);
-                Ok(0)
-            }
-            Ok(n) => {
-                self.hasher.update(&buf[..n]);
-                self.probe.bytes.fetch_add(n as u64, Ordering::SeqCst);
-                Ok(n)
-            }
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => Err(err),
-            Err(err) => {
-                self.probe.fail(err.to_string());
-                Err(err)
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.inner.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => {
+                    self.probe.fail(err.to_string());
+                    if filled == 0 {
+                        return Err(err);
+                    }
+                    // Hand over what was read; the failure is recorded and fails the backup.
+                    break;
+                }
             }
         }
+        if filled == 0 && !buf.is_empty() {
+            let digest = std::mem::take(&mut self.hasher).finalize();
+            *self
+                .probe
+                .sha256
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some(format!("sha256:{}", hex::encode(digest)));
+            self.probe.finished.store(true, Ordering::SeqCst);
+            return Ok(0);
+        }
+        self.hasher.update(&buf[..filled]);
+        self.probe.bytes.fetch_add(filled as u64, Ordering::SeqCst);
+        Ok(filled)
     }
 }
 

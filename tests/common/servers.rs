@@ -226,10 +226,24 @@ impl MariaServer {
     pub fn start() -> Self {
         let dir = server_dir("custodian-maria-", "mysql");
         let data = dir.path().join("data");
+        // A private tmpdir: concurrent bootstraps collide on temporary table names in /tmp.
+        let tmp = dir.path().join("tmp");
+        fs::create_dir(&tmp).unwrap();
+        if is_root() {
+            assert_success(
+                &Command::new("chown")
+                    .arg("mysql:mysql")
+                    .arg(&tmp)
+                    .output()
+                    .unwrap(),
+                "chown tmp",
+            );
+        }
         let mut install = Command::new(maria_bin("mariadb-install-db"));
         install
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
         if is_root() {
             install.arg("--user=mysql");
@@ -243,6 +257,7 @@ impl MariaServer {
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--socket={}", socket.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg(format!("--port={port}"))
             .arg(format!(
                 "--pid-file={}",
