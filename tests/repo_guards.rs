@@ -7,7 +7,7 @@ use std::io::{self, Read};
 use std::sync::Arc;
 
 use custodian::location::LocalStorage;
-use custodian::repo::{ArchiveEntry, ArchiveRequest, Repo};
+use custodian::repo::{ArchiveEntry, ArchiveRequest, Backend, Repo};
 use custodian::secret::Secret;
 use rustic_core::WriteBackend;
 
@@ -18,7 +18,7 @@ fn new_repo(dir: &std::path::Path) -> Repo {
     Repo::init(
         "test",
         &dir.display().to_string(),
-        backend,
+        Backend::uncached(backend),
         &Secret::new(PASSWORD.into()),
         None,
     )

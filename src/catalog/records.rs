@@ -221,6 +221,110 @@ impl Catalog {
     }
 }
 
+impl Catalog {
+    /// Records that retention removed snapshots from a location.
+    ///
+    /// # Errors
+    /// When the catalog cannot be written.
+    pub async fn mark_removed(
+        &self,
+        location: &str,
+        snapshot_ids: &[String],
+    ) -> Result<(), CatalogError> {
+        let now = time::format(time::now());
+        for id in snapshot_ids {
+            sqlx::query(
+                "UPDATE snapshots SET removed_at = ? WHERE location = ? AND snapshot_id = ?",
+            )
+            .bind(&now)
+            .bind(location)
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .map_err(query_err("recording removed snapshots"))?;
+        }
+        Ok(())
+    }
+
+    /// For a rotating read-data check of `parts` parts: the part to read next — one never read
+    /// successfully within `window`, else the one read longest ago.
+    ///
+    /// # Errors
+    /// When the catalog cannot be read.
+    pub async fn next_check_part(
+        &self,
+        location: &str,
+        parts: u32,
+        window: std::time::Duration,
+    ) -> Result<u32, CatalogError> {
+        let read = self.parts_read(location, parts, window).await?;
+        if let Some(missing) = (1..=parts).find(|k| !read.iter().any(|(p, _)| p == k)) {
+            return Ok(missing);
+        }
+        Ok(read
+            .iter()
+            .min_by(|a, b| a.1.cmp(&b.1))
+            .map_or(1, |(k, _)| *k))
+    }
+
+    /// Parts of a rotating check read successfully within `window`, with when each was last read.
+    ///
+    /// # Errors
+    /// When the catalog cannot be read.
+    pub async fn parts_read(
+        &self,
+        location: &str,
+        parts: u32,
+        window: std::time::Duration,
+    ) -> Result<Vec<(u32, String)>, CatalogError> {
+        let since = time::format(
+            time::now()
+                - jiff::SignedDuration::from_secs(
+                    i64::try_from(window.as_secs()).unwrap_or(i64::MAX),
+                ),
+        );
+        let rows = sqlx::query(
+            "SELECT read_data_subset, max(checked_at) AS last FROM checks
+             WHERE location = ? AND ok = 1 AND checked_at >= ? AND read_data_subset LIKE ?
+             GROUP BY read_data_subset",
+        )
+        .bind(location)
+        .bind(&since)
+        .bind(format!("%/{parts}"))
+        .fetch_all(self.pool())
+        .await
+        .map_err(query_err("reading check coverage"))?;
+        let mut out: Vec<(u32, String)> = rows
+            .iter()
+            .filter_map(|r| {
+                let subset: String = r.get("read_data_subset");
+                let k = subset.split_once('/')?.0.parse().ok()?;
+                Some((k, r.get::<String, _>("last")))
+            })
+            .collect();
+        // A full read covers every part.
+        let full: Option<String> = sqlx::query_scalar(
+            "SELECT max(checked_at) FROM checks
+             WHERE location = ? AND ok = 1 AND checked_at >= ? AND read_data_subset = 'all'",
+        )
+        .bind(location)
+        .bind(&since)
+        .fetch_one(self.pool())
+        .await
+        .map_err(query_err("reading check coverage"))?;
+        if let Some(at) = full {
+            for k in 1..=parts {
+                match out.iter_mut().find(|(p, _)| *p == k) {
+                    Some(entry) if entry.1 < at => entry.1 = at.clone(),
+                    Some(_) => {}
+                    None => out.push((k, at.clone())),
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// Tables [`Catalog::count`] can count.
 #[derive(Clone, Copy, Debug)]
 pub enum CountedTable {

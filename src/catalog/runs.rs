@@ -18,6 +18,8 @@ pub enum RunKind {
     Copy,
     Check,
     Restore,
+    Forget,
+    Prune,
 }
 
 impl RunKind {
@@ -29,6 +31,8 @@ impl RunKind {
             Self::Copy => "copy",
             Self::Check => "check",
             Self::Restore => "restore",
+            Self::Forget => "forget",
+            Self::Prune => "prune",
         }
     }
 }

@@ -59,9 +59,33 @@ pub enum Command {
         #[arg(long)]
         location: Option<String>,
         /// How much data to read: `all`, `10%`, `1/7` or a size like `500MiB`.
-        #[arg(long, value_parser = parse_subset)]
+        #[arg(long, value_parser = parse_subset, conflicts_with = "rotate")]
         read_data_subset: Option<ReadSubset>,
+        /// Read the next part of a rotation that covers all data once per `check-window`.
+        #[arg(long)]
+        rotate: bool,
     },
+    /// Remove snapshots the retention policy no longer keeps (dry run unless --apply).
+    Forget {
+        /// Only this location.
+        #[arg(long)]
+        location: Option<String>,
+        /// Really delete (otherwise only show what would go).
+        #[arg(long)]
+        apply: bool,
+    },
+    /// Forget per policy and remove data nothing references (dry run unless --apply).
+    Prune {
+        /// Only this location.
+        #[arg(long)]
+        location: Option<String>,
+        /// Really delete (otherwise only show what would go).
+        #[arg(long)]
+        apply: bool,
+    },
+    /// Health of every location: reachable, repository opens, freshness, check coverage,
+    /// Object Lock as declared.
+    Status,
     /// Restore a backup, verified against its manifest: a SQLite file (--to) or a database
     /// on a server (--target).
     Restore {

@@ -209,8 +209,10 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
             Command::Check {
                 location,
                 read_data_subset,
+                rotate,
             } => {
-                let outcomes = job::check(ctx, location.as_deref(), read_data_subset).await?;
+                let outcomes =
+                    job::check(ctx, location.as_deref(), read_data_subset, rotate).await?;
                 emit(json, &outcomes, |o| render::checks(o));
                 all_ok(outcomes.iter().all(|o| o.status == "ok"))
             }
@@ -248,6 +250,21 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
                 emit(json, &report, render::restore);
                 Exit::Ok
             }
+            Command::Forget { location, apply } => {
+                let outcomes = job::forget(ctx, location.as_deref(), apply).await?;
+                emit(json, &outcomes, |o| render::forgets(o));
+                all_ok(outcomes.iter().all(|o| o.error.is_none()))
+            }
+            Command::Prune { location, apply } => {
+                let outcomes = job::prune(ctx, location.as_deref(), apply).await?;
+                emit(json, &outcomes, |o| render::prunes(o));
+                all_ok(outcomes.iter().all(|o| o.error.is_none()))
+            }
+            Command::Status => {
+                let status = job::status(ctx).await?;
+                emit(json, &status, render::status);
+                all_ok(status.all_ok())
+            }
             Command::Runs { limit } => {
                 let runs = ctx.catalog.recent_runs(limit).await?;
                 emit(json, &runs, |r| render::runs(r));
@@ -266,6 +283,55 @@ fn all_ok(ok: bool) -> Exit {
     if ok { Exit::Ok } else { Exit::JobFailed }
 }
 
+/// Checks that need the network: every S3 bucket is reachable with its credentials, and a
+/// location declared immutable really is (versioning, Object Lock, a test lock honoured).
+fn live_checks(config: &Config) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for location in &config.locations {
+        let crate::config::LocationKind::S3(_) = &location.kind else {
+            continue;
+        };
+        let diagnostic = |severity, key: String, message: String| Diagnostic {
+            severity,
+            file: config.file.clone(),
+            line: None,
+            key,
+            message,
+        };
+        let storage = match crate::location::open(location) {
+            Ok(storage) => storage,
+            Err(e) => {
+                out.push(diagnostic(
+                    Severity::Error,
+                    format!("location.{}", location.name),
+                    e.to_string(),
+                ));
+                continue;
+            }
+        };
+        let Some(s3) = storage.s3() else { continue };
+        let state = s3.bucket_state();
+        if !state.reachable {
+            for p in &state.problems {
+                out.push(diagnostic(
+                    Severity::Warning,
+                    format!("location.{}", location.name),
+                    format!("cannot be checked now: {p}"),
+                ));
+            }
+        } else if location.object_lock().is_some() {
+            for p in &state.problems {
+                out.push(diagnostic(
+                    Severity::Error,
+                    format!("location.{}.object-lock", location.name),
+                    p.clone(),
+                ));
+            }
+        }
+    }
+    out
+}
+
 #[derive(Serialize)]
 struct ConfigCheckOutput<'a> {
     file: &'a Path,
@@ -280,18 +346,32 @@ struct ConfigCheckOutput<'a> {
 fn config_check(path: &PathBuf, json: bool) -> Exit {
     match Config::load(path) {
         Ok(config) => {
+            let mut diagnostics = config.warnings.clone();
+            diagnostics.extend(live_checks(&config));
+            let valid = !diagnostics.iter().any(|d| d.severity == Severity::Error);
             let out = ConfigCheckOutput {
                 file: path,
-                valid: true,
+                valid,
                 sha256: Some(&config.sha256),
                 sources: config.sources.iter().map(|s| s.name.as_str()).collect(),
                 locations: config.locations.iter().map(|l| l.name.as_str()).collect(),
-                diagnostics: &config.warnings,
+                diagnostics: &diagnostics,
             };
             if !json {
-                for d in &config.warnings {
+                for d in &diagnostics {
                     eprintln!("{d}");
                 }
+            }
+            if !valid {
+                if json {
+                    emit(true, &out, |_| String::new());
+                } else {
+                    eprintln!(
+                        "{}: a location declared immutable is not; nothing was changed",
+                        path.display()
+                    );
+                }
+                return Exit::Usage;
             }
             emit(json, &out, |o| {
                 format!(

@@ -4,9 +4,11 @@ use std::fmt::Write;
 
 use crate::catalog::RunRecord;
 use crate::job::{
-    BackupReport, CheckOutcome, CopyReport, InitReport, LocationSnapshots, RestoreReport,
+    BackupReport, CheckOutcome, CopyReport, ForgetOutcome, InitReport, LocationSnapshots,
+    PruneOutcome, RestoreReport, Status,
 };
 use crate::model::{group_digits, human_bytes};
+use crate::repo::ForgetPlan;
 
 pub fn init(reports: &[InitReport]) -> String {
     let mut out = String::new();
@@ -128,6 +130,22 @@ pub fn checks(outcomes: &[CheckOutcome]) -> String {
             o.location,
             o.status.to_uppercase()
         );
+        if let Some(c) = &o.coverage {
+            let _ = writeln!(
+                out,
+                "  coverage: {}/{} parts read in the last {} days ({:.0}% of the data)",
+                c.parts_read, c.parts, c.window_days, c.percent
+            );
+        }
+        if let Some(l) = &o.locks_extended
+            && l.extended > 0
+        {
+            let _ = writeln!(
+                out,
+                "  object lock: retention extended on {} object(s)",
+                l.extended
+            );
+        }
         for e in &o.errors {
             let _ = writeln!(out, "  error: {e}");
         }
@@ -189,4 +207,164 @@ pub fn runs(runs: &[RunRecord]) -> String {
         );
     }
     out
+}
+
+fn plan(out: &mut String, plan: &ForgetPlan, applied: bool) {
+    let verb = if applied { "removed" } else { "would remove" };
+    let _ = writeln!(
+        out,
+        "  keeps {} snapshot(s), {verb} {}",
+        plan.keep.len(),
+        plan.remove.len()
+    );
+    for r in &plan.remove {
+        let _ = writeln!(
+            out,
+            "    {}  {}  {:<12} {}",
+            r.snapshot.short_id(),
+            crate::model::time::format(r.snapshot.time),
+            r.snapshot.source.as_deref().unwrap_or("-"),
+            r.reason
+        );
+    }
+}
+
+pub fn forgets(outcomes: &[ForgetOutcome]) -> String {
+    let mut out = String::new();
+    for o in outcomes {
+        let _ = writeln!(out, "location {}:", o.location);
+        match (&o.plan, &o.error) {
+            (Some(p), _) => plan(&mut out, p, o.applied),
+            (None, Some(e)) => {
+                let _ = writeln!(out, "  FAILED: {e}");
+            }
+            _ => {}
+        }
+    }
+    if outcomes.iter().any(|o| !o.applied && o.error.is_none()) {
+        out.push_str("(dry run: pass --apply to delete)\n");
+    }
+    out
+}
+
+pub fn prunes(outcomes: &[PruneOutcome]) -> String {
+    let mut out = String::new();
+    let mut dry = false;
+    for o in outcomes {
+        let _ = writeln!(out, "location {}:", o.location);
+        let applied = o.prune.as_ref().is_some_and(|p| p.applied);
+        dry |= !applied && o.error.is_none();
+        if let Some(p) = &o.forget {
+            plan(&mut out, p, applied);
+        }
+        if let Some(p) = &o.prune {
+            let verb = if p.applied { "deleted" } else { "would delete" };
+            let _ = writeln!(
+                out,
+                "  data: {verb} {} pack(s), {} (repacking {} pack(s))",
+                p.packs_to_delete,
+                human_bytes(p.bytes_to_delete),
+                p.packs_to_repack
+            );
+        }
+        if let Some(l) = &o.locks_extended {
+            let _ = writeln!(
+                out,
+                "  object lock: retention extended on {} of {} object(s)",
+                l.extended, l.objects
+            );
+        }
+        if let Some(v) = &o.locked_versions {
+            let _ = writeln!(
+                out,
+                "  object lock: {} deleted version(s) swept; {} ({}) still held{}",
+                v.swept,
+                v.still_locked,
+                human_bytes(v.still_locked_bytes),
+                v.locked_until
+                    .as_deref()
+                    .map(|d| format!(" until {d}"))
+                    .unwrap_or_default()
+            );
+        }
+        if let Some(e) = &o.error {
+            let _ = writeln!(out, "  FAILED: {e}");
+        }
+    }
+    if dry {
+        out.push_str("(dry run: pass --apply to delete)\n");
+    }
+    out
+}
+
+pub fn status(s: &Status) -> String {
+    let mut out = format!(
+        "configuration {} ({})\n",
+        s.config,
+        &s.config_sha256[..15.min(s.config_sha256.len())]
+    );
+    for l in &s.locations {
+        let health = if l.healthy { "ok" } else { "PROBLEM" };
+        let _ = writeln!(
+            out,
+            "location {} [{}] {}: {health}",
+            l.name, l.kind, l.repository
+        );
+        let _ = writeln!(out, "  {} backup snapshot(s)", l.snapshots);
+        for f in &l.sources {
+            let _ = writeln!(
+                out,
+                "  {}: newest backup {} ({} ago)",
+                f.source,
+                f.latest,
+                humanize_age(f.age_seconds)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  checks: {}/{} parts read in the last {} days ({:.0}%)",
+            l.coverage.parts_read, l.coverage.parts, l.coverage.window_days, l.coverage.percent
+        );
+        if let Some(lock) = &l.object_lock {
+            let verdict = if lock.immutable {
+                "immutable"
+            } else {
+                "NOT immutable"
+            };
+            let _ = writeln!(
+                out,
+                "  object lock: {} {} days declared; versioning {}, bucket lock {}, test lock {} -> {verdict}",
+                lock.mode,
+                lock.days,
+                lock.bucket.versioning.as_deref().unwrap_or("off"),
+                if lock.bucket.object_lock_enabled {
+                    "enabled"
+                } else {
+                    "off"
+                },
+                if lock.bucket.lock_verified {
+                    "honoured"
+                } else {
+                    "not honoured"
+                },
+            );
+        }
+        for p in &l.problems {
+            let _ = writeln!(out, "  problem: {p}");
+        }
+    }
+    if !s.recent_failures.is_empty() {
+        let _ = writeln!(out, "recent failures:");
+        out.push_str(&runs(&s.recent_failures));
+    }
+    out
+}
+
+fn humanize_age(seconds: i64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s if s < 172_800 => format!("{} h", s / 3600),
+        s => format!("{} days", s / 86_400),
+    }
 }

@@ -7,6 +7,7 @@
 
 mod diagnostic;
 mod document;
+mod locations;
 mod policy;
 mod raw;
 mod sources;
@@ -39,6 +40,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Hostname written into snapshots.
     pub hostname: String,
+    /// `check --rotate` reads every pack of every location at least once per window.
+    pub check_window: Duration,
     /// Sources in file order.
     pub sources: Vec<SourceConfig>,
     /// Locations in file order.
@@ -107,12 +110,67 @@ pub struct LocationConfig {
     pub name: String,
     pub kind: LocationKind,
     pub password: SecretRef,
+    /// What forget/prune keep here (the location's own `retention` table, else `[retention]`).
+    pub retention: Retention,
 }
 
 /// Storage-specific settings of a location.
 #[derive(Clone, Debug)]
 pub enum LocationKind {
     Local { path: PathBuf },
+    S3(S3Location),
+}
+
+/// An S3 (or S3-compatible) bucket holding a restic repository under a prefix.
+#[derive(Clone, Debug)]
+pub struct S3Location {
+    pub bucket: String,
+    /// Key prefix without leading or trailing `/` (may be empty).
+    pub prefix: String,
+    pub region: String,
+    /// Endpoint URL for S3-compatible stores; AWS's regional endpoint when absent.
+    pub endpoint: Option<String>,
+    pub path_style: bool,
+    /// Static credentials by reference; the standard AWS chain (environment, profile, instance
+    /// or web-identity role) when absent.
+    pub credentials: Option<(SecretRef, SecretRef)>,
+    pub object_lock: Option<ObjectLock>,
+}
+
+/// S3 Object Lock settings: every object Custodian writes is retained this long.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObjectLock {
+    pub mode: LockMode,
+    pub days: u32,
+}
+
+/// S3 Object Lock retention mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockMode {
+    /// Nobody, not even the root account, can delete or shorten the retention.
+    Compliance,
+    /// Users with `s3:BypassGovernanceRetention` can; Custodian never does.
+    Governance,
+}
+
+impl LockMode {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Compliance => "compliance",
+            Self::Governance => "governance",
+        }
+    }
+}
+
+impl S3Location {
+    /// The endpoint requests go to.
+    #[must_use]
+    pub fn endpoint_url(&self) -> String {
+        self.endpoint
+            .clone()
+            .unwrap_or_else(|| format!("https://s3.{}.amazonaws.com", self.region))
+    }
 }
 
 impl LocationConfig {
@@ -121,6 +179,14 @@ impl LocationConfig {
     pub fn repository(&self) -> String {
         match &self.kind {
             LocationKind::Local { path } => path.display().to_string(),
+            LocationKind::S3(s3) => {
+                let mut repo = format!("s3:{}/{}", s3.endpoint_url(), s3.bucket);
+                if !s3.prefix.is_empty() {
+                    repo.push('/');
+                    repo.push_str(&s3.prefix);
+                }
+                repo
+            }
         }
     }
 
@@ -128,6 +194,16 @@ impl LocationConfig {
     pub fn kind_name(&self) -> &'static str {
         match self.kind {
             LocationKind::Local { .. } => "local",
+            LocationKind::S3(_) => "s3",
+        }
+    }
+
+    /// Whether this location is declared immutable (Object Lock).
+    #[must_use]
+    pub fn object_lock(&self) -> Option<ObjectLock> {
+        match &self.kind {
+            LocationKind::S3(s3) => s3.object_lock,
+            LocationKind::Local { .. } => None,
         }
     }
 }

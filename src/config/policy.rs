@@ -209,9 +209,11 @@ pub(super) fn duration(
     }
 }
 
+/// A retention table at `key` (`retention` or `location.NAME.retention`).
 pub(super) fn retention(
     doc: &Document<'_>,
     diags: &mut Diagnostics,
+    key: &str,
     raw: RawRetention,
 ) -> Retention {
     let retention = Retention {
@@ -224,23 +226,37 @@ pub(super) fn retention(
         keep_within: duration(
             doc,
             diags,
-            "retention.keep-within",
+            &format!("{key}.keep-within"),
             raw.keep_within.as_deref(),
         ),
-        max_age: duration(doc, diags, "retention.max-age", raw.max_age.as_deref()),
+        max_age: duration(
+            doc,
+            diags,
+            &format!("{key}.max-age"),
+            raw.max_age.as_deref(),
+        ),
     };
     if let (Some(within), Some(max)) = (retention.keep_within, retention.max_age)
         && within > max
     {
-        let line = doc.line(diags, "retention.keep-within");
+        let k = format!("{key}.keep-within");
+        let line = doc.line(diags, &k);
         diags.push(
             Severity::Warning,
             line,
-            "retention.keep-within",
-            "is longer than retention.max-age; max-age wins, so snapshots will not be kept that long",
+            k,
+            "is longer than max-age; max-age wins, so snapshots will not be kept that long",
         );
     }
     retention
+}
+
+impl Retention {
+    /// Whether any rule is set (no rule at all: keep everything).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 pub(super) fn drills(

@@ -12,6 +12,8 @@ use serde::Deserialize;
 pub struct RawGeneral {
     pub state_dir: Option<PathBuf>,
     pub hostname: Option<String>,
+    /// Every pack of every location is read by `check --rotate` at least once per window.
+    pub check_window: Option<String>,
 }
 
 /// A reference to a secret as written: exactly one of the three ways must be given.
@@ -71,6 +73,7 @@ pub struct RawLocalLocation {
     pub password_file: Option<PathBuf>,
     pub password_env: Option<String>,
     pub password_credential: Option<String>,
+    pub retention: Option<RawRetention>,
 }
 
 impl RawLocalLocation {
@@ -81,6 +84,64 @@ impl RawLocalLocation {
             credential: self.password_credential.clone(),
         }
     }
+}
+
+/// `[location.NAME]` with `kind = "s3"`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawS3Location {
+    #[allow(dead_code)]
+    pub kind: String,
+    pub bucket: String,
+    pub prefix: Option<String>,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub path_style: Option<bool>,
+    pub access_key_id_file: Option<PathBuf>,
+    pub access_key_id_env: Option<String>,
+    pub access_key_id_credential: Option<String>,
+    pub secret_access_key_file: Option<PathBuf>,
+    pub secret_access_key_env: Option<String>,
+    pub secret_access_key_credential: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    pub password_credential: Option<String>,
+    pub object_lock: Option<RawObjectLock>,
+    pub retention: Option<RawRetention>,
+}
+
+impl RawS3Location {
+    pub fn password(&self) -> RawPassword {
+        RawPassword {
+            file: self.password_file.clone(),
+            env: self.password_env.clone(),
+            credential: self.password_credential.clone(),
+        }
+    }
+
+    pub fn access_key_id(&self) -> RawPassword {
+        RawPassword {
+            file: self.access_key_id_file.clone(),
+            env: self.access_key_id_env.clone(),
+            credential: self.access_key_id_credential.clone(),
+        }
+    }
+
+    pub fn secret_access_key(&self) -> RawPassword {
+        RawPassword {
+            file: self.secret_access_key_file.clone(),
+            env: self.secret_access_key_env.clone(),
+            credential: self.secret_access_key_credential.clone(),
+        }
+    }
+}
+
+/// `object-lock = { mode = "compliance", days = 30 }`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawObjectLock {
+    pub mode: String,
+    pub days: u32,
 }
 
 /// `[retention]`: what `forget`/`prune` keep.

@@ -9,10 +9,9 @@ use toml::de::DeValue;
 use super::diagnostic::{Diagnostics, Severity};
 use super::document::{Document, join};
 use super::raw::{
-    RawAccess, RawDrills, RawGeneral, RawLocalLocation, RawNotifications, RawPassword, RawReports,
-    RawRetention,
+    RawAccess, RawDrills, RawGeneral, RawNotifications, RawPassword, RawReports, RawRetention,
 };
-use super::{Config, DEFAULT_STATE_DIR, LocationConfig, LocationKind, policy};
+use super::{Config, DEFAULT_STATE_DIR, policy};
 use crate::model::naming::is_valid_name;
 use crate::secret::{SecretRef, loose_permissions};
 
@@ -26,7 +25,6 @@ const SECTIONS: &[&str] = &[
     "notifications",
     "access",
 ];
-const LOCATION_KINDS: &[&str] = &["local"];
 
 /// Relative paths in the file are relative to the file's directory.
 pub(super) fn resolve_path(base: &Path, path: &Path) -> PathBuf {
@@ -82,12 +80,18 @@ pub(super) fn validate(file: &Path, text: &str, diags: &mut Diagnostics) -> Opti
         );
     }
 
-    let (locations, location_names) = locations(&doc, diags, &base);
+    let check_window = policy::duration(
+        &doc,
+        diags,
+        "custodian.check-window",
+        general.check_window.as_deref(),
+    )
+    .unwrap_or(std::time::Duration::from_secs(30 * 86_400));
+    let raw_retention: RawRetention = section(&doc, diags, "retention").unwrap_or_default();
+    let retention = policy::retention(&doc, diags, "retention", raw_retention);
+    let (locations, location_names) = super::locations::locations(&doc, diags, &base, &retention);
     let sources = super::sources::sources(&doc, diags, &base, &location_names);
     let source_names: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
-
-    let raw_retention: RawRetention = section(&doc, diags, "retention").unwrap_or_default();
-    let retention = policy::retention(&doc, diags, raw_retention);
     let raw_drills: RawDrills = section(&doc, diags, "drills").unwrap_or_default();
     let drills = policy::drills(&doc, diags, raw_drills, &source_names);
     let raw_reports: RawReports = section(&doc, diags, "reports").unwrap_or_default();
@@ -103,6 +107,7 @@ pub(super) fn validate(file: &Path, text: &str, diags: &mut Diagnostics) -> Opti
         sha256: format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes()))),
         state_dir,
         hostname,
+        check_window,
         sources,
         locations,
         retention,
@@ -222,84 +227,8 @@ pub(super) fn entries<'d, 'a>(
     out
 }
 
-/// The valid locations, and the names of all declared ones (so that references to a location
-/// with its own problems are not reported as undefined too).
-fn locations(
-    doc: &Document<'_>,
-    diags: &mut Diagnostics,
-    base: &Path,
-) -> (Vec<LocationConfig>, Vec<String>) {
-    let mut out: Vec<LocationConfig> = Vec::new();
-    let declared = declared_names(doc, "location");
-    for (name, _kind, entry) in entries(doc, diags, "location", LOCATION_KINDS) {
-        let prefix = format!("location.{name}");
-        let Some(raw) = doc.deserialize::<RawLocalLocation>(entry, &prefix, diags) else {
-            continue;
-        };
-        let path = resolve_path(base, &raw.path);
-        let path_key = format!("{prefix}.path");
-        if path.exists() && !path.is_dir() {
-            let line = doc.line(diags, &path_key);
-            diags.push(
-                Severity::Error,
-                line,
-                path_key.clone(),
-                format!(
-                    "{} exists but is not a directory; point it at a directory for the repository",
-                    path.display()
-                ),
-            );
-        } else if !path.exists()
-            && let Some(parent) = path.parent()
-            && !parent.exists()
-        {
-            let line = doc.line(diags, &path_key);
-            diags.push(
-                Severity::Error,
-                line,
-                path_key.clone(),
-                format!(
-                    "parent directory {} does not exist; create it (custodian init creates only the last level)",
-                    parent.display()
-                ),
-            );
-        }
-        if let Some(other) = out.iter().find(|l| match &l.kind {
-            LocationKind::Local { path: p } => *p == path,
-        }) {
-            let line = doc.line(diags, &path_key);
-            diags.push(
-                Severity::Error,
-                line,
-                path_key,
-                format!(
-                    "location `{}` already uses {}; each location needs its own repository",
-                    other.name,
-                    path.display()
-                ),
-            );
-        }
-        let Some(password) = secret_ref(
-            doc,
-            diags,
-            &format!("{prefix}.password"),
-            raw.password(),
-            base,
-            true,
-        ) else {
-            continue;
-        };
-        out.push(LocationConfig {
-            name,
-            kind: LocationKind::Local { path },
-            password,
-        });
-    }
-    (out, declared)
-}
-
 /// The names under `[<section>.*]`, whatever their contents.
-fn declared_names(doc: &Document<'_>, section: &str) -> Vec<String> {
+pub(super) fn declared_names(doc: &Document<'_>, section: &str) -> Vec<String> {
     match doc.root().get(section).map(|v| v.get_ref()) {
         Some(DeValue::Table(t)) => t.keys().map(|k| k.get_ref().to_string()).collect(),
         _ => Vec::new(),

@@ -184,7 +184,7 @@ async fn run_inner(dir: &Path) -> Result<DemoOutput, JobError> {
         None
     };
     let checks = if error.is_none() {
-        job::check(&ctx, None, Some(ReadSubset::all())).await?
+        job::check(&ctx, None, Some(ReadSubset::all()), false).await?
     } else {
         Vec::new()
     };

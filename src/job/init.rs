@@ -5,7 +5,6 @@ use serde::Serialize;
 
 use super::{Context, JobError, blocking};
 use crate::catalog::{RunEnd, RunKind};
-use crate::location;
 use crate::repo::Repo;
 
 /// What `init` found or did for one location.
@@ -31,13 +30,13 @@ pub async fn init(ctx: &Context) -> Result<Vec<InitReport>, JobError> {
     let mut reports = Vec::new();
     let mut chunker_from: Option<Repo> = None;
     for location in &ctx.config.locations {
-        let backend = location::backend(location)?;
+        let backend = ctx.backend(location)?.1;
         let name = location.name.clone();
         let label = location.repository();
         let exists = {
             let backend = backend.clone();
             let name = name.clone();
-            blocking(move || Repo::exists(&name, backend)).await
+            blocking(move || Repo::exists(&name, &backend)).await
         };
         let result = match exists {
             Ok(true) => ctx.repo(&name).await.map(|repo| (repo, "exists")),

@@ -12,7 +12,9 @@ mod copy;
 mod init;
 mod lock;
 mod restore;
+mod retention;
 mod snapshots;
+mod status;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,16 +22,18 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 
 pub use backup::{BackupReport, backup};
-pub use check::{CheckOutcome, check};
+pub use check::{CheckOutcome, Coverage, check};
 pub use copy::{CopyReport, copy};
 pub use init::{InitReport, init};
 pub use restore::{RestoreReport, RestoreRequest, Verification, restore};
+pub use retention::{ForgetOutcome, PruneOutcome, forget, prune};
 pub use snapshots::{LocationSnapshots, snapshots};
+pub use status::{LocationStatus, Status, status};
 
 use crate::catalog::{Catalog, CatalogError, Outcome, RunEnd, RunStart, Trigger};
 use crate::config::Config;
 use crate::location::{self, LocationError};
-use crate::repo::{Repo, RepoError};
+use crate::repo::{Backend, Repo, RepoError};
 use crate::source::SourceError;
 
 /// Why a job failed.
@@ -161,11 +165,28 @@ impl Context {
             .password
             .resolve()
             .map_err(|e| JobError::io(format!("location {name}: reading the password"), &e))?;
-        let backend = location::backend(&location)?;
+        let backend = self.backend(&location)?.1;
         let label = location.repository();
         let repo = blocking(move || Repo::open(&location.name, &label, backend, &password)).await?;
         repos.insert(name.to_string(), repo.clone());
         Ok(repo)
+    }
+
+    /// The storage of a location and the repository backend on it (remote storage gets a cache
+    /// under the state directory).
+    pub(crate) fn backend(
+        &self,
+        location: &crate::config::LocationConfig,
+    ) -> Result<(location::Storage, Backend), JobError> {
+        let storage = location::open(location)?;
+        let cache_dir = storage
+            .is_remote()
+            .then(|| self.config.cache_dir().join(&location.name));
+        let backend = Backend {
+            storage: storage.backend(),
+            cache_dir,
+        };
+        Ok((storage, backend))
     }
 
     pub(crate) async fn remember(&self, repo: Repo) {

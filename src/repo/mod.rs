@@ -18,6 +18,7 @@ mod archive;
 mod check;
 mod copy;
 mod read;
+mod retention;
 mod snapshot;
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use rustic_core::{
 pub use archive::{ArchiveEntry, ArchiveOutcome, ArchiveRequest, Pending, ReadEntry};
 pub use check::{CheckReport, ReadSubset};
 pub use copy::Copied;
+pub use retention::{ForgetPlan, PruneReport, Removal};
 pub use snapshot::SnapshotInfo;
 
 use crate::secret::Secret;
@@ -116,18 +118,42 @@ pub struct Repo {
 struct Inner {
     location: String,
     repository: String,
-    backend: Arc<dyn WriteBackend>,
+    backend: Backend,
     /// The master key, kept so that indexing (which consumes an open repository) can reopen
     /// without paying scrypt again. Never printed: `Inner` has no `Debug`.
     key: Credentials,
     repo: Repository<OpenStatus>,
 }
 
-fn repository(location: &str, backend: Arc<dyn WriteBackend>) -> Result<Repository<()>, RepoError> {
-    // Local repositories need no cache; remote locations will pass their own cache directory.
-    let opts = RepositoryOptions::default().no_cache(true);
-    Repository::new(&opts, &RepositoryBackends::new(backend, None))
-        .map_err(|e| storage_error(location, "setting up the repository", &e))
+/// Where a repository's backend is, and whether to cache its index and snapshot files locally
+/// (worth it for remote storage; rustic_core verifies cached files before use).
+#[derive(Clone)]
+pub struct Backend {
+    pub storage: Arc<dyn WriteBackend>,
+    pub cache_dir: Option<std::path::PathBuf>,
+}
+
+impl Backend {
+    /// A backend without a cache (local storage).
+    #[must_use]
+    pub fn uncached(storage: Arc<dyn WriteBackend>) -> Self {
+        Self {
+            storage,
+            cache_dir: None,
+        }
+    }
+}
+
+fn repository(location: &str, backend: &Backend) -> Result<Repository<()>, RepoError> {
+    let opts = match &backend.cache_dir {
+        Some(dir) => RepositoryOptions::default().cache_dir(dir.clone()),
+        None => RepositoryOptions::default().no_cache(true),
+    };
+    Repository::new(
+        &opts,
+        &RepositoryBackends::new(backend.storage.clone(), None),
+    )
+    .map_err(|e| storage_error(location, "setting up the repository", &e))
 }
 
 pub(crate) fn storage_error(
@@ -147,7 +173,7 @@ impl Repo {
     ///
     /// # Errors
     /// When the storage cannot be listed.
-    pub fn exists(location: &str, backend: Arc<dyn WriteBackend>) -> Result<bool, RepoError> {
+    pub fn exists(location: &str, backend: &Backend) -> Result<bool, RepoError> {
         let repo = repository(location, backend)?;
         repo.config_id()
             .map(|id| id.is_some())
@@ -163,11 +189,11 @@ impl Repo {
     pub fn init(
         location: &str,
         repository_label: &str,
-        backend: Arc<dyn WriteBackend>,
+        backend: Backend,
         password: &Secret,
         chunker_from: Option<&Self>,
     ) -> Result<Self, RepoError> {
-        let repo = self::repository(location, backend.clone())?;
+        let repo = self::repository(location, &backend)?;
         let credentials = Credentials::password(password.expose());
         let opened = match chunker_from {
             None => repo.init(
@@ -192,10 +218,10 @@ impl Repo {
     pub fn open(
         location: &str,
         repository_label: &str,
-        backend: Arc<dyn WriteBackend>,
+        backend: Backend,
         password: &Secret,
     ) -> Result<Self, RepoError> {
-        let repo = self::repository(location, backend.clone())?;
+        let repo = self::repository(location, &backend)?;
         let exists = repo
             .config_id()
             .map_err(|e| storage_error(location, "opening the repository", &e))?
@@ -224,7 +250,7 @@ impl Repo {
     fn wrap(
         location: &str,
         repository: &str,
-        backend: Arc<dyn WriteBackend>,
+        backend: Backend,
         repo: Repository<OpenStatus>,
     ) -> Self {
         Self {
@@ -241,7 +267,7 @@ impl Repo {
     /// A second handle on the same repository, opened with the master key. Indexing consumes
     /// an open repository, so every indexed operation starts from one of these.
     fn reopen(&self) -> Result<Repository<OpenStatus>, RepoError> {
-        repository(&self.inner.location, self.inner.backend.clone())?
+        repository(&self.inner.location, &self.inner.backend)?
             .open(&self.inner.key)
             .map_err(|e| self.err("reopening the repository", &e))
     }

@@ -246,4 +246,5 @@ pub fn sha256_file(path: &Path) -> String {
     let data = fs::read(path).unwrap();
     format!("sha256:{}", hex::encode(Sha256::digest(&data)))
 }
+pub mod s3;
 pub mod servers;
