@@ -31,6 +31,49 @@ fn the_demo_runs_the_whole_cycle_and_the_second_run_adds_little() {
     }
     assert_eq!(first["verification"]["status"], "verified");
     assert_eq!(first["verification"]["location"], "offsite");
+    // The drill restores the copy into a private file, verifies, asserts, and times it.
+    let drill = &first["drill"];
+    assert_eq!(drill["status"], "passed", "{drill:#}");
+    assert_eq!(drill["location"], "offsite");
+    assert_eq!(drill["backup_id"], first["backup"]["snapshot"]["backup_id"]);
+    let rto = drill["rto_seconds"].as_f64().unwrap();
+    assert!(rto > 0.0, "{drill:#}");
+    let phases: Vec<&str> = drill["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            "fetch",
+            "provision",
+            "restore.data",
+            "verify",
+            "assertions",
+            "teardown"
+        ]
+    );
+    let assertions = drill["assertions"].as_array().unwrap();
+    assert!(!assertions.is_empty() && assertions.iter().all(|a| a["held"] == true));
+    let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name().to_string_lossy().contains(&format!(
+                "custodian-drill-{}",
+                drill["run_id"]
+                    .as_str()
+                    .unwrap()
+                    .chars()
+                    .filter(char::is_ascii_alphanumeric)
+                    .collect::<String>()
+                    .to_lowercase()
+            ))
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "the drill's scratch file is removed");
     let chinese = common::sqlite(
         &dir.join("crm.sqlite"),
         "SELECT count(*) FROM contacts WHERE last_name IN ('王', '李', '张');",

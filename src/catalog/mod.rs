@@ -4,6 +4,7 @@
 //! Migrations are embedded in the binary and applied on open. The database uses WAL, so the
 //! daemon and a CLI invocation can use it at the same time.
 
+mod drills;
 mod records;
 mod runs;
 
@@ -17,6 +18,7 @@ use sqlx::ConnectOptions;
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
+pub use drills::{DrillEnd, DrillRecord, DrillStart, ScratchRecord};
 pub use records::{BackupRecord, CheckRecord, CountedTable, SnapshotRecord};
 pub use runs::{Outcome, RunEnd, RunKind, RunRecord, RunStart, Trigger};
 
@@ -65,13 +67,22 @@ struct Embedded;
 impl<'s> MigrationSource<'s> for Embedded {
     fn resolve(self) -> BoxFuture<'s, Result<Vec<Migration>, sqlx::error::BoxDynError>> {
         Box::pin(async {
-            Ok(vec![Migration::new(
-                1,
-                Cow::Borrowed("initial"),
-                MigrationType::Simple,
-                Cow::Borrowed(include_str!("migrations/0001_initial.sql")),
-                false,
-            )])
+            Ok(vec![
+                Migration::new(
+                    1,
+                    Cow::Borrowed("initial"),
+                    MigrationType::Simple,
+                    Cow::Borrowed(include_str!("migrations/0001_initial.sql")),
+                    false,
+                ),
+                Migration::new(
+                    2,
+                    Cow::Borrowed("drills"),
+                    MigrationType::Simple,
+                    Cow::Borrowed(include_str!("migrations/0002_drills.sql")),
+                    false,
+                ),
+            ])
         })
     }
 }

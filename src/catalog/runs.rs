@@ -7,7 +7,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::{Catalog, CatalogError, query_err};
-use crate::model::time;
+use crate::model::{process_start, time};
 
 /// What a run did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -18,6 +18,7 @@ pub enum RunKind {
     Copy,
     Check,
     Restore,
+    Drill,
     Forget,
     Prune,
 }
@@ -31,6 +32,7 @@ impl RunKind {
             Self::Copy => "copy",
             Self::Check => "check",
             Self::Restore => "restore",
+            Self::Drill => "drill",
             Self::Forget => "forget",
             Self::Prune => "prune",
         }
@@ -276,22 +278,16 @@ impl Catalog {
     }
 }
 
-/// The start time of a process (field 22 of `/proc/PID/stat`, in clock ticks since boot).
-/// Together with the pid it identifies a process even when pids are reused.
-fn process_start(pid: i64) -> Option<i64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
     fn own_start_time_is_readable_and_dead_pids_have_none() {
         let me = i64::from(std::process::id());
-        assert!(super::process_start(me).is_some());
-        assert_eq!(super::process_start(me), super::process_start(me));
-        assert_eq!(super::process_start(i64::from(i32::MAX)), None);
+        assert!(crate::model::process_start(me).is_some());
+        assert_eq!(
+            crate::model::process_start(me),
+            crate::model::process_start(me)
+        );
+        assert_eq!(crate::model::process_start(i64::from(i32::MAX)), None);
     }
 }

@@ -123,6 +123,33 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Restore drill: restore a snapshot into a scratch database, verify every table against
+    /// the manifest, run the configured assertions, measure the RTO, and clean up. Without
+    /// --source/--location, drills the pair whose last drill is oldest.
+    Drill {
+        /// Only this source.
+        #[arg(long)]
+        source: Option<String>,
+        /// Restore from this location.
+        #[arg(long)]
+        location: Option<String>,
+        /// `latest`, `random` (an older snapshot), or a snapshot id (default: alternate latest
+        /// and random).
+        #[arg(long)]
+        snapshot: Option<String>,
+    },
+    /// List restore drills from the catalog, newest first.
+    Drills {
+        /// Only this source.
+        #[arg(long)]
+        source: Option<String>,
+        /// Only this location.
+        #[arg(long)]
+        location: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
     /// Create the demo CRM (schema and data) in an empty PostgreSQL or MariaDB database, or
     /// apply a churn model to it (for tests and the benchmark).
     GenerateCrm {

@@ -265,6 +265,36 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
                 emit(json, &status, render::status);
                 all_ok(status.all_ok())
             }
+            Command::Drill {
+                source,
+                location,
+                snapshot,
+            } => {
+                let report = job::drill(
+                    ctx,
+                    &job::DrillRequest {
+                        source,
+                        location,
+                        snapshot,
+                    },
+                    shutdown_signal(),
+                )
+                .await?;
+                emit(json, &report, render::drill);
+                all_ok(report.passed())
+            }
+            Command::Drills {
+                source,
+                location,
+                limit,
+            } => {
+                let drills = ctx
+                    .catalog
+                    .drills(source.as_deref(), location.as_deref(), limit)
+                    .await?;
+                emit(json, &drills, |d| render::drills(d));
+                Exit::Ok
+            }
             Command::Runs { limit } => {
                 let runs = ctx.catalog.recent_runs(limit).await?;
                 emit(json, &runs, |r| render::runs(r));
@@ -277,6 +307,24 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
     }
     .await;
     result.unwrap_or_else(|err| job_failure(json, &err))
+}
+
+/// Resolves on SIGTERM or SIGINT, so a job can stop cleanly (drills tear their scratch
+/// instance down) instead of dying mid-way.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
 }
 
 fn all_ok(ok: bool) -> Exit {

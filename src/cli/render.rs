@@ -2,10 +2,10 @@
 
 use std::fmt::Write;
 
-use crate::catalog::RunRecord;
+use crate::catalog::{DrillRecord, RunRecord};
 use crate::job::{
-    BackupReport, CheckOutcome, CopyReport, ForgetOutcome, InitReport, LocationSnapshots,
-    PruneOutcome, RestoreReport, Status,
+    BackupReport, CheckOutcome, CopyReport, DrillReport, ForgetOutcome, InitReport,
+    LocationSnapshots, PruneOutcome, RestoreReport, Status,
 };
 use crate::model::{group_digits, human_bytes};
 use crate::repo::ForgetPlan;
@@ -175,6 +175,86 @@ pub fn restore(r: &RestoreReport) -> String {
     }
     for w in &r.warnings {
         let _ = write!(out, "\nwarning: {w}");
+    }
+    out
+}
+
+pub fn drill(r: &DrillReport) -> String {
+    let snapshot = r.snapshot_id.as_deref().map_or("-", |id| &id[..8]);
+    let mut out = match &r.failure {
+        None => format!(
+            "drill PASSED: {} from {} (snapshot {snapshot}, {} old), RTO {:.1} s\n",
+            r.source,
+            r.location,
+            r.snapshot_age_seconds.map_or_else(|| "?".into(), age),
+            r.rto_seconds.unwrap_or_default(),
+        ),
+        Some(f) => format!(
+            "drill FAILED: {} from {} (snapshot {snapshot}): {} [{}]\n",
+            r.source, r.location, f.reason, f.code
+        ),
+    };
+    if let Some(scratch) = &r.scratch {
+        let _ = writeln!(out, "  restored into: {scratch}");
+    }
+    if let (Some(t), Some(rows)) = (r.tables, r.rows) {
+        let _ = writeln!(
+            out,
+            "  verified: {t} tables, {} rows, {}",
+            group_digits(rows),
+            human_bytes(r.bytes.unwrap_or_default())
+        );
+    }
+    for p in &r.phases.0 {
+        let _ = writeln!(out, "  {:<20} {:>8.2} s", p.name, p.seconds);
+    }
+    for a in &r.assertions {
+        let _ = writeln!(
+            out,
+            "  assertion {:<18} {} (got {}, expected {})",
+            a.name,
+            if a.held { "held" } else { "FAILED" },
+            a.actual.map_or_else(|| "nothing".into(), |v| v.to_string()),
+            a.expected
+        );
+    }
+    for w in &r.warnings {
+        let _ = writeln!(out, "  warning: {w}");
+    }
+    out
+}
+
+fn age(seconds: f64) -> String {
+    let s = seconds.max(0.0) as u64;
+    match s {
+        0..120 => format!("{s} s"),
+        120..7200 => format!("{} min", s / 60),
+        7200..172_800 => format!("{} h", s / 3600),
+        _ => format!("{} days", s / 86_400),
+    }
+}
+
+pub fn drills(drills: &[DrillRecord]) -> String {
+    let mut out = String::new();
+    for d in drills {
+        let _ = writeln!(
+            out,
+            "{}  {:<12} {:<12} {:<11} {:<8} {:>8}  {}{}",
+            d.started_at,
+            d.source,
+            d.location,
+            d.verdict,
+            d.snapshot_id
+                .as_deref()
+                .map_or("-", |s| &s[..8.min(s.len())]),
+            d.rto_seconds
+                .map_or_else(|| "-".into(), |r| format!("{r:.1} s")),
+            d.selection,
+            d.failure_reason
+                .as_deref()
+                .map(|r| format!("  {r}"))
+                .unwrap_or_default()
+        );
     }
     out
 }

@@ -83,6 +83,16 @@ pub struct ServerSource {
     pub checksum_limit: u64,
     /// Per-table checksum modes, by `schema.table` (PostgreSQL) or `table` (MySQL).
     pub checksum: std::collections::BTreeMap<String, crate::model::ChecksumMode>,
+    /// A server drills restore into instead of an ephemeral instance.
+    pub scratch: Option<ScratchServerConfig>,
+}
+
+/// A scratch server for drills: its URL (no password) and the password's reference (the
+/// source's own when not given).
+#[derive(Clone, Debug)]
+pub struct ScratchServerConfig {
+    pub url: String,
+    pub password: Option<SecretRef>,
 }
 
 pub use sources::DEFAULT_CHECKSUM_LIMIT;

@@ -36,6 +36,10 @@ pub struct Drills {
     pub interval: Duration,
     /// A scratch database never lives longer than this.
     pub scratch_lifetime: Duration,
+    /// Where ephemeral scratch instances live (`None`: the system temp directory).
+    pub scratch_dir: Option<std::path::PathBuf>,
+    /// Who ephemeral servers run as when Custodian runs as root.
+    pub scratch_user: Option<String>,
     pub assertions: Vec<Assertion>,
 }
 
@@ -264,6 +268,7 @@ pub(super) fn drills(
     diags: &mut Diagnostics,
     raw: RawDrills,
     sources: &[String],
+    base: &std::path::Path,
 ) -> Drills {
     let mut assertions = Vec::new();
     for (i, a) in raw.assertion.into_iter().enumerate() {
@@ -327,6 +332,8 @@ pub(super) fn drills(
             raw.scratch_lifetime.as_deref(),
         )
         .unwrap_or(Duration::from_secs(HOUR)),
+        scratch_dir: raw.scratch_dir.as_deref().map(|p| resolve_path(base, p)),
+        scratch_user: raw.scratch_user,
         assertions,
     }
 }

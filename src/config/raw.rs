@@ -51,9 +51,22 @@ pub struct RawServerSource {
     /// Per-table checksum mode: `full`, `sampled` or `count`.
     #[serde(default)]
     pub checksum: std::collections::BTreeMap<String, String>,
+    /// A server for restore drills (a unique database is created and dropped on it).
+    pub scratch_url: Option<String>,
+    pub scratch_password_file: Option<PathBuf>,
+    pub scratch_password_env: Option<String>,
+    pub scratch_password_credential: Option<String>,
 }
 
 impl RawServerSource {
+    pub fn scratch_password(&self) -> RawPassword {
+        RawPassword {
+            file: self.scratch_password_file.clone(),
+            env: self.scratch_password_env.clone(),
+            credential: self.scratch_password_credential.clone(),
+        }
+    }
+
     pub fn password(&self) -> RawPassword {
         RawPassword {
             file: self.password_file.clone(),
@@ -164,6 +177,10 @@ pub struct RawRetention {
 pub struct RawDrills {
     pub interval: Option<String>,
     pub scratch_lifetime: Option<String>,
+    /// Where ephemeral scratch instances are created (default: the system temp directory).
+    pub scratch_dir: Option<PathBuf>,
+    /// The user ephemeral servers run as when Custodian runs as root.
+    pub scratch_user: Option<String>,
     #[serde(default)]
     pub assertion: Vec<RawAssertion>,
 }

@@ -7,7 +7,7 @@ use super::diagnostic::{Diagnostics, Severity};
 use super::document::Document;
 use super::raw::{RawServerSource, RawSqliteSource};
 use super::validate::{entries, resolve_path, secret_ref, suggestion};
-use super::{ServerSource, SourceConfig, SourceKind};
+use super::{ScratchServerConfig, ServerSource, SourceConfig, SourceKind};
 use crate::model::ChecksumMode;
 
 const SOURCE_KINDS: &[&str] = &["sqlite", "postgres", "mysql"];
@@ -166,7 +166,7 @@ fn server(
         },
     };
     let mut checksum = BTreeMap::new();
-    for (table, mode) in raw.checksum {
+    for (table, mode) in raw.checksum.clone() {
         let parsed = match mode.as_str() {
             "full" => ChecksumMode::Full,
             "sampled" => ChecksumMode::Sampled,
@@ -182,11 +182,44 @@ fn server(
         };
         checksum.insert(table, parsed);
     }
+    let scratch = raw.scratch_url.as_ref().map(|scratch_url| {
+        let key = format!("{prefix}.scratch-url");
+        match url::Url::parse(scratch_url) {
+            Ok(u) if !schemes.contains(&u.scheme()) => error(
+                diags,
+                &key,
+                format!("scheme `{}` does not match kind = \"{kind}\"; write it like {example}", u.scheme()),
+            ),
+            Ok(u) if u.password().is_some() => error(
+                diags,
+                &key,
+                "contains a password; reference it with scratch-password-file, scratch-password-env \
+                 or scratch-password-credential"
+                    .to_string(),
+            ),
+            Ok(_) => {}
+            Err(e) => error(diags, &key, format!("is not a URL ({e}); write it like {example}")),
+        }
+        let password = secret_ref(
+            doc,
+            diags,
+            &format!("{prefix}.scratch-password"),
+            raw.scratch_password(),
+            base,
+            false,
+        )
+        .or_else(|| password.clone());
+        ScratchServerConfig {
+            url: scratch_url.clone(),
+            password,
+        }
+    });
     let server = ServerSource {
         url: raw.url,
         password,
         checksum_limit,
         checksum,
+        scratch,
     };
     Some(if kind == "postgres" {
         SourceKind::Postgres(server)

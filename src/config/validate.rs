@@ -93,7 +93,7 @@ pub(super) fn validate(file: &Path, text: &str, diags: &mut Diagnostics) -> Opti
     let sources = super::sources::sources(&doc, diags, &base, &location_names);
     let source_names: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
     let raw_drills: RawDrills = section(&doc, diags, "drills").unwrap_or_default();
-    let drills = policy::drills(&doc, diags, raw_drills, &source_names);
+    let drills = policy::drills(&doc, diags, raw_drills, &source_names, &base);
     let raw_reports: RawReports = section(&doc, diags, "reports").unwrap_or_default();
     let reports = policy::reports(&doc, diags, &base, raw_reports);
     let raw_notifications: RawNotifications =

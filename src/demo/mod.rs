@@ -1,7 +1,8 @@
 //! `custodian demo --dir DIR`: a new user's first minute. It creates a demo CRM (SQLite), a
 //! configuration with two local locations and their password files, then runs the real jobs —
 //! init → backup → copy → check (reading all data) → restore into a scratch file verified
-//! against the manifest — and prints what happened. Run again on the same directory, it
+//! against the manifest → a restore drill of the copy (RTO, assertions) — and prints what
+//! happened. Run again on the same directory, it
 //! changes a few rows first and shows how little the next backup adds.
 
 pub mod crm;
@@ -66,6 +67,8 @@ struct DemoOutput {
     checks: Vec<CheckOutcome>,
     init: Vec<InitReport>,
     verification: Option<DemoVerification>,
+    /// A restore drill of the copy (offsite): restored, verified, asserted, timed, removed.
+    drill: Option<job::DrillReport>,
     total_seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
@@ -206,6 +209,24 @@ async fn run_inner(dir: &Path) -> Result<DemoOutput, JobError> {
         error.get_or_insert_with(|| e.to_string());
     }
     let verification = verification.and_then(Result::ok);
+    let drill = if error.is_none() {
+        let report = job::drill(
+            &ctx,
+            &job::DrillRequest {
+                source: Some("crm".into()),
+                location: Some(LOCATIONS[1].into()),
+                snapshot: Some("latest".into()),
+            },
+            std::future::pending(),
+        )
+        .await?;
+        if let Some(f) = &report.failure {
+            error = Some(format!("the restore drill failed: {}", f.reason));
+        }
+        Some(report)
+    } else {
+        None
+    };
 
     let listed = job::snapshots(&ctx, None, None).await?;
     let snapshots = listed
@@ -251,6 +272,7 @@ async fn run_inner(dir: &Path) -> Result<DemoOutput, JobError> {
         checks,
         init,
         verification,
+        drill,
         total_seconds: started.elapsed().as_secs_f64(),
         error,
     })
@@ -397,6 +419,26 @@ fn render(out: &DemoOutput) -> String {
             s,
             "           {} (row counts and content checksums match); scratch file removed",
             counts.join(" · ")
+        );
+    }
+    if let Some(d) = &out.drill {
+        let phases: Vec<String> = d
+            .phases
+            .0
+            .iter()
+            .map(|p| format!("{} {:.2} s", p.name, p.seconds))
+            .collect();
+        let held = d.assertions.iter().filter(|a| a.held).count();
+        let _ = writeln!(
+            s,
+            "6. drill    {} from {} into a {}: {}, RTO {:.1} s, {held}/{} assertions held\n           {}",
+            d.snapshot_id.as_deref().map_or("-", |id| &id[..8]),
+            d.location,
+            d.scratch.as_deref().unwrap_or("scratch database"),
+            d.status.to_uppercase(),
+            d.rto_seconds.unwrap_or_default(),
+            d.assertions.len(),
+            phases.join(" · ")
         );
     }
     if let Some(e) = &out.error {

@@ -9,8 +9,10 @@
 mod backup;
 mod check;
 mod copy;
+mod drill;
 mod init;
 mod lock;
+mod phases;
 mod restore;
 mod retention;
 mod snapshots;
@@ -24,7 +26,9 @@ use tokio::sync::Mutex;
 pub use backup::{BackupReport, backup};
 pub use check::{CheckOutcome, Coverage, check};
 pub use copy::{CopyReport, copy};
+pub use drill::{AssertionResult, DrillFailure, DrillReport, DrillRequest, drill, sweep_scratch};
 pub use init::{InitReport, init};
+pub use phases::{Phase, Phases};
 pub use restore::{RestoreReport, RestoreRequest, Verification, restore};
 pub use retention::{ForgetOutcome, PruneOutcome, forget, prune};
 pub use snapshots::{LocationSnapshots, snapshots};
@@ -132,13 +136,17 @@ impl Context {
                 "{interrupted} run(s) were interrupted by the end of their process; they are recorded as interrupted"
             );
         }
-        Ok(Self {
+        let ctx = Self {
             config,
             catalog,
             actor: current_user(),
             trigger,
             repos: Mutex::new(HashMap::new()),
-        })
+        };
+        if let Err(e) = drill::sweep_scratch(&ctx).await {
+            tracing::error!(error = %e, "could not sweep scratch instances left by earlier drills");
+        }
+        Ok(ctx)
     }
 
     /// The open repository of a location (opened once per context).

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{Context, JobError, blocking};
+use super::{Context, JobError, Phases, blocking};
 use crate::catalog::{RunEnd, RunKind};
 use crate::model::{Manifest, TableSummary, human_bytes, naming};
 use crate::repo::{Repo, RepoError, SnapshotInfo};
@@ -236,36 +236,7 @@ async fn restore_file(
     to: &Path,
 ) -> Result<Restored, JobError> {
     let file = main_file(manifest)?;
-    let dir = parent_dir(to);
-    let tmp = tempfile::Builder::new()
-        .prefix(".custodian-restore-")
-        .tempfile_in(&dir)
-        .map_err(|e| {
-            JobError::io(
-                format!("creating a temporary file in {}", dir.display()),
-                &e,
-            )
-        })?;
-    let (tmp, bytes) = {
-        let (repo, id) = (repo.clone(), snap.id.clone());
-        let path = naming::file_path(&manifest.source, &file.name);
-        blocking(move || {
-            let location = repo.location().to_string();
-            let mut writer = BufWriter::new(tmp.as_file());
-            let bytes = repo.dump_file(&id, &path, &mut writer)?;
-            writer
-                .flush()
-                .and_then(|()| tmp.as_file().sync_all())
-                .map_err(|e| RepoError::Storage {
-                    location,
-                    operation: "writing the restored file",
-                    message: e.to_string(),
-                })?;
-            drop(writer);
-            Ok((tmp, bytes))
-        })
-        .await?
-    };
+    let (tmp, bytes) = load_file(repo, snap, manifest, &parent_dir(to)).await?;
     let verification = verify_file(tmp.path(), manifest, file.sha256.as_deref()).await?;
     if verification.status == "verified" {
         tmp.persist(to).map_err(|e| {
@@ -280,6 +251,43 @@ async fn restore_file(
         verification,
         warnings: Vec::new(),
     })
+}
+
+/// Streams the database file of a SQLite snapshot into a new private temporary file in `dir`.
+pub(crate) async fn load_file(
+    repo: &Repo,
+    snap: &SnapshotInfo,
+    manifest: &Manifest,
+    dir: &Path,
+) -> Result<(tempfile::NamedTempFile, u64), JobError> {
+    let file = main_file(manifest)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".custodian-restore-")
+        .tempfile_in(dir)
+        .map_err(|e| {
+            JobError::io(
+                format!("creating a temporary file in {}", dir.display()),
+                &e,
+            )
+        })?;
+    let (repo, id) = (repo.clone(), snap.id.clone());
+    let path = naming::file_path(&manifest.source, &file.name);
+    blocking(move || {
+        let location = repo.location().to_string();
+        let mut writer = BufWriter::new(tmp.as_file());
+        let bytes = repo.dump_file(&id, &path, &mut writer)?;
+        writer
+            .flush()
+            .and_then(|()| tmp.as_file().sync_all())
+            .map_err(|e| RepoError::Storage {
+                location,
+                operation: "writing the restored file",
+                message: e.to_string(),
+            })?;
+        drop(writer);
+        Ok((tmp, bytes))
+    })
+    .await
 }
 
 /// Compares a restored SQLite file with its manifest.
@@ -339,13 +347,13 @@ fn verification(
 }
 
 /// Connection settings for a server target of the snapshot's engine.
-enum Target {
+pub(crate) enum Target {
     Postgres(postgres::Connect),
     Mysql(mysql::Connect),
 }
 
 impl Target {
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Self::Postgres(c) => c.describe(),
             Self::Mysql(c) => c.describe(),
@@ -407,11 +415,62 @@ async fn restore_server(
         )));
     }
 
-    let workdir = private_workdir(&ctx.config.scratch_dir(), "restore-")?;
+    let opts = ServerLoad {
+        force: req.force,
+        skip_ownership: false,
+        jobs: req.jobs,
+        with_globals: req.with_globals,
+        progress: req.progress,
+    };
+    let mut phases = Phases::default();
+    let (bytes, warnings) = load_server(
+        repo,
+        snap,
+        manifest,
+        &target,
+        &opts,
+        &ctx.config.scratch_dir(),
+        &mut phases,
+    )
+    .await?;
+    tracing::info!("restore: verifying against the manifest");
+    let verification = verify_server(&target, manifest, bytes).await;
+    Ok(Restored {
+        bytes,
+        verification,
+        warnings,
+    })
+}
+
+/// How a server restore is done.
+pub(crate) struct ServerLoad {
+    pub force: bool,
+    /// PostgreSQL: leave ownership and grants out (`--no-owner --no-privileges`), for targets
+    /// without the source's roles.
+    pub skip_ownership: bool,
+    pub jobs: u32,
+    pub with_globals: bool,
+    pub progress: bool,
+}
+
+/// Loads a snapshot's dump into a prepared server target; returns the bytes streamed and the
+/// warnings of tools that did not fail. Each step is timed into `phases`.
+pub(crate) async fn load_server(
+    repo: &Repo,
+    snap: &SnapshotInfo,
+    manifest: &Manifest,
+    target: &Target,
+    opts: &ServerLoad,
+    scratch_dir: &Path,
+    phases: &mut Phases,
+) -> Result<(u64, Vec<String>), JobError> {
+    let source = manifest.source.clone();
+    let workdir = private_workdir(scratch_dir, "restore-")?;
     let mut warnings = Vec::new();
-    if req.with_globals
-        && let Target::Postgres(c) = &target
+    if opts.with_globals
+        && let Target::Postgres(c) = target
     {
+        let started = Instant::now();
         let command = postgres::globals_command(c, workdir.path())
             .map_err(|e| JobError::io("preparing psql", &e))?;
         let outcome = stream_into(
@@ -428,16 +487,18 @@ async fn restore_server(
         if !outcome.stderr.trim().is_empty() {
             warnings.push(format!("globals: {}", outcome.stderr.trim()));
         }
+        phases.push("restore.globals", started);
     }
     let file = main_file(manifest)?;
-    let bytes = match &target {
+    let bytes = match target {
         Target::Postgres(c) => {
-            restore_postgres(repo, snap, manifest, c, workdir.path(), req).await?
+            restore_postgres(repo, snap, manifest, c, workdir.path(), opts, phases).await?
         }
         Target::Mysql(c) => {
+            let started = Instant::now();
             let command = mysql::restore_command(c, workdir.path())
                 .map_err(|e| JobError::io("preparing the mariadb client", &e))?;
-            stream_into(
+            let bytes = stream_into(
                 repo,
                 snap,
                 &source,
@@ -445,16 +506,25 @@ async fn restore_server(
                 "mariadb",
                 command,
                 c.secret_list(),
-                req.progress,
+                opts.progress,
             )
             .await?
-            .bytes
+            .bytes;
+            phases.push("restore.data", started);
+            bytes
         }
     };
     drop(workdir);
+    Ok((bytes, warnings))
+}
 
-    tracing::info!("restore: verifying against the manifest");
-    let tables = match &target {
+/// Summarizes a restored server database and compares it with the manifest.
+pub(crate) async fn verify_server(
+    target: &Target,
+    manifest: &Manifest,
+    bytes: u64,
+) -> Verification {
+    let tables = match target {
         Target::Postgres(c) => postgres::summarize_target(c, manifest).await,
         Target::Mysql(c) => mysql::summarize_target(c, manifest).await,
     };
@@ -475,11 +545,7 @@ async fn restore_server(
     if bytes == 0 {
         mismatches.push("the dump in the snapshot is empty".into());
     }
-    Ok(Restored {
-        bytes,
-        verification: verification(None, tables, mismatches),
-        warnings,
-    })
+    verification(None, tables, mismatches)
 }
 
 struct Streamed {
@@ -512,13 +578,15 @@ async fn stream_into(
     let (repo, id) = (repo.clone(), snap.id.clone());
     let path = naming::file_path(source, name);
     let label = name.to_string();
-    let (written, process) = tokio::task::spawn_blocking(move || {
+    let (written, write_failed, process) = tokio::task::spawn_blocking(move || {
         let meter = Meter::start(&label, progress);
+        let write_failed = AtomicBool::new(false);
         let mut writer = BufWriter::with_capacity(
             1 << 20,
             Metered {
                 inner: stdin,
                 meter: &meter,
+                failed: &write_failed,
             },
         );
         let result = repo.dump_file(&id, &path, &mut writer).and_then(|n| {
@@ -530,7 +598,7 @@ async fn stream_into(
         });
         drop(writer);
         meter.stop();
-        (result, process)
+        (result, write_failed.into_inner(), process)
     })
     .await
     .map_err(|e| JobError::Internal(format!("the restore stream failed: {e}")))?;
@@ -538,6 +606,9 @@ async fn stream_into(
         .await
         .map_err(|e| JobError::Internal(format!("waiting for {tool}: {e}")))?;
     match (written, finished) {
+        // The repository could not be read: that is the cause, whatever the tool made of the
+        // truncated input.
+        (Err(e), _) if !write_failed => Err(e.into()),
         (_, Err(failure)) => Err(JobError::Source(SourceError::ToolFailed {
             source_name: source.to_string(),
             failure,
@@ -558,20 +629,22 @@ async fn restore_postgres(
     manifest: &Manifest,
     connect: &postgres::Connect,
     private_dir: &Path,
-    req: &RestoreRequest,
+    req: &ServerLoad,
+    phases: &mut Phases,
 ) -> Result<u64, JobError> {
     let source = &manifest.source;
     let dump = main_file(manifest)?.name;
     let schema = postgres::schema_name(&manifest.database);
     let step = |step: postgres::RestoreStep<'_>| {
-        postgres::restore_command(connect, private_dir, req.force, step)
+        postgres::restore_command(connect, private_dir, req.force, req.skip_ownership, step)
             .map_err(|e| JobError::io("preparing pg_restore", &e))
     };
     // Replacing existing objects needs pg_restore's own ordering of DROPs (constraints before the
     // tables they reference), which only a whole-archive `--clean` has.
     if req.force || !manifest.files.iter().any(|f| f.name == schema) {
+        let started = Instant::now();
         let command = step(postgres::RestoreStep::Whole)?;
-        return Ok(stream_into(
+        let bytes = stream_into(
             repo,
             snap,
             source,
@@ -582,8 +655,11 @@ async fn restore_postgres(
             req.progress,
         )
         .await?
-        .bytes);
+        .bytes;
+        phases.push("restore.data", started);
+        return Ok(bytes);
     }
+    let started = Instant::now();
     let schema_file = private_dir.join("schema.dump");
     {
         let (repo, id) = (repo.clone(), snap.id.clone());
@@ -628,6 +704,8 @@ async fn restore_postgres(
     )
     .await?;
     tracing::info!("restore: schema (pre-data) applied");
+    phases.push("restore.pre-data", started);
+    let started = Instant::now();
     let data = step(postgres::RestoreStep::Section {
         section: "data",
         file: None,
@@ -645,6 +723,8 @@ async fn restore_postgres(
     .await?
     .bytes;
     tracing::info!(bytes, "restore: data loaded");
+    phases.push("restore.data", started);
+    let started = Instant::now();
     let post = step(postgres::RestoreStep::Section {
         section: "post-data",
         file: Some((&schema_file, jobs)),
@@ -657,6 +737,7 @@ async fn restore_postgres(
     )
     .await?;
     tracing::info!(jobs, "restore: indexes and constraints (post-data) built");
+    phases.push("restore.post-data", started);
     Ok(bytes)
 }
 
@@ -738,16 +819,23 @@ impl Drop for Meter {
 struct Metered<'a, W: Write> {
     inner: W,
     meter: &'a Meter,
+    /// Set when the tool stopped reading (it failed, or was killed).
+    failed: &'a AtomicBool,
 }
 
 impl<W: Write> Write for Metered<'_, W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
+        let n = self
+            .inner
+            .write(buf)
+            .inspect_err(|_| self.failed.store(true, Ordering::Relaxed))?;
         self.meter.bytes.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
+        self.inner
+            .flush()
+            .inspect_err(|_| self.failed.store(true, Ordering::Relaxed))
     }
 }

@@ -27,6 +27,16 @@ pub fn human_bytes(n: u64) -> String {
     bytesize::ByteSize(n).display().iec().to_string()
 }
 
+/// The start time of a process (field 22 of `/proc/PID/stat`, in clock ticks since boot).
+/// Together with the pid it identifies a process even when pids are reused.
+#[must_use]
+pub fn process_start(pid: i64) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -79,6 +79,16 @@ pub enum RepoError {
         path: String,
         detail: String,
     },
+    #[error(
+        "location {location}: snapshot data in pack {pack} is unreadable ({detail}); restore from \
+         another location, and run `custodian check --location {location} --read-data-subset 100%` \
+         to find all damage"
+    )]
+    Unreadable {
+        location: String,
+        pack: String,
+        detail: String,
+    },
     #[error("location {location}: {operation} failed: {message}")]
     Storage {
         location: String,
@@ -98,6 +108,7 @@ impl RepoError {
             Self::AmbiguousSnapshot { .. } => "repo.snapshot_ambiguous",
             Self::FileNotInSnapshot { .. } => "repo.file_not_in_snapshot",
             Self::Incomplete { .. } => "repo.incomplete_backup",
+            Self::Unreadable { .. } => "repo.unreadable_pack",
             Self::Storage { .. } => "repo.storage",
         }
     }
@@ -161,11 +172,40 @@ pub(crate) fn storage_error(
     operation: &'static str,
     err: &RusticError,
 ) -> RepoError {
+    if let Some(unreadable) = unreadable_pack(location, err) {
+        return unreadable;
+    }
     RepoError::Storage {
         location: location.to_string(),
         operation,
         message: err.display_log().trim_start_matches("Error: ").to_string(),
     }
+}
+
+/// A read that failed on a damaged pack names it: rustic_core reports `Pack:<id>` in the
+/// context of such errors.
+pub(crate) fn unreadable_pack(location: &str, err: &RusticError) -> Option<RepoError> {
+    let log = err.display_log();
+    let start = log.find("Pack:")? + "Pack:".len();
+    let pack: String = log[start..]
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect();
+    if pack.is_empty() {
+        return None;
+    }
+    let detail = if log.contains("MAC check failed") || log.contains("cryptographic") {
+        "its content fails authentication: damaged or tampered with"
+    } else if log.contains("not found") || log.contains("No such file") {
+        "the pack file is missing"
+    } else {
+        "it cannot be read or decoded"
+    };
+    Some(RepoError::Unreadable {
+        location: location.to_string(),
+        pack,
+        detail: detail.to_string(),
+    })
 }
 
 impl Repo {

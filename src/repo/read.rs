@@ -21,14 +21,16 @@ impl Repo {
             .reopen()?
             .to_indexed()
             .map_err(|e| self.err("reading the index", &e))?;
-        let node =
-            indexed
-                .node_from_path(snap.tree, path)
-                .map_err(|_| RepoError::FileNotInSnapshot {
+        let node = indexed.node_from_path(snap.tree, path).map_err(|e| {
+            // A tree that cannot be read is damage, not an absent file.
+            super::unreadable_pack(self.location(), &e).unwrap_or_else(|| {
+                RepoError::FileNotInSnapshot {
                     location: self.location().to_string(),
                     snapshot: snapshot_id.to_string(),
                     path: path.display().to_string(),
-                })?;
+                }
+            })
+        })?;
         let mut counter = CountingWriter {
             inner: writer,
             bytes: 0,

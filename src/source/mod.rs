@@ -10,6 +10,7 @@
 pub mod mysql;
 pub mod postgres;
 pub mod process;
+pub mod scratch;
 pub mod sqlite;
 
 use std::path::{Path, PathBuf};

@@ -217,7 +217,7 @@ fn unavailable(source: &str, connect: &Connect, e: &dyn std::fmt::Display) -> So
     }
 }
 
-fn quote_ident(name: &str) -> String {
+pub(crate) fn quote_ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 

@@ -228,7 +228,7 @@ pub struct TablePlan {
     pub mode: ChecksumMode,
 }
 
-fn quote_ident(name: &str) -> String {
+pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
@@ -630,6 +630,7 @@ pub fn restore_command(
     connect: &Connect,
     private_dir: &Path,
     clean: bool,
+    skip_ownership: bool,
     step: RestoreStep<'_>,
 ) -> std::io::Result<Command> {
     let mut cmd = connect.command("pg_restore", private_dir)?;
@@ -639,6 +640,9 @@ pub fn restore_command(
         "--dbname",
         &connect.database(),
     ]);
+    if skip_ownership {
+        cmd.args(["--no-owner", "--no-privileges"]);
+    }
     match step {
         RestoreStep::Whole => {
             if clean {

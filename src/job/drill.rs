@@ -1,0 +1,792 @@
+//! `custodian drill`: restore a snapshot into a scratch database, prove it complete and correct,
+//! measure how long it took, and always clean up.
+//!
+//! Phases, each timed: `fetch` (open the location, choose the snapshot, read its manifest) →
+//! `provision` (create the scratch instance) → `restore.*` (the dump streams from the location,
+//! decrypted on the way, into pg_restore / the mariadb client / a file) → `verify` (every table's
+//! row count and content checksum against the manifest) → `assertions` (the configured
+//! application checks) → `teardown`. The RTO is the wall time from the drill's start to a
+//! verified database: everything but the teardown.
+//!
+//! A drill is recorded in the catalog before anything is created, and so is every scratch
+//! instance; whatever kills the drill, [`sweep_scratch`] removes what it left at the next start.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use rand::RngExt;
+use serde::Serialize;
+
+use super::restore::{ServerLoad, Target, load_file, load_server, verify_file, verify_server};
+use super::{Context, JobError, Phases, blocking};
+use crate::catalog::{DrillEnd, DrillStart, RunEnd, RunKind, ScratchRecord};
+use crate::config::{Assertion, SourceKind};
+use crate::model::{Engine, Manifest, naming, time};
+use crate::repo::{Repo, SnapshotInfo};
+use crate::source::scratch::{
+    RunAs, Scratch, ScratchPlan, ScratchServer, ScratchSetting, ScratchTarget, Swept,
+};
+use crate::source::{SourceError, postgres};
+
+/// What to drill.
+#[derive(Clone, Debug, Default)]
+pub struct DrillRequest {
+    pub source: Option<String>,
+    pub location: Option<String>,
+    /// `latest`, `random`, or a snapshot id; `None`: alternate between the latest snapshot and
+    /// a random older one.
+    pub snapshot: Option<String>,
+}
+
+/// One application assertion's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct AssertionResult {
+    pub name: String,
+    pub expected: String,
+    pub actual: Option<i64>,
+    pub held: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Why a drill failed: a stable code and a precise sentence.
+#[derive(Clone, Debug, Serialize)]
+pub struct DrillFailure {
+    pub code: String,
+    pub reason: String,
+}
+
+/// A finished drill (passed or failed).
+#[derive(Clone, Debug, Serialize)]
+pub struct DrillReport {
+    pub run_id: String,
+    pub source: String,
+    pub location: String,
+    /// `latest`, `random` or `id`.
+    pub selection: String,
+    /// `passed` or `failed`.
+    pub status: &'static str,
+    pub snapshot_id: Option<String>,
+    pub backup_id: Option<String>,
+    pub snapshot_time: Option<String>,
+    pub snapshot_age_seconds: Option<f64>,
+    pub engine: Option<String>,
+    pub scratch: Option<String>,
+    /// Wall time from the drill's start to a verified database (passed drills only).
+    pub rto_seconds: Option<f64>,
+    pub phases: Phases,
+    pub tables: Option<u64>,
+    pub rows: Option<u64>,
+    pub bytes: Option<u64>,
+    pub assertions: Vec<AssertionResult>,
+    pub failure: Option<DrillFailure>,
+    /// Problems that did not fail the drill (e.g. a teardown left for the next sweep).
+    pub warnings: Vec<String>,
+}
+
+impl DrillReport {
+    #[must_use]
+    pub fn passed(&self) -> bool {
+        self.status == "passed"
+    }
+}
+
+/// What the drill learnt so far; it outlives the drill's future so that a timeout or a cancel
+/// still leaves the scratch instance to tear down and the facts to record.
+#[derive(Default)]
+struct State {
+    phases: Phases,
+    snapshot: Option<SnapshotInfo>,
+    engine: Option<Engine>,
+    scratch: Option<Scratch>,
+    scratch_desc: Option<String>,
+    tables: Option<u64>,
+    rows: Option<u64>,
+    bytes: Option<u64>,
+    assertions: Vec<AssertionResult>,
+}
+
+fn fail(code: &str, reason: impl Into<String>) -> DrillFailure {
+    DrillFailure {
+        code: code.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Failure code and sentence for an error met while reading or restoring.
+fn failure_of(err: &JobError) -> DrillFailure {
+    match err {
+        JobError::Repo(e) => fail("drill.snapshot_unreadable", e.to_string()),
+        JobError::Source(SourceError::ToolFailed { failure, .. }) => {
+            fail("drill.restore_failed", format!("{failure}"))
+        }
+        JobError::Source(e) => fail("drill.restore_failed", e.to_string()),
+        JobError::Verification(m) => fail("drill.verification_failed", m.clone()),
+        other => fail(&format!("drill.{}", other.code()), other.to_string()),
+    }
+}
+
+/// Runs one drill. `cancel` resolving (SIGTERM, Ctrl-C) stops it; the scratch instance is torn
+/// down in every case.
+///
+/// # Errors
+/// Only when the drill cannot start (unknown names, catalog); a drill that ran and failed is an
+/// `Ok` report with `status = "failed"`.
+pub async fn drill(
+    ctx: &Context,
+    req: &DrillRequest,
+    cancel: impl Future<Output = ()>,
+) -> Result<DrillReport, JobError> {
+    let (source, location) = choose_pair(ctx, req).await?;
+    let selection = choose_selection(ctx, req, &source, &location).await?;
+    let selection_kind = match selection.as_str() {
+        "latest" | "random" => selection.clone(),
+        _ => "id".to_string(),
+    };
+    let run_id = ctx
+        .start(RunKind::Drill, Some(&source), Some(&location), None)
+        .await?;
+    ctx.catalog
+        .start_drill(&DrillStart {
+            run_id: run_id.clone(),
+            source: source.clone(),
+            location: location.clone(),
+            selection: selection_kind.clone(),
+        })
+        .await?;
+    tracing::info!(run_id, source, location, snapshot = %selection, "drill started");
+
+    let started = Instant::now();
+    let lifetime = ctx.config.drills.scratch_lifetime;
+    let mut state = State::default();
+    let result = {
+        let work = run(ctx, &run_id, &source, &location, &selection, &mut state);
+        tokio::select! {
+            r = tokio::time::timeout(lifetime, work) => match r {
+                Ok(r) => r,
+                Err(_) => Err(fail(
+                    "drill.timeout",
+                    format!(
+                        "the drill did not finish within drills.scratch-lifetime ({}); it was stopped",
+                        humantime::format_duration(lifetime)
+                    ),
+                )),
+            },
+            () = cancel => Err(fail("drill.cancelled", "the drill was cancelled (signal); it was stopped")),
+        }
+    };
+    let rto = result.is_ok().then(|| started.elapsed().as_secs_f64());
+
+    let mut warnings = Vec::new();
+    if let Some(scratch) = state.scratch.take() {
+        let t = Instant::now();
+        let id = scratch.plan().id.clone();
+        match scratch.teardown().await {
+            Ok(()) => {
+                if let Err(e) = ctx.catalog.scratch_removed(&id, "teardown").await {
+                    warnings.push(format!("recording the teardown: {e}"));
+                }
+            }
+            Err(e) => warnings.push(format!(
+                "teardown incomplete, the next start removes the rest: {e}"
+            )),
+        }
+        state.phases.push("teardown", t);
+    }
+
+    let snap = state.snapshot.as_ref();
+    let report = DrillReport {
+        run_id: run_id.clone(),
+        source,
+        location,
+        selection: selection_kind,
+        status: if result.is_ok() { "passed" } else { "failed" },
+        snapshot_id: snap.map(|s| s.id.clone()),
+        backup_id: snap.map(|s| s.backup_id.clone()),
+        snapshot_time: snap.map(|s| time::format(s.time)),
+        snapshot_age_seconds: snap.map(|s| (time::now() - s.time).get_seconds() as f64),
+        engine: state.engine.map(|e| e.as_str().to_string()),
+        scratch: state.scratch_desc.clone(),
+        rto_seconds: rto,
+        phases: state.phases.clone(),
+        tables: state.tables,
+        rows: state.rows,
+        bytes: state.bytes,
+        assertions: state.assertions.clone(),
+        failure: result.err(),
+        warnings,
+    };
+    record(ctx, &report).await;
+    match &report.failure {
+        None => tracing::info!(
+            run_id,
+            rto_seconds = report.rto_seconds.unwrap_or_default(),
+            "drill passed"
+        ),
+        Some(f) => tracing::error!(run_id, code = %f.code, "drill failed: {}", f.reason),
+    }
+    Ok(report)
+}
+
+async fn record(ctx: &Context, report: &DrillReport) {
+    let end = DrillEnd {
+        snapshot_id: report.snapshot_id.clone(),
+        backup_id: report.backup_id.clone(),
+        snapshot_taken_at: report.snapshot_time.clone(),
+        snapshot_age_seconds: report.snapshot_age_seconds,
+        engine: report.engine.clone(),
+        scratch: report.scratch.clone(),
+        verdict: report.status.to_string(),
+        failure_code: report.failure.as_ref().map(|f| f.code.clone()),
+        failure_reason: report.failure.as_ref().map(|f| f.reason.clone()),
+        rto_seconds: report.rto_seconds,
+        phases: report.phases.to_json(),
+        tables: report.tables,
+        rows: report.rows,
+        bytes: report.bytes,
+        assertions: serde_json::to_value(&report.assertions).unwrap_or_default(),
+    };
+    if let Err(e) = ctx.catalog.finish_drill(&report.run_id, &end).await {
+        tracing::error!(run_id = report.run_id, error = %e, "could not record the drill");
+    }
+    let (outcome, error) = match &report.failure {
+        None => (crate::catalog::Outcome::Succeeded, None),
+        Some(f) => (crate::catalog::Outcome::Failed, Some(f)),
+    };
+    let run_end = RunEnd {
+        bytes_read: report.bytes,
+        snapshot_id: report.snapshot_id.clone(),
+        error_code: error.map(|f| f.code.clone()),
+        error_message: error.map(|f| f.reason.clone()),
+        details: Some(serde_json::json!({
+            "rto_seconds": report.rto_seconds,
+            "phases": report.phases,
+        })),
+        ..RunEnd::default()
+    };
+    if let Err(e) = ctx
+        .catalog
+        .finish_run(&report.run_id, outcome, &run_end)
+        .await
+    {
+        tracing::error!(run_id = report.run_id, error = %e, "could not record the end of the drill");
+    }
+}
+
+/// The drill itself; every fact it learns goes into `state` as soon as it is known.
+async fn run(
+    ctx: &Context,
+    run_id: &str,
+    source: &str,
+    location: &str,
+    selection: &str,
+    state: &mut State,
+) -> Result<(), DrillFailure> {
+    // fetch
+    let t = Instant::now();
+    let repo = ctx.repo(location).await.map_err(|e| failure_of(&e))?;
+    let snap = pick_snapshot(&repo, source, selection)
+        .await
+        .map_err(|e| failure_of(&e))?;
+    state.snapshot = Some(snap.clone());
+    let manifest = read_manifest(&repo, &snap).await?;
+    state.engine = Some(manifest.engine);
+    state.phases.push("fetch", t);
+
+    // provision
+    let t = Instant::now();
+    let setting = scratch_setting(ctx, source).map_err(|e| fail("drill.scratch_failed", e))?;
+    let base_dir = ctx
+        .config
+        .drills
+        .scratch_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir);
+    let scratch_id = run_id
+        .replace(|c: char| !c.is_ascii_alphanumeric(), "")
+        .to_lowercase();
+    let plan = ScratchPlan::new(
+        manifest.engine,
+        &setting,
+        &base_dir,
+        &scratch_id,
+        &manifest.database,
+    );
+    let run_as = RunAs::resolve(ctx.config.drills.scratch_user.as_deref())
+        .map_err(|e| fail("drill.scratch_failed", e))?;
+    let now = time::now();
+    let expires = now
+        .checked_add(
+            jiff::SignedDuration::try_from(ctx.config.drills.scratch_lifetime).unwrap_or_default(),
+        )
+        .unwrap_or(now);
+    ctx.catalog
+        .record_scratch(&ScratchRecord {
+            id: plan.id.clone(),
+            run_id: run_id.to_string(),
+            kind: plan.kind().to_string(),
+            path: plan.dir.as_ref().map(|d| d.display().to_string()),
+            database: matches!(setting, ScratchSetting::Server(_)).then(|| plan.database.clone()),
+            server: plan.server(),
+            created_at: time::format(now),
+            expires_at: time::format(expires),
+            ..ScratchRecord::default()
+        })
+        .await
+        .map_err(|e| fail("drill.catalog", e.to_string()))?;
+    let scratch = Scratch::create(plan, run_as)
+        .await
+        .map_err(|e| fail("drill.scratch_failed", e.to_string()))?;
+    if let Some(pid) = scratch.pid() {
+        let pid = i64::from(pid);
+        ctx.catalog
+            .scratch_started(&scratch.plan().id, pid, crate::model::process_start(pid))
+            .await
+            .map_err(|e| fail("drill.catalog", e.to_string()))?;
+    }
+    state.scratch_desc = Some(scratch.describe());
+    let scratch = state.scratch.insert(scratch);
+    state.phases.push("provision", t);
+
+    // restore + verify
+    let (tables, rows) = (manifest.tables.len() as u64, manifest.total_rows());
+    let target = match scratch.target() {
+        ScratchTarget::File(path) => {
+            let t = Instant::now();
+            let dir = path.parent().map(PathBuf::from).unwrap_or_default();
+            let (tmp, bytes) = load_file(&repo, &snap, &manifest, &dir)
+                .await
+                .map_err(|e| failure_of(&e))?;
+            state.bytes = Some(bytes);
+            tmp.persist(path).map_err(|e| {
+                fail(
+                    "drill.restore_failed",
+                    format!("keeping the restored file: {}", e.error),
+                )
+            })?;
+            state.phases.push("restore.data", t);
+            let t = Instant::now();
+            let expected = manifest.files.first().and_then(|f| f.sha256.clone());
+            let v = verify_file(path, &manifest, expected.as_deref())
+                .await
+                .map_err(|e| failure_of(&e))?;
+            state.phases.push("verify", t);
+            if !v.mismatches.is_empty() {
+                return Err(fail("drill.verification_failed", v.mismatches.join("; ")));
+            }
+            AssertTarget::File(path.to_path_buf())
+        }
+        ScratchTarget::Postgres(c) => {
+            let target = Target::Postgres(c.clone());
+            restore_server(ctx, &repo, &snap, &manifest, &target, state).await?;
+            AssertTarget::Server(Box::new(target))
+        }
+        ScratchTarget::Mysql(c) => {
+            let target = Target::Mysql(c.clone());
+            restore_server(ctx, &repo, &snap, &manifest, &target, state).await?;
+            AssertTarget::Server(Box::new(target))
+        }
+    };
+    state.tables = Some(tables);
+    state.rows = Some(rows);
+
+    // assertions
+    let t = Instant::now();
+    let assertions: Vec<&Assertion> = ctx
+        .config
+        .drills
+        .assertions
+        .iter()
+        .filter(|a| a.source == source)
+        .collect();
+    for a in assertions {
+        let result = evaluate(&target, a).await;
+        state.assertions.push(result);
+    }
+    state.phases.push("assertions", t);
+    let failed: Vec<String> = state
+        .assertions
+        .iter()
+        .filter(|a| !a.held)
+        .map(|a| match (&a.error, a.actual) {
+            (Some(e), _) => format!("assertion {} could not run: {e}", a.name),
+            (None, Some(actual)) => format!(
+                "assertion {} returned {actual}, expected {}",
+                a.name, a.expected
+            ),
+            (None, None) => format!("assertion {} returned no value", a.name),
+        })
+        .collect();
+    if !failed.is_empty() {
+        return Err(fail("drill.assertion_failed", failed.join("; ")));
+    }
+    Ok(())
+}
+
+async fn restore_server(
+    ctx: &Context,
+    repo: &Repo,
+    snap: &SnapshotInfo,
+    manifest: &Manifest,
+    target: &Target,
+    state: &mut State,
+) -> Result<(), DrillFailure> {
+    let prepared = match target {
+        Target::Postgres(c) => postgres::prepare_target(c).await,
+        Target::Mysql(c) => crate::source::mysql::prepare_target(c).await,
+    };
+    prepared.map_err(|e| {
+        fail(
+            "drill.scratch_failed",
+            format!("preparing the scratch database {}: {e}", target.describe()),
+        )
+    })?;
+    let has_globals = manifest
+        .files
+        .iter()
+        .any(|f| f.name == postgres::GLOBALS_NAME);
+    let opts = ServerLoad {
+        force: false,
+        jobs: 0,
+        // The roles the schema's owners and grants name exist only if the snapshot carries
+        // them; without them ownership is left to the scratch superuser.
+        with_globals: has_globals,
+        skip_ownership: !has_globals,
+        progress: false,
+    };
+    let (bytes, _warnings) = load_server(
+        repo,
+        snap,
+        manifest,
+        target,
+        &opts,
+        &ctx.config.scratch_dir(),
+        &mut state.phases,
+    )
+    .await
+    .map_err(|e| failure_of(&e))?;
+    state.bytes = Some(bytes);
+    let t = Instant::now();
+    let v = verify_server(target, manifest, bytes).await;
+    state.phases.push("verify", t);
+    if v.mismatches.is_empty() {
+        Ok(())
+    } else {
+        Err(fail("drill.verification_failed", v.mismatches.join("; ")))
+    }
+}
+
+enum AssertTarget {
+    File(PathBuf),
+    Server(Box<Target>),
+}
+
+/// Runs one assertion: its SQL must return one whole number.
+async fn evaluate(target: &AssertTarget, a: &Assertion) -> AssertionResult {
+    let server = match target {
+        AssertTarget::Server(t) => Some(&**t),
+        AssertTarget::File(_) => None,
+    };
+    let value: Result<Option<i64>, String> = match (target, server) {
+        (AssertTarget::File(path), _) => {
+            async {
+                let options = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(path)
+                    .read_only(true);
+                let mut conn = sqlx::ConnectOptions::connect(&options)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let row = sqlx::query(&a.sql)
+                    .fetch_optional(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(row.and_then(|r| int_of_sqlite(&r)))
+            }
+            .await
+        }
+        (_, Some(Target::Postgres(c))) => {
+            async {
+                let mut conn = c.connect().await.map_err(|e| e.to_string())?;
+                let row = sqlx::query(&a.sql)
+                    .fetch_optional(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(row.and_then(|r| int_of_pg(&r)))
+            }
+            .await
+        }
+        (_, Some(Target::Mysql(c))) => {
+            async {
+                let mut conn = c.connect().await.map_err(|e| e.to_string())?;
+                let row = sqlx::query(&a.sql)
+                    .fetch_optional(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(row.and_then(|r| int_of_mysql(&r)))
+            }
+            .await
+        }
+        (AssertTarget::Server(_), None) => Err("no database to query".to_string()),
+    };
+    let expected = format!("{} {}", a.comparison, a.expected);
+    match value {
+        Ok(actual) => AssertionResult {
+            name: a.name.clone(),
+            expected,
+            actual,
+            held: actual.is_some_and(|v| a.comparison.holds(v, a.expected)),
+            error: None,
+        },
+        Err(e) => AssertionResult {
+            name: a.name.clone(),
+            expected,
+            actual: None,
+            held: false,
+            error: Some(e),
+        },
+    }
+}
+
+fn int_of_sqlite(row: &sqlx::sqlite::SqliteRow) -> Option<i64> {
+    use sqlx::Row;
+    row.try_get::<i64, _>(0).ok()
+}
+
+fn int_of_pg(row: &sqlx::postgres::PgRow) -> Option<i64> {
+    use sqlx::Row;
+    row.try_get::<i64, _>(0)
+        .ok()
+        .or_else(|| row.try_get::<i32, _>(0).ok().map(i64::from))
+        .or_else(|| row.try_get::<i16, _>(0).ok().map(i64::from))
+        .or_else(|| row.try_get::<bool, _>(0).ok().map(i64::from))
+}
+
+fn int_of_mysql(row: &sqlx::mysql::MySqlRow) -> Option<i64> {
+    use sqlx::Row;
+    row.try_get::<i64, _>(0)
+        .ok()
+        .or_else(|| {
+            row.try_get::<u64, _>(0)
+                .ok()
+                .and_then(|v| i64::try_from(v).ok())
+        })
+        .or_else(|| row.try_get::<i32, _>(0).ok().map(i64::from))
+        .or_else(|| {
+            row.try_get::<String, _>(0)
+                .ok()
+                .and_then(|v| v.parse().ok())
+        })
+}
+
+async fn read_manifest(repo: &Repo, snap: &SnapshotInfo) -> Result<Manifest, DrillFailure> {
+    let source = snap.source.clone().unwrap_or_default();
+    let (r, id) = (repo.clone(), snap.id.clone());
+    let path = naming::file_path(&source, naming::MANIFEST_FILE);
+    let bytes = blocking(move || r.read_file(&id, &path))
+        .await
+        .map_err(|e| failure_of(&e))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        fail(
+            "drill.verification_failed",
+            format!(
+                "the manifest of snapshot {} cannot be read: {e}",
+                snap.short_id()
+            ),
+        )
+    })
+}
+
+/// The snapshot a drill restores: the latest, a random older one, or the one named.
+async fn pick_snapshot(
+    repo: &Repo,
+    source: &str,
+    selection: &str,
+) -> Result<SnapshotInfo, JobError> {
+    let (r, source, selection) = (repo.clone(), source.to_string(), selection.to_string());
+    blocking(move || {
+        if selection != "random" {
+            return r.find_snapshot(&selection, Some(&source));
+        }
+        let mut all: Vec<SnapshotInfo> = r
+            .snapshots()?
+            .into_iter()
+            .filter(|s| s.is_committed_backup() && s.source.as_deref() == Some(&source))
+            .collect();
+        // "Older" when there is more than one: the newest is what `latest` drills cover.
+        if all.len() > 1 {
+            all.pop();
+        }
+        if all.is_empty() {
+            return r.find_snapshot("latest", Some(&source));
+        }
+        let i = rand::rng().random_range(0..all.len());
+        Ok(all.swap_remove(i))
+    })
+    .await
+}
+
+/// How a source's drills get a scratch database.
+fn scratch_setting(ctx: &Context, source: &str) -> Result<ScratchSetting, String> {
+    let cfg = ctx
+        .config
+        .source(source)
+        .ok_or_else(|| format!("source `{source}` is no longer configured"))?;
+    match &cfg.kind {
+        SourceKind::Postgres(s) | SourceKind::Mysql(s) => match &s.scratch {
+            None => Ok(ScratchSetting::Ephemeral),
+            Some(server) => {
+                let password = server
+                    .password
+                    .as_ref()
+                    .map(crate::secret::SecretRef::resolve)
+                    .transpose()
+                    .map_err(|e| format!("reading the scratch server's password: {e}"))?;
+                Ok(ScratchSetting::Server(ScratchServer {
+                    url: server.url.clone(),
+                    password,
+                }))
+            }
+        },
+        SourceKind::Sqlite { .. } => Ok(ScratchSetting::Ephemeral),
+    }
+}
+
+/// The (source, location) to drill: as requested, or — for scheduled rotation — the pair whose
+/// last drill is oldest (never drilled first), so every location of every source is covered.
+async fn choose_pair(ctx: &Context, req: &DrillRequest) -> Result<(String, String), JobError> {
+    let sources = ctx.select_sources(req.source.as_deref())?;
+    if let Some(l) = &req.location {
+        ctx.select_locations(Some(l))?;
+    }
+    let mut pairs = Vec::new();
+    for s in &sources {
+        for l in &s.locations {
+            if req.location.as_ref().is_none_or(|want| want == l) {
+                pairs.push((s.name.clone(), l.clone()));
+            }
+        }
+    }
+    if pairs.is_empty() {
+        return Err(JobError::Usage(format!(
+            "no source is kept in location `{}`",
+            req.location.as_deref().unwrap_or_default()
+        )));
+    }
+    let mut best: Option<(String, (String, String))> = None;
+    for (s, l) in pairs {
+        let last = ctx
+            .catalog
+            .drills(Some(&s), Some(&l), 1)
+            .await?
+            .first()
+            .map(|d| d.started_at.clone())
+            .unwrap_or_default();
+        if best.as_ref().is_none_or(|(t, _)| last < *t) {
+            best = Some((last, (s, l)));
+        }
+    }
+    Ok(best.map(|(_, p)| p).unwrap_or_default())
+}
+
+/// `latest`, `random` or an id. Without a request, drills of a pair alternate: after a drill of
+/// the latest snapshot comes one of a random older snapshot.
+async fn choose_selection(
+    ctx: &Context,
+    req: &DrillRequest,
+    source: &str,
+    location: &str,
+) -> Result<String, JobError> {
+    if let Some(s) = &req.snapshot {
+        return Ok(s.clone());
+    }
+    let last = ctx.catalog.drills(Some(source), Some(location), 1).await?;
+    Ok(match last.first() {
+        Some(d) if d.selection == "latest" => "random".to_string(),
+        _ => "latest".to_string(),
+    })
+}
+
+/// Removes scratch instances that a previous process left behind (killed drills) or that
+/// outlived their lifetime, and records it. Returns how many were removed.
+///
+/// # Errors
+/// When the catalog cannot be read.
+pub async fn sweep_scratch(ctx: &Context) -> Result<u64, JobError> {
+    ctx.catalog.mark_interrupted_drills().await?;
+    let now = time::format(time::now());
+    let mut removed = 0;
+    for (record, outcome) in ctx.catalog.live_scratch().await? {
+        let expired = record.expires_at < now;
+        if outcome == "running" && !expired {
+            continue;
+        }
+        let result = match (&record.database, record.kind.starts_with("server-")) {
+            (Some(db), true) => sweep_server_database(ctx, &record, db).await,
+            _ => {
+                let (dir, pid, started) = (
+                    record.path.as_ref().map(PathBuf::from),
+                    record.pid,
+                    record.pid_start,
+                );
+                tokio::task::spawn_blocking(move || {
+                    crate::source::scratch::sweep_instance(dir.as_deref(), pid, started)
+                })
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+            }
+        };
+        match result {
+            Ok(swept) => {
+                ctx.catalog.scratch_removed(&record.id, "sweep").await?;
+                if swept == Swept::Removed {
+                    removed += 1;
+                    tracing::warn!(
+                        scratch = record.id,
+                        run_id = record.run_id,
+                        kind = record.kind,
+                        "removed a scratch instance left by an interrupted or overdue drill"
+                    );
+                }
+            }
+            Err(e) => tracing::error!(
+                scratch = record.id,
+                "cannot remove a scratch instance left by a drill: {e}; it is retried at the next start"
+            ),
+        }
+    }
+    Ok(removed)
+}
+
+async fn sweep_server_database(
+    ctx: &Context,
+    record: &ScratchRecord,
+    database: &str,
+) -> Result<Swept, String> {
+    let source = ctx
+        .catalog
+        .drills(None, None, u32::MAX)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|d| d.run_id == record.run_id)
+        .map(|d| d.source)
+        .ok_or("its drill is not in the catalog")?;
+    let ScratchSetting::Server(server) = scratch_setting(ctx, &source)? else {
+        return Err(format!(
+            "source {source} no longer has a scratch server; drop database {database} on {} by hand",
+            record.server.as_deref().unwrap_or("?")
+        ));
+    };
+    let engine = if record.kind == "server-mysql" {
+        Engine::Mysql
+    } else {
+        Engine::Postgres
+    };
+    server
+        .drop_database_named(engine, database)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Swept::Removed)
+}
