@@ -5,9 +5,11 @@
 //! Dependencies point one way: `cli` → `job` → adapters (`source`, `repo`, `catalog`) →
 //! `config` / `model` / `secret`. Adapters never import each other.
 
+pub mod audit;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod demo;
 pub mod job;
 pub mod location;

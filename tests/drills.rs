@@ -220,6 +220,33 @@ password-file = "keys/offsite.key"
         "SELECT count(*) FROM scratch_instances WHERE removed_by = 'teardown';",
     );
     assert_eq!(removed.trim(), "2");
+
+    // A configured scratch server instead of an ephemeral cluster: a uniquely named database
+    // is created for the drill and dropped after it.
+    let config = server_config("postgres", &server.url("crm"), scratch.path(), &s3_location)
+        .replacen(
+            "password-file = \"keys/db.pass\"\n",
+            &format!(
+                "password-file = \"keys/db.pass\"\nscratch-url = \"{}\"\n",
+                server.url("postgres")
+            ),
+            1,
+        );
+    ws.write_config(&config);
+    let d = ws.custodian_json(&["drill", "--location", "local"], 0);
+    assert_passed(&d, "local");
+    let scratch_desc = d["scratch"].as_str().unwrap();
+    assert!(
+        scratch_desc.starts_with("database custodian_drill_")
+            && scratch_desc.contains("scratch server"),
+        "{scratch_desc}"
+    );
+    let left = server.psql(
+        "postgres",
+        "SELECT count(*) FROM pg_database WHERE datname LIKE 'custodian_drill_%'",
+    );
+    assert_eq!(left, "0", "the scratch database is dropped");
+    assert_no_scratch_left(scratch.path());
 }
 
 #[test]

@@ -4,9 +4,12 @@
 //! Migrations are embedded in the binary and applied on open. The database uses WAL, so the
 //! daemon and a CLI invocation can use it at the same time.
 
+mod approvals;
 mod drills;
+mod metrics;
 mod records;
 mod runs;
+mod schedule;
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -19,6 +22,7 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 pub use drills::{DrillEnd, DrillRecord, DrillStart, ScratchRecord};
+pub use metrics::Sample;
 pub use records::{BackupRecord, CheckRecord, CountedTable, SnapshotRecord};
 pub use runs::{Outcome, RunEnd, RunKind, RunRecord, RunStart, Trigger};
 
@@ -80,6 +84,20 @@ impl<'s> MigrationSource<'s> for Embedded {
                     Cow::Borrowed("drills"),
                     MigrationType::Simple,
                     Cow::Borrowed(include_str!("migrations/0002_drills.sql")),
+                    false,
+                ),
+                Migration::new(
+                    3,
+                    Cow::Borrowed("schedules"),
+                    MigrationType::Simple,
+                    Cow::Borrowed(include_str!("migrations/0003_schedules.sql")),
+                    false,
+                ),
+                Migration::new(
+                    4,
+                    Cow::Borrowed("approvals"),
+                    MigrationType::Simple,
+                    Cow::Borrowed(include_str!("migrations/0004_approvals.sql")),
                     false,
                 ),
             ])

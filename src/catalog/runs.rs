@@ -46,6 +46,8 @@ pub enum Trigger {
     Cli,
     Demo,
     Schedule,
+    /// A request through the daemon's control socket.
+    Socket,
 }
 
 impl Trigger {
@@ -55,6 +57,7 @@ impl Trigger {
             Self::Cli => "cli",
             Self::Demo => "demo",
             Self::Schedule => "schedule",
+            Self::Socket => "socket",
         }
     }
 }
@@ -68,6 +71,10 @@ pub enum Outcome {
     Failed,
     /// The process ended (killed, crashed) while the run was going on.
     Interrupted,
+    /// A scheduled run that did not happen because the daemon was down.
+    Missed,
+    /// A scheduled run that did not start because the job's previous run was still going.
+    Skipped,
 }
 
 impl Outcome {
@@ -78,6 +85,8 @@ impl Outcome {
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::Interrupted => "interrupted",
+            Self::Missed => "missed",
+            Self::Skipped => "skipped",
         }
     }
 
@@ -86,6 +95,8 @@ impl Outcome {
             "running" => Self::Running,
             "succeeded" => Self::Succeeded,
             "interrupted" => Self::Interrupted,
+            "missed" => Self::Missed,
+            "skipped" => Self::Skipped,
             _ => Self::Failed,
         }
     }

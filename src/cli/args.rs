@@ -169,6 +169,32 @@ pub enum Command {
         #[arg(long, value_parser = ["realistic", "uniform"])]
         churn: Option<String>,
     },
+    /// Run the scheduled jobs (the systemd service): schedules from `[custodian] schedules`,
+    /// Prometheus metrics on `[custodian] metrics-listen`; SIGHUP reloads, SIGTERM stops.
+    Daemon,
+    /// Talk to the running daemon through its control socket; the daemon identifies you by
+    /// your unix user and applies the roles of [access].
+    Ctl {
+        /// The control socket (default: $CUSTODIAN_SOCKET, else the configuration's, else
+        /// /run/custodian/control.sock).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        #[command(subcommand)]
+        command: CtlCommand,
+    },
+    /// Approve another administrator's pending request (four-eyes); it then runs.
+    Approve {
+        /// The request id the first administrator was given.
+        request: String,
+        /// The control socket (as for `ctl`).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// The tamper-evident audit log: verify its hash chain, or list entries.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Show recent runs from the catalog.
     Runs {
         /// How many.
@@ -185,6 +211,76 @@ pub enum Command {
         /// Directory for the demo CRM, its configuration, keys and repositories.
         #[arg(long)]
         dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CtlCommand {
+    /// What runs, what is next, every location's health.
+    Status,
+    /// Run a scheduled job now.
+    Run { job: String },
+    /// Back up now.
+    Backup {
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// A restore drill now.
+    Drill {
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long)]
+        location: Option<String>,
+        #[arg(long)]
+        snapshot: Option<String>,
+    },
+    /// A restore (needs a second administrator's approval unless the target is the source's
+    /// scratch server).
+    Restore {
+        #[arg(long)]
+        snapshot: String,
+        #[arg(long, conflicts_with = "target", required_unless_present = "target")]
+        to: Option<PathBuf>,
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        location: Option<String>,
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Audit log entries.
+    Audit {
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long)]
+        actor: Option<String>,
+        #[arg(long)]
+        action: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check every entry's hash and its link to the one before; name the first bad entry.
+    Verify,
+    /// List entries, oldest first.
+    List {
+        /// From this time (UTC, e.g. 2026-11-01 or 2026-11-01T08:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+        /// Until this time (exclusive).
+        #[arg(long)]
+        until: Option<String>,
+        /// Only this actor (unix user).
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only this action (backup, drill, restore, approve, …).
+        #[arg(long)]
+        action: Option<String>,
     },
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use clap::Parser;
 use serde::Serialize;
 
-pub use args::{Cli, Command, ConfigCommand};
+pub use args::{AuditCommand, Cli, Command, ConfigCommand, CtlCommand};
 
 use crate::catalog::Trigger;
 use crate::config::{Config, ConfigError, Diagnostic, Severity};
@@ -39,7 +39,7 @@ impl From<Exit> for ExitCode {
 #[must_use]
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    init_logging(cli.verbose, matches!(cli.command, Command::Daemon));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -53,9 +53,11 @@ pub fn main() -> ExitCode {
     runtime.block_on(run(cli)).into()
 }
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, daemon: bool) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
+        // The daemon's log is the journal: what it does is worth keeping.
+        0 if daemon => "info,rustic_core=warn",
         0 => "warn",
         1 => "info,rustic_core=warn",
         _ => "debug",
@@ -164,6 +166,60 @@ async fn run(cli: Cli) -> Exit {
             command: ConfigCommand::Check,
         } => config_check(&config_path, json),
         Command::Demo { dir } => crate::demo::run(&dir, json).await,
+        Command::Daemon => crate::daemon::run(&config_path).await,
+        Command::Ctl { socket, command } => {
+            use crate::daemon::protocol::Request;
+            let request = match command {
+                CtlCommand::Status => Request::Status,
+                CtlCommand::Run { job } => Request::Run { job },
+                CtlCommand::Backup { source } => Request::Backup { source },
+                CtlCommand::Drill {
+                    source,
+                    location,
+                    snapshot,
+                } => Request::Drill {
+                    source,
+                    location,
+                    snapshot,
+                },
+                CtlCommand::Restore {
+                    snapshot,
+                    to,
+                    target,
+                    location,
+                    source,
+                    force,
+                } => Request::Restore {
+                    snapshot,
+                    source,
+                    location,
+                    to: to.map(|p| std::path::absolute(&p).unwrap_or(p)),
+                    target,
+                    force,
+                },
+                CtlCommand::Audit {
+                    since,
+                    until,
+                    actor,
+                    action,
+                } => Request::Audit {
+                    since,
+                    until,
+                    actor,
+                    action,
+                },
+            };
+            control_call(socket, &config_path, request, json).await
+        }
+        Command::Approve { request, socket } => {
+            control_call(
+                socket,
+                &config_path,
+                crate::daemon::protocol::Request::Approve { request },
+                json,
+            )
+            .await
+        }
         Command::GenerateCrm {
             url,
             password_file,
@@ -295,18 +351,104 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
                 emit(json, &drills, |d| render::drills(d));
                 Exit::Ok
             }
+            Command::Audit {
+                command: AuditCommand::Verify,
+            } => {
+                let v = ctx
+                    .audit
+                    .verify()
+                    .map_err(|e| JobError::io("verifying the audit log", &e))?;
+                emit(json, &v, |v| {
+                    render::audit_verification(v, ctx.audit.path())
+                });
+                all_ok(v.ok)
+            }
+            Command::Audit {
+                command:
+                    AuditCommand::List {
+                        since,
+                        until,
+                        actor,
+                        action,
+                    },
+            } => {
+                let entries = ctx
+                    .audit
+                    .list(&crate::audit::Filter {
+                        since,
+                        until,
+                        actor,
+                        action,
+                    })
+                    .map_err(|e| JobError::io("reading the audit log", &e))?;
+                emit(json, &entries, |e| render::audit_entries(e));
+                Exit::Ok
+            }
             Command::Runs { limit } => {
                 let runs = ctx.catalog.recent_runs(limit).await?;
                 emit(json, &runs, |r| render::runs(r));
                 Exit::Ok
             }
-            Command::Config { .. } | Command::Demo { .. } | Command::GenerateCrm { .. } => {
-                Exit::Usage
-            }
+            Command::Config { .. }
+            | Command::Demo { .. }
+            | Command::Daemon
+            | Command::Ctl { .. }
+            | Command::Approve { .. }
+            | Command::GenerateCrm { .. } => Exit::Usage,
         })
     }
     .await;
     result.unwrap_or_else(|err| job_failure(json, &err))
+}
+
+/// Sends one request to the daemon and prints its answer.
+async fn control_call(
+    socket: Option<PathBuf>,
+    config: &Path,
+    request: crate::daemon::protocol::Request,
+    json: bool,
+) -> Exit {
+    let socket = crate::daemon::control::socket_path(socket, config);
+    let answer =
+        tokio::task::spawn_blocking(move || crate::daemon::protocol::call(&socket, &request)).await;
+    let response = match answer {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            if json {
+                emit(
+                    true,
+                    &serde_json::json!({"ok": false, "error": e.to_string(), "code": "daemon.unreachable"}),
+                    |_| String::new(),
+                );
+            } else {
+                eprintln!("custodian: {e}");
+            }
+            return Exit::JobFailed;
+        }
+        Err(e) => {
+            eprintln!("custodian: internal error: {e}");
+            return Exit::JobFailed;
+        }
+    };
+    if json {
+        emit(true, &response, |_| String::new());
+    } else if response.ok {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&response.result).unwrap_or_default()
+        );
+    } else {
+        eprintln!(
+            "custodian: {} [{}]",
+            response.error.as_deref().unwrap_or("the daemon refused"),
+            response.code.as_deref().unwrap_or("?")
+        );
+    }
+    match (response.ok, response.code.as_deref()) {
+        (true, _) => Exit::Ok,
+        (false, Some("usage")) => Exit::Usage,
+        _ => Exit::JobFailed,
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT, so a job can stop cleanly (drills tear their scratch

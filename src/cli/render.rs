@@ -259,6 +259,48 @@ pub fn drills(drills: &[DrillRecord]) -> String {
     out
 }
 
+pub fn audit_verification(v: &crate::audit::Verification, path: &std::path::Path) -> String {
+    match &v.first_bad {
+        None => format!(
+            "audit log {} intact: {} entries, head {}\n",
+            path.display(),
+            v.entries,
+            v.head_hash.as_deref().map_or("-", |h| &h[..16])
+        ),
+        Some(bad) => format!(
+            "audit log {} BROKEN at line {}{}: {}\n({} entries verified before it)\n",
+            path.display(),
+            bad.line,
+            bad.seq.map(|s| format!(" (entry {s})")).unwrap_or_default(),
+            bad.reason,
+            v.entries
+        ),
+    }
+}
+
+pub fn audit_entries(entries: &[crate::audit::Entry]) -> String {
+    let mut out = String::new();
+    for e in entries {
+        let _ = writeln!(
+            out,
+            "{:>6}  {}  {:<12} {:<13} {:<8} {:<8} {:<12} {}{}",
+            e.seq,
+            e.time,
+            e.actor,
+            e.role,
+            e.trigger,
+            e.action,
+            e.target.as_deref().unwrap_or("-"),
+            e.outcome,
+            e.detail
+                .as_deref()
+                .map(|d| format!("  [{d}]"))
+                .unwrap_or_default()
+        );
+    }
+    out
+}
+
 pub fn runs(runs: &[RunRecord]) -> String {
     let mut out = String::new();
     for r in runs {

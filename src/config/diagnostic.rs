@@ -89,6 +89,11 @@ impl Diagnostics {
         });
     }
 
+    /// Adds problems found in other files (schedule files).
+    pub fn absorb(&mut self, items: Vec<Diagnostic>) {
+        self.items.extend(items);
+    }
+
     #[must_use]
     pub fn has_errors(&self) -> bool {
         self.items.iter().any(|d| d.severity == Severity::Error)

@@ -10,6 +10,7 @@ mod document;
 mod locations;
 mod policy;
 mod raw;
+pub mod schedules;
 mod sources;
 mod validate;
 
@@ -51,8 +52,23 @@ pub struct Config {
     pub reports: Reports,
     pub notifications: Notifications,
     pub access: Access,
+    pub daemon: Daemon,
     /// Warnings found while loading (errors prevent loading).
     pub warnings: Vec<Diagnostic>,
+}
+
+/// Where the daemon listens when `[custodian] control-socket` is not set.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/custodian/control.sock";
+
+/// What the daemon runs and where it listens.
+#[derive(Clone, Debug)]
+pub struct Daemon {
+    /// Jobs from the schedule files, in file and entry order.
+    pub schedules: Vec<schedules::ScheduledJob>,
+    pub control_socket: PathBuf,
+    /// Prometheus endpoint (loopback only).
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    pub max_concurrent_jobs: u32,
 }
 
 /// A database to back up.

@@ -188,6 +188,8 @@ pub struct Access {
     pub viewers: Vec<String>,
     /// How long a four-eyes approval request stays valid.
     pub approval_expiry: Duration,
+    /// Group owning the control socket.
+    pub socket_group: Option<String>,
 }
 
 /// A duration key: parsed, or a diagnostic and `None`.
@@ -560,6 +562,7 @@ pub(super) fn access(doc: &Document<'_>, diags: &mut Diagnostics, raw: RawAccess
         administrators: raw.administrators,
         operators: raw.operators,
         viewers: raw.viewers,
+        socket_group: raw.socket_group,
     }
 }
 

@@ -14,6 +14,14 @@ pub struct RawGeneral {
     pub hostname: Option<String>,
     /// Every pack of every location is read by `check --rotate` at least once per window.
     pub check_window: Option<String>,
+    /// Directory of schedule files (`*.toml` with `[[job]]` entries) for the daemon.
+    pub schedules: Option<PathBuf>,
+    /// The daemon's control socket.
+    pub control_socket: Option<PathBuf>,
+    /// Loopback address of the daemon's Prometheus endpoint (e.g. `127.0.0.1:9477`).
+    pub metrics_listen: Option<String>,
+    /// At most this many jobs run at once in the daemon.
+    pub max_concurrent_jobs: Option<u32>,
 }
 
 /// A reference to a secret as written: exactly one of the three ways must be given.
@@ -279,4 +287,6 @@ pub struct RawAccess {
     #[serde(default)]
     pub viewers: Vec<String>,
     pub approval_expiry: Option<String>,
+    /// Group owning the control socket (its members may connect; roles still apply).
+    pub socket_group: Option<String>,
 }

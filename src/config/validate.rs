@@ -102,6 +102,43 @@ pub(super) fn validate(file: &Path, text: &str, diags: &mut Diagnostics) -> Opti
     let raw_access: RawAccess = section(&doc, diags, "access").unwrap_or_default();
     let access = policy::access(&doc, diags, raw_access);
 
+    let location_names: Vec<String> = locations.iter().map(|l| l.name.clone()).collect();
+    let schedules = match &general.schedules {
+        None => Vec::new(),
+        Some(dir) => {
+            let dir = resolve_path(&base, dir);
+            let mut found = Vec::new();
+            let jobs = super::schedules::load(&dir, &source_names, &location_names, &mut found);
+            diags.absorb(found);
+            jobs
+        }
+    };
+    let metrics_listen = general.metrics_listen.as_deref().and_then(|text| {
+        let key = "custodian.metrics-listen";
+        match text.parse::<std::net::SocketAddr>() {
+            Ok(addr) if addr.ip().is_loopback() => Some(addr),
+            Ok(_) => {
+                let line = doc.line(diags, key);
+                diags.push(Severity::Error, line, key, format!("`{text}` is not a loopback address; metrics are served on 127.0.0.1 or ::1 only (put a proxy in front to expose them)"));
+                None
+            }
+            Err(_) => {
+                let line = doc.line(diags, key);
+                diags.push(Severity::Error, line, key, format!("`{text}` is not an address; write it like `127.0.0.1:9477`"));
+                None
+            }
+        }
+    });
+    let daemon = super::Daemon {
+        schedules,
+        control_socket: general.control_socket.map_or_else(
+            || PathBuf::from(super::DEFAULT_CONTROL_SOCKET),
+            |p| resolve_path(&base, &p),
+        ),
+        metrics_listen,
+        max_concurrent_jobs: general.max_concurrent_jobs.unwrap_or(2).max(1),
+    };
+
     Some(Config {
         file: file.to_path_buf(),
         sha256: format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes()))),
@@ -115,6 +152,7 @@ pub(super) fn validate(file: &Path, text: &str, diags: &mut Diagnostics) -> Opti
         reports,
         notifications,
         access,
+        daemon,
         warnings: Vec::new(),
     })
 }

@@ -34,6 +34,7 @@ pub use retention::{ForgetOutcome, PruneOutcome, forget, prune};
 pub use snapshots::{LocationSnapshots, snapshots};
 pub use status::{LocationStatus, Status, status};
 
+use crate::audit::{AuditLog, NewEntry};
 use crate::catalog::{Catalog, CatalogError, Outcome, RunEnd, RunStart, Trigger};
 use crate::config::Config;
 use crate::location::{self, LocationError};
@@ -113,13 +114,20 @@ where
         .map_err(JobError::from)
 }
 
-/// What every job needs: configuration, catalog, who is acting, and open repositories.
+/// What every job needs: configuration, catalog, audit log, who is acting, and open
+/// repositories.
 pub struct Context {
     pub config: Arc<Config>,
     pub catalog: Catalog,
+    pub audit: AuditLog,
     pub actor: String,
+    pub uid: u32,
+    /// The actor's role: `local` for the CLI acting on its own, `system` for the scheduler,
+    /// the mapped role for requests through the control socket.
+    pub role: String,
     pub trigger: Trigger,
     repos: Mutex<HashMap<String, Repo>>,
+    started: std::sync::Mutex<HashMap<String, RunStart>>,
 }
 
 impl Context {
@@ -136,12 +144,21 @@ impl Context {
                 "{interrupted} run(s) were interrupted by the end of their process; they are recorded as interrupted"
             );
         }
+        let audit = AuditLog::new(&config.state_dir);
         let ctx = Self {
             config,
             catalog,
+            audit,
             actor: current_user(),
+            uid: nix::unistd::getuid().as_raw(),
+            role: if trigger == Trigger::Schedule {
+                "system".to_string()
+            } else {
+                "local".to_string()
+            },
             trigger,
             repos: Mutex::new(HashMap::new()),
+            started: std::sync::Mutex::new(HashMap::new()),
         };
         if let Err(e) = drill::sweep_scratch(&ctx).await {
             tracing::error!(error = %e, "could not sweep scratch instances left by earlier drills");
@@ -212,17 +229,76 @@ impl Context {
         location: Option<&str>,
         target: Option<&str>,
     ) -> Result<String, JobError> {
-        Ok(self
-            .catalog
-            .start_run(&RunStart {
-                kind,
-                trigger: self.trigger,
-                actor: self.actor.clone(),
-                source: source.map(str::to_string),
-                location: location.map(str::to_string),
-                target: target.map(str::to_string),
-            })
-            .await?)
+        let start = RunStart {
+            kind,
+            trigger: self.trigger,
+            actor: self.actor.clone(),
+            source: source.map(str::to_string),
+            location: location.map(str::to_string),
+            target: target.map(str::to_string),
+        };
+        let id = self.catalog.start_run(&start).await?;
+        self.started
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id.clone(), start);
+        Ok(id)
+    }
+
+    /// The same configuration, catalog and audit log, acting for a control-socket caller.
+    #[must_use]
+    pub fn for_caller(&self, actor: &str, uid: u32, role: &str) -> Self {
+        Self {
+            config: self.config.clone(),
+            catalog: self.catalog.clone(),
+            audit: self.audit.clone(),
+            actor: actor.to_string(),
+            uid,
+            role: role.to_string(),
+            trigger: Trigger::Socket,
+            repos: Mutex::new(HashMap::new()),
+            started: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Appends the end of a run to the audit log (and the journal). A failure to audit is
+    /// logged loudly; it does not undo the job.
+    pub(crate) fn audit_run(&self, run_id: &str, outcome: &str, error_code: Option<&str>) {
+        let Some(start) = self
+            .started
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(run_id)
+        else {
+            return;
+        };
+        let target = start.source.clone().or_else(|| start.location.clone());
+        let entry = NewEntry {
+            actor: self.actor.clone(),
+            uid: self.uid,
+            role: self.role.clone(),
+            trigger: self.trigger.as_str().to_string(),
+            action: start.kind.as_str().to_string(),
+            target,
+            params: serde_json::json!({
+                "run_id": run_id,
+                "source": start.source,
+                "location": start.location,
+                "target": start.target,
+            }),
+            outcome: outcome.to_string(),
+            detail: error_code.map(str::to_string),
+        };
+        if let Err(e) = self.audit.append(entry) {
+            tracing::error!(run_id, error = %e, "could not write the audit log");
+        }
+    }
+
+    /// Appends an action that is not a run (a refusal, an approval, an erasure).
+    pub fn audit_action(&self, entry: NewEntry) {
+        if let Err(e) = self.audit.append(entry) {
+            tracing::error!(error = %e, "could not write the audit log");
+        }
     }
 
     /// Records the end of a run from a job result. A failure to record is logged, never
@@ -242,6 +318,7 @@ impl Context {
         if let Err(err) = self.catalog.finish_run(run_id, outcome, &end).await {
             tracing::error!(run_id, error = %err, "could not record the end of a run in the catalog");
         }
+        self.audit_run(run_id, outcome.as_str(), end.error_code.as_deref());
     }
 
     /// Sources selected by an optional name.

@@ -232,7 +232,7 @@ pub struct TablePlan {
 
 async fn plan_tables(
     conn: &mut MySqlConnection,
-    mode_of: &dyn Fn(&str, u64) -> ChecksumMode,
+    mode_of: &(dyn Fn(&str, u64) -> ChecksumMode + Sync),
 ) -> Result<Vec<TablePlan>, sqlx::Error> {
     let tables = sqlx::query(
         "SELECT CAST(TABLE_NAME AS CHAR), CAST(COALESCE(DATA_LENGTH, 0) AS UNSIGNED)

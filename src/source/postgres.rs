@@ -238,7 +238,7 @@ pub(crate) fn quote_ident(name: &str) -> String {
 /// behind any exclusive lock before pg_dump even starts.
 async fn plan_tables(
     conn: &mut PgConnection,
-    mode_of: &dyn Fn(&str, u64) -> ChecksumMode,
+    mode_of: &(dyn Fn(&str, u64) -> ChecksumMode + Sync),
 ) -> Result<Vec<TablePlan>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT n.nspname, c.relname,

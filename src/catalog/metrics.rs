@@ -1,0 +1,170 @@
+//! Figures for the Prometheus endpoint, computed from the catalog at each scrape (so they are
+//! never out of step with the evidence).
+
+use sqlx::Row;
+
+use super::{Catalog, CatalogError, query_err};
+
+/// One sample: metric name, labels, value.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    pub name: &'static str,
+    pub labels: Vec<(&'static str, String)>,
+    pub value: f64,
+}
+
+fn epoch(text: &str) -> f64 {
+    text.parse::<jiff::Timestamp>()
+        .map_or(0.0, |t| t.as_millisecond() as f64 / 1000.0)
+}
+
+impl Catalog {
+    /// Every metric sample.
+    ///
+    /// # Errors
+    /// When the catalog cannot be read.
+    pub async fn metric_samples(&self) -> Result<Vec<Sample>, CatalogError> {
+        let mut out = Vec::new();
+        let pool = self.pool();
+        let err = query_err("computing metrics");
+
+        // Last success (time, duration, bytes) per kind/source/location.
+        let rows = sqlx::query(
+            "SELECT kind, COALESCE(source, '') AS source, COALESCE(location, '') AS location,
+                    finished_at, started_at, bytes_read, bytes_added
+             FROM runs r
+             WHERE outcome = 'succeeded' AND finished_at = (
+                 SELECT max(finished_at) FROM runs q
+                 WHERE q.outcome = 'succeeded' AND q.kind = r.kind
+                   AND COALESCE(q.source, '') = COALESCE(r.source, '')
+                   AND COALESCE(q.location, '') = COALESCE(r.location, ''))",
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(err)?;
+        for r in rows {
+            let labels = vec![
+                ("kind", r.get::<String, _>("kind")),
+                ("source", r.get::<String, _>("source")),
+                ("location", r.get::<String, _>("location")),
+            ];
+            let finished: String = r.get("finished_at");
+            let started: String = r.get("started_at");
+            out.push(Sample {
+                name: "custodian_last_success_timestamp_seconds",
+                labels: labels.clone(),
+                value: epoch(&finished),
+            });
+            out.push(Sample {
+                name: "custodian_last_success_duration_seconds",
+                labels: labels.clone(),
+                value: epoch(&finished) - epoch(&started),
+            });
+            if let Some(read) = r.get::<Option<i64>, _>("bytes_read") {
+                out.push(Sample {
+                    name: "custodian_last_success_bytes_read",
+                    labels: labels.clone(),
+                    value: read as f64,
+                });
+                if let Some(added) = r.get::<Option<i64>, _>("bytes_added") {
+                    out.push(Sample {
+                        name: "custodian_last_success_bytes_added",
+                        labels: labels.clone(),
+                        value: added as f64,
+                    });
+                    if added > 0 {
+                        out.push(Sample {
+                            name: "custodian_last_success_dedup_ratio",
+                            labels,
+                            value: read as f64 / added as f64,
+                        });
+                    }
+                }
+            }
+        }
+
+        // Runs by kind and outcome (failures, missed and skipped runs included).
+        for r in sqlx::query("SELECT kind, outcome, count(*) AS n FROM runs GROUP BY kind, outcome")
+            .fetch_all(pool)
+            .await
+            .map_err(query_err("computing metrics"))?
+        {
+            out.push(Sample {
+                name: "custodian_runs_total",
+                labels: vec![("kind", r.get("kind")), ("outcome", r.get("outcome"))],
+                value: r.get::<i64, _>("n") as f64,
+            });
+        }
+
+        // Copy lag of the newest copy per source and destination.
+        for r in sqlx::query(
+            "SELECT source, to_location, lag_seconds FROM copies c
+             WHERE arrived_at = (SELECT max(arrived_at) FROM copies d
+                                 WHERE d.source = c.source AND d.to_location = c.to_location)",
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(query_err("computing metrics"))?
+        {
+            out.push(Sample {
+                name: "custodian_copy_lag_seconds",
+                labels: vec![
+                    ("source", r.get("source")),
+                    ("location", r.get("to_location")),
+                ],
+                value: r.get::<f64, _>("lag_seconds"),
+            });
+        }
+
+        // The latest drill per source and location: verdict and RTO.
+        for r in sqlx::query(
+            "SELECT source, location, verdict, rto_seconds, started_at FROM drills d
+             WHERE verdict IN ('passed', 'failed') AND started_at = (
+                 SELECT max(started_at) FROM drills e
+                 WHERE e.source = d.source AND e.location = d.location
+                   AND e.verdict IN ('passed', 'failed'))",
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(query_err("computing metrics"))?
+        {
+            let labels = vec![
+                ("source", r.get::<String, _>("source")),
+                ("location", r.get::<String, _>("location")),
+            ];
+            let verdict: String = r.get("verdict");
+            out.push(Sample {
+                name: "custodian_drill_last_passed",
+                labels: labels.clone(),
+                value: if verdict == "passed" { 1.0 } else { 0.0 },
+            });
+            out.push(Sample {
+                name: "custodian_drill_last_timestamp_seconds",
+                labels: labels.clone(),
+                value: epoch(&r.get::<String, _>("started_at")),
+            });
+            if let Some(rto) = r.get::<Option<f64>, _>("rto_seconds") {
+                out.push(Sample {
+                    name: "custodian_drill_rto_seconds",
+                    labels,
+                    value: rto,
+                });
+            }
+        }
+
+        // The latest check per location.
+        for r in sqlx::query(
+            "SELECT location, ok, checked_at FROM checks c
+             WHERE checked_at = (SELECT max(checked_at) FROM checks d WHERE d.location = c.location)",
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(query_err("computing metrics"))?
+        {
+            let labels = vec![("location", r.get::<String, _>("location"))];
+            out.push(Sample { name: "custodian_check_last_ok", labels: labels.clone(), value: f64::from(r.get::<i64, _>("ok") as i32) });
+            out.push(Sample { name: "custodian_check_last_timestamp_seconds", labels, value: epoch(&r.get::<String, _>("checked_at")) });
+        }
+        Ok(out)
+    }
+}

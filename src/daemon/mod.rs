@@ -1,0 +1,495 @@
+//! `custodian daemon`: runs the scheduled jobs.
+//!
+//! * Every job fires on its cron expression (in its time zone, plus random jitter). A job never
+//!   overlaps itself (a fire while it still runs is recorded as `skipped`); jobs on the same
+//!   source queue behind each other; at most `max-concurrent-jobs` run at once.
+//! * At start, fires missed while the daemon was down are recorded as `missed` runs (each one,
+//!   so reports can count them) and, with `missed = "run-once"`, the job runs once right away.
+//! * systemd: `READY=1` once the configuration, the catalog and the metrics endpoint are up;
+//!   `STATUS=` names what runs; `WATCHDOG=1` from the scheduler loop; `STOPPING=1` on SIGTERM.
+//! * SIGTERM: no new work; running jobs get `stop-grace` to finish (drills tear down at once),
+//!   then are dropped — their dump tools are killed, and a half-written backup never becomes a
+//!   snapshot — and the daemon exits 0. SIGHUP: the configuration and schedules are reloaded;
+//!   an invalid one is rejected with its diagnostics and the old one keeps running.
+
+pub mod control;
+mod metrics;
+mod notify;
+pub mod protocol;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::RngExt;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Mutex, Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::catalog::Trigger;
+use crate::cli::Exit;
+use crate::config::Config;
+use crate::config::schedules::{JobKind, Missed, ScheduledJob};
+use crate::job::{self, Context, JobError};
+
+/// How long running jobs may take to finish after SIGTERM.
+const STOP_GRACE: Duration = Duration::from_secs(60);
+/// The scheduler wakes at least this often (and pets the watchdog).
+const TICK: Duration = Duration::from_secs(5);
+/// At most this many missed fires of one job are recorded individually.
+const MAX_MISSED_RECORDED: usize = 10_000;
+
+struct Shared {
+    running: std::sync::Mutex<HashSet<String>>,
+    source_queues: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    slots: Arc<Semaphore>,
+}
+
+impl Shared {
+    fn queue(&self, source: &str) -> Arc<Mutex<()>> {
+        self.source_queues
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(source.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn running(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// Runs the daemon until SIGTERM.
+pub async fn run(config_path: &Path) -> Exit {
+    let config = match Config::load(config_path) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("custodian daemon: {e}");
+            return Exit::Usage;
+        }
+    };
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    let mut ctx = match Context::new(config.clone(), Trigger::Schedule).await {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("custodian daemon: {e}");
+            return Exit::JobFailed;
+        }
+    };
+    let (Ok(mut term), Ok(mut hup), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        eprintln!("custodian daemon: cannot install signal handlers");
+        return Exit::JobFailed;
+    };
+    let metrics_task = match config.daemon.metrics_listen {
+        Some(addr) => match metrics::serve(addr, ctx.catalog.clone()).await {
+            Ok(task) => Some(task),
+            Err(e) => {
+                eprintln!("custodian daemon: cannot serve metrics on {addr}: {e}");
+                return Exit::JobFailed;
+            }
+        },
+        None => None,
+    };
+
+    let shared = Arc::new(Shared {
+        running: std::sync::Mutex::new(HashSet::new()),
+        source_queues: std::sync::Mutex::new(HashMap::new()),
+        slots: Arc::new(Semaphore::new(config.daemon.max_concurrent_jobs as usize)),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks: JoinSet<()> = JoinSet::new();
+    let listener = match control::bind(
+        &config.daemon.control_socket,
+        config.access.socket_group.as_deref(),
+    ) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "custodian daemon: cannot create the control socket {}: {e}",
+                config.daemon.control_socket.display()
+            );
+            return Exit::JobFailed;
+        }
+    };
+    let (ctx_tx, ctx_rx) = watch::channel(ctx.clone());
+    let control_task = control::serve(listener, ctx_rx, shared.clone());
+
+    let mut next = match plan(&ctx, &shared, &mut tasks, &stop_rx, true).await {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("custodian daemon: {e}");
+            return Exit::JobFailed;
+        }
+    };
+    tracing::info!(
+        jobs = ctx.config.daemon.schedules.len(),
+        "daemon ready: {}",
+        describe_next(&next)
+    );
+    let mut last_status = status_line(&shared, &next);
+    notify::ready(&last_status);
+    let watchdog = notify::watchdog_interval();
+
+    loop {
+        let now = jiff::Timestamp::now();
+        let wake = next
+            .values()
+            .map(|(at, _)| *at)
+            .min()
+            .map_or(TICK, |at| {
+                Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO)
+            })
+            .min(TICK)
+            .min(watchdog.unwrap_or(TICK));
+        tokio::select! {
+            () = tokio::time::sleep(wake) => {}
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                match Config::load(config_path) {
+                    Ok(new) => match Context::new(Arc::new(new), Trigger::Schedule).await {
+                        Ok(new_ctx) => {
+                            ctx = Arc::new(new_ctx);
+                            let _ = ctx_tx.send(ctx.clone());
+                            match plan(&ctx, &shared, &mut tasks, &stop_rx, false).await {
+                                Ok(n) => next = n,
+                                Err(e) => tracing::error!("reloading the schedules: {e}"),
+                            }
+                            tracing::info!("configuration reloaded: {}", describe_next(&next));
+                        }
+                        Err(e) => tracing::error!("configuration reload rejected: {e}; the old configuration keeps running"),
+                    },
+                    Err(e) => tracing::error!("configuration reload rejected, the old configuration keeps running: {e}"),
+                }
+            }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+        if watchdog.is_some() {
+            notify::watchdog();
+        }
+        let now = jiff::Timestamp::now();
+        let due: Vec<String> = next
+            .iter()
+            .filter(|(_, (at, _))| *at <= now)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in due {
+            let Some((_, job)) = next.remove(&name) else {
+                continue;
+            };
+            let scheduled = now;
+            if let Err(e) = ctx.catalog.set_last_fire(&job.name, now).await {
+                tracing::error!(job = job.name, "recording the schedule state: {e}");
+            }
+            launch(&ctx, &shared, &mut tasks, &stop_rx, &job, scheduled).await;
+            if let Some(at) = next_fire(&job, now) {
+                next.insert(name, (at, job));
+            }
+        }
+        let status = status_line(&shared, &next);
+        if status != last_status {
+            notify::status(&status);
+            last_status = status;
+        }
+    }
+
+    notify::stopping();
+    tracing::info!(running = ?shared.running(), "stopping: no new jobs; waiting for running ones");
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(STOP_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            running = ?shared.running(),
+            "jobs still running after {} s are stopped; their dump tools are killed and no partial backup is committed",
+            STOP_GRACE.as_secs()
+        );
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
+    control_task.abort();
+    let _ = std::fs::remove_file(&ctx.config.daemon.control_socket);
+    ctx.catalog.close().await;
+    tracing::info!("daemon stopped");
+    Exit::Ok
+}
+
+/// The next fire of a job after `after`, with its jitter.
+fn next_fire(job: &ScheduledJob, after: jiff::Timestamp) -> Option<jiff::Timestamp> {
+    let at = job.next_after(after)?;
+    let jitter_ms = u64::try_from(job.jitter.as_millis()).unwrap_or(u64::MAX);
+    let extra = if jitter_ms == 0 {
+        0
+    } else {
+        rand::rng().random_range(0..=jitter_ms)
+    };
+    at.checked_add(jiff::SignedDuration::from_millis(
+        i64::try_from(extra).unwrap_or(0),
+    ))
+    .ok()
+}
+
+type Plan = HashMap<String, (jiff::Timestamp, ScheduledJob)>;
+
+fn describe_next(next: &Plan) -> String {
+    let mut items: Vec<(&jiff::Timestamp, &str)> =
+        next.values().map(|(at, j)| (at, j.name.as_str())).collect();
+    items.sort();
+    match items.first() {
+        Some((at, name)) => format!(
+            "{} job(s); next: {name} at {}",
+            next.len(),
+            crate::model::time::format(**at)
+        ),
+        None => "no scheduled jobs (set [custodian] schedules to a directory of schedule files)"
+            .to_string(),
+    }
+}
+
+fn status_line(shared: &Shared, next: &Plan) -> String {
+    let running = shared.running();
+    if running.is_empty() {
+        format!("idle; {}", describe_next(next))
+    } else {
+        format!("running: {}; {}", running.join(", "), describe_next(next))
+    }
+}
+
+/// Computes the next fire of every job; at start, records the fires missed since the last one
+/// and runs the job once now when its policy says so.
+async fn plan(
+    ctx: &Arc<Context>,
+    shared: &Arc<Shared>,
+    tasks: &mut JoinSet<()>,
+    stop: &watch::Receiver<bool>,
+    at_start: bool,
+) -> Result<Plan, JobError> {
+    let now = jiff::Timestamp::now();
+    let mut next = Plan::new();
+    for job in &ctx.config.daemon.schedules {
+        match ctx.catalog.last_fire(&job.name).await? {
+            Some(last) if at_start => {
+                let mut missed = Vec::new();
+                let mut t = last;
+                while let Some(fire) = job.next_after(t) {
+                    if fire > now || missed.len() >= MAX_MISSED_RECORDED {
+                        break;
+                    }
+                    missed.push(fire);
+                    t = fire;
+                }
+                for fire in &missed {
+                    ctx.catalog
+                        .record_not_run(
+                            job.kind.as_str(),
+                            &job.name,
+                            *fire,
+                            "missed",
+                            "the daemon was not running when this job was due",
+                        )
+                        .await?;
+                }
+                if !missed.is_empty() {
+                    tracing::warn!(
+                        job = job.name,
+                        missed = missed.len(),
+                        policy = if job.missed == Missed::RunOnce {
+                            "run once now"
+                        } else {
+                            "skip"
+                        },
+                        "scheduled runs were missed while the daemon was down"
+                    );
+                    ctx.catalog.set_last_fire(&job.name, now).await?;
+                    if job.missed == Missed::RunOnce {
+                        launch(ctx, shared, tasks, stop, job, now).await;
+                    }
+                }
+            }
+            Some(_) => {}
+            None => ctx.catalog.set_last_fire(&job.name, now).await?,
+        }
+        if let Some(at) = next_fire(job, now) {
+            next.insert(job.name.clone(), (at, job.clone()));
+        }
+    }
+    Ok(next)
+}
+
+/// Starts a job in the background unless its previous run still goes on.
+async fn launch(
+    ctx: &Arc<Context>,
+    shared: &Arc<Shared>,
+    tasks: &mut JoinSet<()>,
+    stop: &watch::Receiver<bool>,
+    job: &ScheduledJob,
+    scheduled: jiff::Timestamp,
+) {
+    let fresh = shared
+        .running
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(job.name.clone());
+    if !fresh {
+        tracing::warn!(
+            job = job.name,
+            "not started: its previous run is still going"
+        );
+        if let Err(e) = ctx
+            .catalog
+            .record_not_run(
+                job.kind.as_str(),
+                &job.name,
+                scheduled,
+                "skipped",
+                "the previous run of this job was still going",
+            )
+            .await
+        {
+            tracing::error!(job = job.name, "recording a skipped run: {e}");
+        }
+        return;
+    }
+    let (ctx, shared, job, mut stop) = (ctx.clone(), shared.clone(), job.clone(), stop.clone());
+    tasks.spawn(async move {
+        let permit = shared.slots.clone().acquire_owned().await;
+        if permit.is_ok() && !*stop.borrow() {
+            tracing::info!(
+                job = job.name,
+                kind = job.kind.as_str(),
+                "scheduled job started"
+            );
+            let cancel = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            let ok = execute(&ctx, &shared, &job, cancel).await;
+            tracing::info!(job = job.name, ok, "scheduled job finished");
+        }
+        shared
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&job.name);
+    });
+}
+
+/// Runs one scheduled job; every run it makes is recorded by the job itself.
+async fn execute(
+    ctx: &Context,
+    shared: &Shared,
+    job: &ScheduledJob,
+    cancel: impl std::future::Future<Output = ()>,
+) -> bool {
+    let sources: Vec<String> = if job.sources.is_empty() {
+        ctx.config.sources.iter().map(|s| s.name.clone()).collect()
+    } else {
+        job.sources.clone()
+    };
+    let locations: Vec<Option<String>> = if job.locations.is_empty() {
+        vec![None]
+    } else {
+        job.locations.iter().cloned().map(Some).collect()
+    };
+    let result: Result<bool, JobError> = async {
+        Ok(match job.kind {
+            JobKind::Backup => {
+                let mut ok = true;
+                for source in &sources {
+                    let queue = shared.queue(source);
+                    let _turn = queue.lock().await;
+                    let reports = job::backup(ctx, Some(source)).await?;
+                    ok &= reports.iter().all(job::BackupReport::all_ok);
+                }
+                ok
+            }
+            JobKind::Copy => {
+                let mut ok = true;
+                for source in &sources {
+                    let reports = job::copy(ctx, Some(source)).await?;
+                    ok &= reports.iter().all(|r| r.status == "succeeded");
+                }
+                ok
+            }
+            JobKind::Check => {
+                let (subset, rotate) = match job.read_data.as_str() {
+                    "rotate" => (None, true),
+                    "none" => (None, false),
+                    other => (other.parse().ok(), false),
+                };
+                let mut ok = true;
+                for location in &locations {
+                    let outcomes =
+                        job::check(ctx, location.as_deref(), subset.clone(), rotate).await?;
+                    ok &= outcomes.iter().all(|o| o.status == "ok");
+                }
+                ok
+            }
+            JobKind::Prune => {
+                let mut ok = true;
+                for location in &locations {
+                    let outcomes = job::prune(ctx, location.as_deref(), true).await?;
+                    ok &= outcomes.iter().all(|o| o.error.is_none());
+                }
+                ok
+            }
+            JobKind::Drill => {
+                let source = job.sources.first().cloned();
+                let queue = shared.queue(source.as_deref().unwrap_or("*drill*"));
+                let _turn = queue.lock().await;
+                let report = job::drill(
+                    ctx,
+                    &job::DrillRequest {
+                        source,
+                        location: job.locations.first().cloned(),
+                        snapshot: None,
+                    },
+                    cancel,
+                )
+                .await?;
+                report.passed()
+            }
+            JobKind::Report => {
+                tracing::warn!(
+                    job = job.name,
+                    "report jobs do nothing until compliance reports are available in this version"
+                );
+                true
+            }
+        })
+    }
+    .await;
+    match result {
+        Ok(ok) => ok,
+        Err(e) => {
+            tracing::error!(job = job.name, code = e.code(), "scheduled job failed: {e}");
+            false
+        }
+    }
+}
+
+/// The schedule files shipped in `schedules/` (for `config check` and tests).
+#[must_use]
+pub fn shipped_schedules_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schedules")
+}

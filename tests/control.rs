@@ -1,0 +1,245 @@
+//! The control socket against a running daemon, with real unix users (created by the test when
+//! missing; the test suite runs as root): roles from peer credentials, refusals, four-eyes
+//! approval of a restore, malformed and oversized requests, socket permissions, and the audit
+//! trail of all of it.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Workspace, assert_success};
+use serde_json::Value;
+
+const GROUP: &str = "custodian-t";
+const ADMIN1: &str = "custodian-t-admin1";
+const ADMIN2: &str = "custodian-t-admin2";
+const VIEWER: &str = "custodian-t-viewer";
+const OUTSIDER: &str = "custodian-t-outsider";
+
+fn ensure_users() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the control-socket test needs root to create test users and run clients as them (scripts/test-all runs as root or through sudo)"
+    );
+    if nix::unistd::Group::from_name(GROUP).unwrap().is_none() {
+        let _ = Command::new("groupadd").args(["--system", GROUP]).status();
+    }
+    for user in [ADMIN1, ADMIN2, VIEWER, OUTSIDER] {
+        if nix::unistd::User::from_name(user).unwrap().is_none() {
+            let mut cmd = Command::new("useradd");
+            cmd.args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+            ]);
+            if user != OUTSIDER {
+                cmd.args(["--gid", GROUP]);
+            }
+            let _ = cmd.arg(user).status();
+        }
+    }
+}
+
+/// Runs `custodian --json ARGS` as `user`, with that user's primary group only.
+fn as_user(user: &str, args: &[&str]) -> (Option<i32>, Value) {
+    let u = nix::unistd::User::from_name(user).unwrap().unwrap();
+    let out: Output = common::custodian_cmd()
+        .arg("--json")
+        .args(args)
+        .current_dir("/")
+        .uid(u.uid.as_raw())
+        .gid(u.gid.as_raw())
+        .output()
+        .unwrap();
+    let value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        serde_json::json!({ "unparsed": String::from_utf8_lossy(&out.stdout), "stderr": String::from_utf8_lossy(&out.stderr) })
+    });
+    (out.status.code(), value)
+}
+
+fn raw_request(socket: &Path, bytes: &[u8]) -> Value {
+    let mut s = UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let _ = s.write_all(bytes);
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+#[test]
+fn roles_refusals_and_four_eyes_approval() {
+    ensure_users();
+    let ws = Workspace::new();
+    let shared = tempfile::Builder::new()
+        .prefix("custodian-ctl-")
+        .permissions(std::fs::Permissions::from_mode(0o755))
+        .tempdir_in("/tmp")
+        .unwrap();
+    let socket = shared.path().join("control.sock");
+    let restore_dir = shared.path().join("restored");
+    std::fs::create_dir(&restore_dir).unwrap();
+    let config = common::default_config().replacen(
+        "hostname = \"test-host\"\n",
+        &format!(
+            "hostname = \"test-host\"\nschedules = \"schedules\"\ncontrol-socket = \"{}\"\n",
+            socket.display()
+        ),
+        1,
+    ) + &format!(
+        "\n[access]\nadministrators = [\"{ADMIN1}\", \"{ADMIN2}\"]\nviewers = [\"@{GROUP}\"]\nsocket-group = \"{GROUP}\"\napproval-expiry = \"10m\"\n"
+    );
+    ws.write_config(&config);
+    std::fs::create_dir_all(ws.path("schedules")).unwrap();
+    std::fs::write(
+        ws.path("schedules/jobs.toml"),
+        "[[job]]\nname = \"nightly-backup\"\nkind = \"backup\"\ncron = \"0 0 3 1 1 *\"\n",
+    )
+    .unwrap();
+    ws.custodian_json(&["init"], 0);
+
+    let mut daemon = common::custodian_cmd()
+        .arg("--config")
+        .arg(ws.config_path())
+        .arg("daemon")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while UnixStream::connect(&socket).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not open its socket"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let meta = std::fs::metadata(&socket).unwrap();
+    assert_eq!(
+        meta.permissions().mode() & 0o777,
+        0o660,
+        "not world-accessible"
+    );
+    let s = socket.to_str().unwrap();
+
+    // A viewer sees the status but may not back up.
+    let (code, status) = as_user(VIEWER, &["ctl", "--socket", s, "status"]);
+    assert_eq!(
+        (code, &status["ok"]),
+        (Some(0), &Value::Bool(true)),
+        "{status:#}"
+    );
+    let (code, denied) = as_user(VIEWER, &["ctl", "--socket", s, "backup"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(denied["code"], "access.denied", "{denied:#}");
+    assert!(
+        denied["error"].as_str().unwrap().contains("operator role"),
+        "{denied:#}"
+    );
+    // Someone outside the socket's group cannot even connect.
+    let (code, outsider) = as_user(OUTSIDER, &["ctl", "--socket", s, "status"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(outsider["code"], "daemon.unreachable", "{outsider:#}");
+
+    // An administrator runs a scheduled job now.
+    let (code, ran) = as_user(ADMIN1, &["ctl", "--socket", s, "run", "nightly-backup"]);
+    assert_eq!(code, Some(0), "{ran:#}");
+    let runs = ws.custodian_json(&["runs"], 0);
+    let backup = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "backup" && r["trigger"] == "socket")
+        .expect("a backup run through the socket");
+    assert_eq!(backup["actor"], ADMIN1);
+    assert_eq!(backup["outcome"], "succeeded");
+
+    // A restore needs a second administrator.
+    let target = restore_dir.join("crm.sqlite");
+    let t = target.to_str().unwrap();
+    let (code, pending) = as_user(
+        ADMIN1,
+        &[
+            "ctl",
+            "--socket",
+            s,
+            "restore",
+            "--snapshot",
+            "latest",
+            "--to",
+            t,
+        ],
+    );
+    assert_eq!(code, Some(1));
+    assert_eq!(pending["code"], "approval.required", "{pending:#}");
+    let id = pending["result"]["request"].as_str().unwrap().to_string();
+    assert!(!target.exists());
+    let (code, own) = as_user(ADMIN1, &["approve", &id, "--socket", s]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        own["code"], "approval.refused",
+        "one cannot approve one's own request"
+    );
+    let (code, viewer_approval) = as_user(VIEWER, &["approve", &id, "--socket", s]);
+    assert_eq!(
+        (code, &viewer_approval["code"]),
+        (Some(1), &Value::from("access.denied"))
+    );
+    let (code, approved) = as_user(ADMIN2, &["approve", &id, "--socket", s]);
+    assert_eq!(code, Some(0), "{approved:#}");
+    assert_eq!(
+        approved["result"]["verification"]["status"], "verified",
+        "{approved:#}"
+    );
+    assert!(target.exists());
+    let (code, again) = as_user(ADMIN2, &["approve", &id, "--socket", s]);
+    assert_eq!(
+        (code, &again["code"]),
+        (Some(1), &Value::from("approval.refused"))
+    );
+
+    // Malformed and oversized requests get an answer and do not hurt the daemon.
+    let bad = raw_request(&socket, b"{\"op\": \"format-disk\"}\n");
+    assert_eq!(bad["code"], "request.malformed", "{bad:#}");
+    let garbage = raw_request(&socket, b"\x00\xff not json at all\n");
+    assert_eq!(garbage["code"], "request.malformed");
+    let mut huge = vec![b'x'; 100 * 1024];
+    huge.push(b'\n');
+    let big = raw_request(&socket, &huge);
+    assert_eq!(big["code"], "request.too_large", "{big:#}");
+    let (code, _) = as_user(VIEWER, &["ctl", "--socket", s, "status"]);
+    assert_eq!(code, Some(0), "still serving");
+
+    // The audit trail has the refusals, the request, the approval and the restore.
+    let audit = ws.custodian_json(&["audit", "list"], 0);
+    let entries = audit.as_array().unwrap();
+    let has = |action: &str, actor: &str, outcome: &str| {
+        entries
+            .iter()
+            .any(|e| e["action"] == action && e["actor"] == actor && e["outcome"] == outcome)
+    };
+    assert!(has("backup", VIEWER, "refused"), "{entries:#?}");
+    assert!(has("restore", ADMIN1, "approval-requested"));
+    assert!(has("approve", ADMIN1, "refused"));
+    assert!(has("approve", ADMIN2, "approved"));
+    assert!(
+        has("restore", ADMIN1, "succeeded"),
+        "the restore runs as the requester"
+    );
+    assert!(has("backup", ADMIN1, "succeeded"));
+    assert_eq!(ws.custodian_json(&["audit", "verify"], 0)["ok"], true);
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status();
+    let status = daemon.wait().unwrap();
+    assert!(status.success());
+    assert!(!socket.exists(), "the socket is removed on stop");
+    assert_success(&ws.restic("local", &["check"]), "restic check");
+}

@@ -1,0 +1,403 @@
+//! The daemon: shipped schedules parse, bad schedules are named by file and line, scheduled
+//! jobs run and are audited, systemd notifications, metrics, SIGHUP reload (a bad config is
+//! rejected), SIGTERM stop, missed runs recorded and caught up; the audit log's chain; the
+//! systemd unit's exposure.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Workspace, sqlite};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn count(ws: &Workspace, sql: &str) -> u64 {
+    sqlite(&ws.path("state/catalog.db"), sql)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A datagram socket standing in for systemd's notification socket, drained by a thread.
+struct Notify {
+    path: std::path::PathBuf,
+    seen: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Notify {
+    fn new(dir: &Path) -> Self {
+        let path = dir.join("notify.sock");
+        let _ = std::fs::remove_file(&path);
+        let socket = UnixDatagram::bind(&path).unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = socket.recv(&mut buf) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&String::from_utf8_lossy(&buf[..n]));
+                s.push('\n');
+            }
+        });
+        Self { path, seen }
+    }
+
+    fn seen(&self) -> String {
+        self.seen.lock().unwrap().clone()
+    }
+
+    fn wait_for(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.seen().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no {needle} from the daemon; got: {}",
+                self.seen()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Starts the daemon; its log (stderr) is collected by a thread so that it never blocks.
+fn start_daemon(ws: &Workspace, notify: &Notify) -> (Child, std::thread::JoinHandle<String>) {
+    let mut child = common::custodian_cmd()
+        .arg("--config")
+        .arg(ws.config_path())
+        .arg("daemon")
+        .env("NOTIFY_SOCKET", &notify.path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    (child, log)
+}
+
+fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn config_with_schedules(metrics_port: Option<u16>) -> String {
+    let mut text = common::default_config();
+    let extra = format!(
+        "schedules = \"schedules\"\ncontrol-socket = \"control.sock\"\n{}",
+        metrics_port
+            .map(|p| format!("metrics-listen = \"127.0.0.1:{p}\"\n"))
+            .unwrap_or_default()
+    );
+    text = text.replacen(
+        "hostname = \"test-host\"\n",
+        &format!("hostname = \"test-host\"\n{extra}"),
+        1,
+    );
+    text
+}
+
+fn write_schedule(ws: &Workspace, text: &str) {
+    std::fs::create_dir_all(ws.path("schedules")).unwrap();
+    std::fs::write(ws.path("schedules/test.toml"), text).unwrap();
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn schedules_shipped_parse() {
+    let ws = Workspace::new();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("schedules");
+    let text = common::default_config().replacen(
+        "hostname = \"test-host\"\n",
+        &format!(
+            "hostname = \"test-host\"\nschedules = \"{}\"\n",
+            shipped.display()
+        ),
+        1,
+    );
+    ws.write_config(&text);
+    let config = custodian::config::Config::load(&ws.config_path()).unwrap();
+    let names: Vec<&str> = config
+        .daemon
+        .schedules
+        .iter()
+        .map(|j| j.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "hourly-backup",
+            "daily-copy",
+            "daily-check",
+            "weekly-deep-check",
+            "daily-drill",
+            "weekly-prune",
+            "monthly-report"
+        ]
+    );
+    let files = std::fs::read_dir(&shipped)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "toml"))
+        .count();
+    assert!(files >= 1);
+    // Every job fires within its period.
+    let now = jiff::Timestamp::now();
+    for job in &config.daemon.schedules {
+        let next = job.next_after(now).unwrap();
+        assert!(
+            next > now && next.duration_since(now) <= jiff::SignedDuration::from_hours(24 * 31),
+            "{}",
+            job.name
+        );
+    }
+}
+
+#[test]
+fn a_bad_schedule_is_named_by_file_line_and_key() {
+    let ws = Workspace::new();
+    ws.write_config(&config_with_schedules(None));
+    write_schedule(
+        &ws,
+        "[[job]]\nname = \"b\"\nkind = \"backup\"\ncron = \"0 61 * * * *\"\n\n[[job]]\nname = \"c\"\nkind = \"restor\"\ncron = \"@daily\"\n",
+    );
+    let out = ws.custodian(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let text = common::stderr(&out) + &common::stdout(&out);
+    let file = ws.path("schedules/test.toml");
+    assert!(
+        text.contains(&format!("{}:4: job.0.cron", file.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{}:8: job.1.kind", file.display())),
+        "{text}"
+    );
+}
+
+#[test]
+fn daemon_runs_jobs_notifies_serves_metrics_reloads_and_stops() {
+    let ws = Workspace::new();
+    let port = free_port();
+    ws.write_config(&config_with_schedules(Some(port)));
+    write_schedule(
+        &ws,
+        "[[job]]\nname = \"fast-backup\"\nkind = \"backup\"\ncron = \"*/2 * * * * *\"\n",
+    );
+    ws.custodian_json(&["init"], 0);
+    let mut notify = Notify::new(ws.root());
+    let (mut daemon, log) = start_daemon(&ws, &notify);
+    notify.wait_for("READY=1", Duration::from_secs(30));
+    assert!(notify.seen().contains("STATUS="), "{}", notify.seen());
+
+    let scheduled = "SELECT count(*) FROM runs WHERE kind = 'backup' AND trigger = 'schedule' AND outcome = 'succeeded';";
+    wait_until("two scheduled backups", Duration::from_secs(60), || {
+        count(&ws, scheduled) >= 2
+    });
+
+    let metrics = http_get(port, "/metrics");
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(
+        metrics.contains("custodian_last_success_timestamp_seconds{kind=\"backup\",source=\"crm\",location=\"local\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("custodian_runs_total{kind=\"backup\",outcome=\"succeeded\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("custodian_copy_lag_seconds{source=\"crm\",location=\"offsite\"}"),
+        "{metrics}"
+    );
+    assert!(http_get(port, "/other").starts_with("HTTP/1.1 404"));
+
+    // SIGHUP with a broken configuration: rejected, the old one keeps running.
+    let good = std::fs::read_to_string(ws.config_path()).unwrap();
+    std::fs::write(
+        ws.config_path(),
+        format!("{good}\n[source.broken]\nkind = \"nope\"\n"),
+    )
+    .unwrap();
+    signal(&daemon, "-HUP");
+    let before = count(&ws, scheduled);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(&ws, scheduled) < before + 2 {
+        if Instant::now() > deadline {
+            let _ = daemon.kill();
+            panic!(
+                "no backups after a rejected reload; log:\n{}",
+                log.join().unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        daemon.try_wait().unwrap().is_none(),
+        "the daemon keeps running"
+    );
+    // A valid reload replaces the schedule (no job: nothing runs any more).
+    std::fs::write(ws.config_path(), &good).unwrap();
+    write_schedule(&ws, "");
+    signal(&daemon, "-HUP");
+    std::thread::sleep(Duration::from_secs(3));
+    let settled = count(&ws, scheduled);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        count(&ws, scheduled),
+        settled,
+        "the reloaded (empty) schedule runs nothing"
+    );
+
+    signal(&daemon, "-TERM");
+    notify.wait_for("STOPPING=1", Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(s) = daemon.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the daemon did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stderr = log.join().unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("reload rejected"), "{stderr}");
+    assert!(
+        stderr.contains("source.broken.kind"),
+        "the diagnostics are logged: {stderr}"
+    );
+
+    // Every scheduled run is in the audit log, as the system role, and the chain holds.
+    let entries = ws.custodian_json(&["audit", "list", "--action", "backup"], 0);
+    let entries = entries.as_array().unwrap();
+    assert!(entries.len() as u64 >= settled, "{entries:#?}");
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["trigger"] == "schedule" && e["role"] == "system")
+    );
+    let v = ws.custodian_json(&["audit", "verify"], 0);
+    assert_eq!(v["ok"], true, "{v:#}");
+}
+
+#[test]
+fn missed_runs_are_recorded_and_caught_up_once() {
+    let ws = Workspace::new();
+    ws.write_config(&config_with_schedules(None));
+    write_schedule(
+        &ws,
+        "[[job]]\nname = \"every-second-copy\"\nkind = \"copy\"\ncron = \"* * * * * *\"\n",
+    );
+    ws.custodian_json(&["init"], 0);
+    let mut notify = Notify::new(ws.root());
+    let (mut daemon, _log) = start_daemon(&ws, &notify);
+    notify.wait_for("READY=1", Duration::from_secs(30));
+    signal(&daemon, "-TERM");
+    assert!(daemon.wait().unwrap().success());
+
+    std::thread::sleep(Duration::from_secs(4));
+    let mut notify = Notify::new(ws.root());
+    let (mut daemon, log) = start_daemon(&ws, &notify);
+    notify.wait_for("READY=1", Duration::from_secs(30));
+    let missed = count(
+        &ws,
+        "SELECT count(*) FROM runs WHERE outcome = 'missed' AND kind = 'copy';",
+    );
+    assert!(
+        (3..=8).contains(&missed),
+        "one missed run per second down, got {missed}"
+    );
+    let detail = sqlite(
+        &ws.path("state/catalog.db"),
+        "SELECT error_code || ' ' || json_extract(details, '$.job') FROM runs WHERE outcome = 'missed' LIMIT 1;",
+    );
+    assert_eq!(detail.trim(), "schedule.missed every-second-copy");
+    wait_until("the catch-up copy", Duration::from_secs(30), || {
+        count(
+            &ws,
+            "SELECT count(*) FROM runs WHERE kind = 'copy' AND outcome = 'succeeded';",
+        ) >= 1
+    });
+    signal(&daemon, "-TERM");
+    assert!(daemon.wait().unwrap().success());
+    let log = log.join().unwrap();
+    assert!(
+        log.contains("scheduled runs were missed while the daemon was down"),
+        "{log}"
+    );
+}
+
+#[test]
+fn audit_verify_names_the_first_tampered_entry() {
+    let ws = Workspace::new();
+    ws.custodian_json(&["init"], 0);
+    ws.custodian_json(&["backup"], 0);
+    ws.custodian_json(&["backup"], 0);
+    let v = ws.custodian_json(&["audit", "verify"], 0);
+    assert_eq!(v["ok"], true);
+    assert!(v["entries"].as_u64().unwrap() >= 3, "{v:#}");
+    let path = ws.path("state/audit.log");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines[1] = lines[1].replace("\"outcome\":\"succeeded\"", "\"outcome\":\"failed\"");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let v = ws.custodian_json(&["audit", "verify"], 1);
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["first_bad"]["line"], 2, "{v:#}");
+}
+
+#[test]
+fn the_service_unit_is_hardened() {
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/custodian.service");
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=true"])
+        .arg(&unit)
+        .output()
+        .expect("systemd-analyze is required (scripts/test-all installs systemd)");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let level: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for custodian.service:")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in: {text}"));
+    assert!(level <= 2.0, "exposure {level} > 2.0:\n{text}");
+}
