@@ -401,3 +401,94 @@ fn the_service_unit_is_hardened() {
         .unwrap_or_else(|| panic!("no exposure level in: {text}"));
     assert!(level <= 2.0, "exposure {level} > 2.0:\n{text}");
 }
+
+#[test]
+fn sigterm_mid_backup_exits_cleanly_and_leaves_consistent_repositories() {
+    // The demo CRM (36 MiB) makes a backup that lasts long enough to be interrupted.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let out = common::custodian_cmd()
+        .args(["--json", "demo", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    common::assert_success(&out, "custodian demo");
+    let config = dir.join("custodian.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replacen(
+        "hostname = \"custodian-demo\"\n",
+        "hostname = \"custodian-demo\"\nschedules = \"schedules\"\ncontrol-socket = \"control.sock\"\n",
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    std::fs::create_dir(dir.join("schedules")).unwrap();
+    std::fs::write(
+        dir.join("schedules/fast.toml"),
+        "[[job]]\nname = \"fast-backup\"\nkind = \"backup\"\ncron = \"*/3 * * * * *\"\n",
+    )
+    .unwrap();
+    let catalog = dir.join("state/catalog.db");
+    let running = || {
+        sqlite(
+            &catalog,
+            "SELECT count(*) FROM runs WHERE outcome = 'running' AND kind = 'backup';",
+        )
+        .trim()
+            == "1"
+    };
+    let mut daemon = common::custodian_cmd()
+        .arg("--config")
+        .arg(&config)
+        .arg("daemon")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(
+        "a scheduled backup in progress",
+        Duration::from_secs(60),
+        running,
+    );
+    signal(&daemon, "-TERM");
+    let status = daemon.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let left = sqlite(
+        &catalog,
+        "SELECT count(*) FROM runs WHERE outcome = 'running';",
+    );
+    assert_eq!(
+        left.trim(),
+        "0",
+        "the interrupted or finished backup is recorded"
+    );
+    for location in ["local", "offsite"] {
+        let out = common::restic(
+            &dir.join("repos").join(location),
+            &dir.join("keys").join(format!("{location}.key")),
+            &["check", "--read-data"],
+        );
+        common::assert_success(&out, &format!("restic check --read-data {location}"));
+    }
+}
+
+#[test]
+fn the_service_unit_verifies() {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/custodian.service"),
+    )
+    .unwrap()
+    .replace("/usr/local/bin/custodian", env!("CARGO_BIN_EXE_custodian"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("custodian.service");
+    std::fs::write(&path, unit).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    common::assert_success(&out, "systemd-analyze verify");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("Unknown"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

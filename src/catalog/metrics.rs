@@ -23,7 +23,10 @@ impl Catalog {
     ///
     /// # Errors
     /// When the catalog cannot be read.
-    pub async fn metric_samples(&self) -> Result<Vec<Sample>, CatalogError> {
+    pub async fn metric_samples(
+        &self,
+        check_window: std::time::Duration,
+    ) -> Result<Vec<Sample>, CatalogError> {
         let mut out = Vec::new();
         let pool = self.pool();
         let err = query_err("computing metrics");
@@ -164,6 +167,56 @@ impl Catalog {
             let labels = vec![("location", r.get::<String, _>("location"))];
             out.push(Sample { name: "custodian_check_last_ok", labels: labels.clone(), value: f64::from(r.get::<i64, _>("ok") as i32) });
             out.push(Sample { name: "custodian_check_last_timestamp_seconds", labels, value: epoch(&r.get::<String, _>("checked_at")) });
+        }
+        // Check coverage: the share of each location's data read by successful checks within
+        // the check window (a full read counts whole; rotating parts `k/n` count k of n).
+        let since = crate::model::time::format(
+            crate::model::time::now()
+                - jiff::SignedDuration::from_secs(
+                    i64::try_from(check_window.as_secs()).unwrap_or(i64::MAX),
+                ),
+        );
+        let rows = sqlx::query(
+            "SELECT location, read_data_subset FROM checks
+             WHERE ok = 1 AND checked_at >= ? AND read_data_subset IS NOT NULL",
+        )
+        .bind(&since)
+        .fetch_all(pool)
+        .await
+        .map_err(query_err("computing metrics"))?;
+        let mut coverage: std::collections::BTreeMap<
+            String,
+            (
+                bool,
+                std::collections::BTreeMap<u32, std::collections::BTreeSet<u32>>,
+            ),
+        > = std::collections::BTreeMap::new();
+        for r in rows {
+            let location: String = r.get("location");
+            let subset: String = r.get("read_data_subset");
+            let entry = coverage.entry(location).or_default();
+            if subset == "100%" || subset == "1/1" {
+                entry.0 = true;
+            } else if let Some((k, n)) = subset.split_once('/')
+                && let (Ok(k), Ok(n)) = (k.parse::<u32>(), n.parse::<u32>())
+            {
+                entry.1.entry(n).or_default().insert(k);
+            }
+        }
+        for (location, (full, parts)) in coverage {
+            let share = if full {
+                1.0
+            } else {
+                parts
+                    .iter()
+                    .map(|(n, ks)| ks.len() as f64 / f64::from(*n))
+                    .fold(0.0, f64::max)
+            };
+            out.push(Sample {
+                name: "custodian_check_coverage_ratio",
+                labels: vec![("location", location)],
+                value: share,
+            });
         }
         Ok(out)
     }

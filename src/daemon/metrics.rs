@@ -103,6 +103,7 @@ pub fn render(samples: &[Sample]) -> String {
 pub async fn serve(
     addr: SocketAddr,
     catalog: Catalog,
+    check_window: std::time::Duration,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "metrics served at http://{addr}/metrics");
@@ -113,12 +114,15 @@ pub async fn serve(
             };
             let catalog = catalog.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    move |req: Request<hyper::body::Incoming>| {
+                let service =
+                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                         let catalog = catalog.clone();
-                        async move { Ok::<_, std::convert::Infallible>(respond(&req, &catalog).await) }
-                    },
-                );
+                        async move {
+                            Ok::<_, std::convert::Infallible>(
+                                respond(&req, &catalog, check_window).await,
+                            )
+                        }
+                    });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
@@ -127,7 +131,11 @@ pub async fn serve(
     }))
 }
 
-async fn respond(req: &Request<hyper::body::Incoming>, catalog: &Catalog) -> Response<Full<Bytes>> {
+async fn respond(
+    req: &Request<hyper::body::Incoming>,
+    catalog: &Catalog,
+    check_window: std::time::Duration,
+) -> Response<Full<Bytes>> {
     let reply = |status: StatusCode, body: String| {
         let mut r = Response::new(Full::new(Bytes::from(body)));
         *r.status_mut() = status;
@@ -143,7 +151,7 @@ async fn respond(req: &Request<hyper::body::Incoming>, catalog: &Catalog) -> Res
             "only GET /metrics is served here\n".into(),
         );
     }
-    match catalog.metric_samples().await {
+    match catalog.metric_samples(check_window).await {
         Ok(samples) => reply(StatusCode::OK, render(&samples)),
         Err(e) => reply(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -97,7 +97,7 @@ pub async fn run(config_path: &Path) -> Exit {
         return Exit::JobFailed;
     };
     let metrics_task = match config.daemon.metrics_listen {
-        Some(addr) => match metrics::serve(addr, ctx.catalog.clone()).await {
+        Some(addr) => match metrics::serve(addr, ctx.catalog.clone(), config.check_window).await {
             Ok(task) => Some(task),
             Err(e) => {
                 eprintln!("custodian daemon: cannot serve metrics on {addr}: {e}");
@@ -235,6 +235,33 @@ pub async fn run(config_path: &Path) -> Exit {
     Exit::Ok
 }
 
+/// The fires of a job after `last` up to `now` (at most [`MAX_MISSED_RECORDED`]).
+fn missed_fires(
+    job: &ScheduledJob,
+    last: jiff::Timestamp,
+    now: jiff::Timestamp,
+) -> Vec<jiff::Timestamp> {
+    let mut missed = Vec::new();
+    let mut t = last;
+    while let Some(fire) = job.next_after(t) {
+        if fire > now || missed.len() >= MAX_MISSED_RECORDED {
+            break;
+        }
+        missed.push(fire);
+        t = fire;
+    }
+    missed
+}
+
+/// Marks a job as running; `false` when its previous run still goes on (no overlap).
+fn claim(shared: &Shared, name: &str) -> bool {
+    shared
+        .running
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(name.to_string())
+}
+
 /// The next fire of a job after `after`, with its jitter.
 fn next_fire(job: &ScheduledJob, after: jiff::Timestamp) -> Option<jiff::Timestamp> {
     let at = job.next_after(after)?;
@@ -290,15 +317,7 @@ async fn plan(
     for job in &ctx.config.daemon.schedules {
         match ctx.catalog.last_fire(&job.name).await? {
             Some(last) if at_start => {
-                let mut missed = Vec::new();
-                let mut t = last;
-                while let Some(fire) = job.next_after(t) {
-                    if fire > now || missed.len() >= MAX_MISSED_RECORDED {
-                        break;
-                    }
-                    missed.push(fire);
-                    t = fire;
-                }
+                let missed = missed_fires(job, last, now);
                 for fire in &missed {
                     ctx.catalog
                         .record_not_run(
@@ -346,12 +365,7 @@ async fn launch(
     job: &ScheduledJob,
     scheduled: jiff::Timestamp,
 ) {
-    let fresh = shared
-        .running
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(job.name.clone());
-    if !fresh {
+    if !claim(shared, &job.name) {
         tracing::warn!(
             job = job.name,
             "not started: its previous run is still going"
@@ -492,4 +506,141 @@ async fn execute(
 #[must_use]
 pub fn shipped_schedules_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schedules")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Diagnostics;
+
+    fn job(cron: &str, jitter: &str) -> ScheduledJob {
+        let text = format!(
+            "[[job]]\nname = \"j\"\nkind = \"copy\"\ncron = \"{cron}\"\njitter = \"{jitter}\"\n"
+        );
+        let path = Path::new("t.toml");
+        let mut d = Diagnostics::new(path, &text);
+        let mut jobs = crate::config::schedules::parse_file(path, &text, &mut d, &[], &[]);
+        assert!(!d.has_errors(), "{:?}", d.items());
+        jobs.remove(0)
+    }
+
+    fn ts(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn shared(slots: usize) -> Shared {
+        Shared {
+            running: std::sync::Mutex::new(HashSet::new()),
+            source_queues: std::sync::Mutex::new(HashMap::new()),
+            slots: Arc::new(Semaphore::new(slots)),
+        }
+    }
+
+    #[test]
+    fn jitter_stays_within_its_bound() {
+        let j = job("0 0 * * * *", "90s");
+        let after = ts("2026-11-29T10:15:00Z");
+        let base = ts("2026-11-29T11:00:00Z");
+        let mut spread = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let at = next_fire(&j, after).unwrap();
+            assert!(
+                at >= base && at <= base + jiff::SignedDuration::from_secs(90),
+                "{at}"
+            );
+            spread.insert(at.as_second());
+        }
+        assert!(spread.len() > 10, "jitter actually varies: {spread:?}");
+        let none = job("0 0 * * * *", "0s");
+        assert_eq!(next_fire(&none, after), Some(base));
+    }
+
+    #[test]
+    fn a_downtime_yields_every_missed_fire() {
+        let j = job("0 0 * * * *", "0s");
+        // Down from 10:30 to 14:10: the 11, 12, 13 and 14 o'clock runs were missed.
+        let missed = missed_fires(&j, ts("2026-11-29T10:30:00Z"), ts("2026-11-29T14:10:00Z"));
+        assert_eq!(
+            missed,
+            ["11", "12", "13", "14"].map(|h| ts(&format!("2026-11-29T{h}:00:00Z")))
+        );
+        assert!(
+            missed_fires(&j, ts("2026-11-29T10:30:00Z"), ts("2026-11-29T10:59:59Z")).is_empty()
+        );
+        // A year down with an every-second job: bounded.
+        let fast = job("* * * * * *", "0s");
+        let many = missed_fires(
+            &fast,
+            ts("2025-11-29T00:00:00Z"),
+            ts("2026-11-29T00:00:00Z"),
+        );
+        assert_eq!(many.len(), MAX_MISSED_RECORDED);
+    }
+
+    #[test]
+    fn a_job_never_overlaps_itself() {
+        let shared = shared(2);
+        assert!(claim(&shared, "backup"));
+        assert!(
+            !claim(&shared, "backup"),
+            "a second start is refused while the first runs"
+        );
+        assert!(claim(&shared, "copy"), "other jobs are independent");
+        shared.running.lock().unwrap().remove("backup");
+        assert!(claim(&shared, "backup"));
+    }
+
+    /// With paused time: jobs of one source run one after the other, and the global limit holds.
+    #[tokio::test(start_paused = true)]
+    async fn jobs_on_one_source_queue_and_the_limit_holds() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let shared = Arc::new(shared(2));
+        let (same, total) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (peak_same, peak_total) =
+            (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let mut set = JoinSet::new();
+        for i in 0..6 {
+            let source = if i % 2 == 0 {
+                "crm"
+            } else {
+                format!("other{i}").leak()
+            };
+            let (shared, same, total, peak_same, peak_total) = (
+                shared.clone(),
+                same.clone(),
+                total.clone(),
+                peak_same.clone(),
+                peak_total.clone(),
+            );
+            set.spawn(async move {
+                let _slot = shared.slots.clone().acquire_owned().await.unwrap();
+                let queue = shared.queue(source);
+                let _turn = queue.lock().await;
+                let t = total.fetch_add(1, Ordering::SeqCst) + 1;
+                peak_total.fetch_max(t, Ordering::SeqCst);
+                if source == "crm" {
+                    let n = same.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak_same.fetch_max(n, Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                if source == "crm" {
+                    same.fetch_sub(1, Ordering::SeqCst);
+                }
+                total.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+        let started = tokio::time::Instant::now();
+        while set.join_next().await.is_some() {}
+        assert_eq!(
+            peak_same.load(Ordering::SeqCst),
+            1,
+            "one job per source at a time"
+        );
+        assert_eq!(peak_total.load(Ordering::SeqCst), 2, "the global limit");
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(180),
+            "six 60 s jobs, two at a time"
+        );
+    }
 }
