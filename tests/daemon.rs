@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Workspace, sqlite};
+use serde_json::Value;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -491,4 +492,85 @@ fn the_service_unit_verifies() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Requests a webhook server received: `METHOD PATH` and the JSON body.
+type Heard = std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>;
+
+/// A tiny HTTP server recording every request it receives.
+fn webhook_server() -> (u16, Heard) {
+    use std::io::BufRead;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = std::io::BufReader::new(stream);
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            let mut length = 0;
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                    break;
+                }
+                if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; length];
+            let _ = reader.read_exact(&mut body);
+            let what = request_line
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ");
+            sink.lock()
+                .unwrap()
+                .push((what, serde_json::from_slice(&body).unwrap_or(Value::Null)));
+            let _ = reader
+                .into_inner()
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK");
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn the_webhook_hears_successes_and_failures() {
+    let (port, seen) = webhook_server();
+    let ws = Workspace::new();
+    ws.write_config(&format!(
+        "{}\n[notifications]\nwebhook = \"http://127.0.0.1:{port}/ping/abc\"\n",
+        config_with_schedules(None)
+    ));
+    write_schedule(
+        &ws,
+        "[[job]]\nname = \"often-backup\"\nkind = \"backup\"\ncron = \"*/2 * * * * *\"\n",
+    );
+    ws.custodian_json(&["init"], 0);
+    let notify = Notify::new(ws.root());
+    let (mut daemon, _log) = start_daemon(&ws, &notify);
+    let got = |path: &str, status: &str| {
+        seen.lock().unwrap().iter().any(|(what, body)| {
+            what == path && body["status"] == status && body["job"] == "often-backup"
+        })
+    };
+    wait_until("a success ping", Duration::from_secs(30), || {
+        got("POST /ping/abc", "succeeded")
+    });
+    // The CRM disappears: the next backups fail, and the webhook hears it.
+    std::fs::rename(ws.path("crm.sqlite"), ws.path("crm.sqlite.gone")).unwrap();
+    wait_until("a failure ping", Duration::from_secs(30), || {
+        got("POST /ping/abc/fail", "failed")
+    });
+    signal(&daemon, "-TERM");
+    assert!(daemon.wait().unwrap().success());
+    let events = seen.lock().unwrap().clone();
+    let (_, body) = events.iter().find(|(w, _)| w.ends_with("/fail")).unwrap();
+    assert_eq!(body["kind"], "backup");
+    assert_eq!(body["host"], "test-host");
 }

@@ -183,7 +183,8 @@ password-file = "keys/offsite.key"
         "{local:#}"
     );
     let names = phase_names(&local);
-    for wanted in ["restore.pre-data", "restore.data", "restore.post-data"] {
+    // Into its own ephemeral cluster, schema and data load in one transaction.
+    for wanted in ["restore.globals", "restore.data", "restore.post-data"] {
         assert!(
             names.iter().any(|n| n == wanted),
             "phase {wanted} in {names:?}"

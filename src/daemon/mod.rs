@@ -12,6 +12,7 @@
 //!   snapshot — and the daemon exits 0. SIGHUP: the configuration and schedules are reloaded;
 //!   an invalid one is rejected with its diagnostics and the old one keeps running.
 
+mod alert;
 pub mod control;
 mod metrics;
 mod notify;
@@ -235,6 +236,22 @@ pub async fn run(config_path: &Path) -> Exit {
     Exit::Ok
 }
 
+fn event(
+    ctx: &Context,
+    job: &ScheduledJob,
+    status: &'static str,
+    detail: Option<String>,
+) -> alert::JobEvent {
+    alert::JobEvent {
+        job: job.name.clone(),
+        kind: job.kind.as_str(),
+        status,
+        host: ctx.config.hostname.clone(),
+        time: crate::model::time::format(jiff::Timestamp::now()),
+        detail,
+    }
+}
+
 /// The fires of a job after `last` up to `now` (at most [`MAX_MISSED_RECORDED`]).
 fn missed_fires(
     job: &ScheduledJob,
@@ -341,6 +358,19 @@ async fn plan(
                         "scheduled runs were missed while the daemon was down"
                     );
                     ctx.catalog.set_last_fire(&job.name, now).await?;
+                    alert::send(
+                        ctx.config.notifications.webhook.as_deref(),
+                        &event(
+                            ctx,
+                            job,
+                            "missed",
+                            Some(format!(
+                                "{} run(s) missed while the daemon was down",
+                                missed.len()
+                            )),
+                        ),
+                    )
+                    .await;
                     if job.missed == Missed::RunOnce {
                         launch(ctx, shared, tasks, stop, job, now).await;
                     }
@@ -398,7 +428,19 @@ async fn launch(
                 let _ = stop.wait_for(|s| *s).await;
             };
             let ok = execute(&ctx, &shared, &job, cancel).await;
-            tracing::info!(job = job.name, ok, "scheduled job finished");
+            if ok {
+                tracing::info!(job = job.name, "scheduled job finished");
+            } else {
+                tracing::error!(
+                    job = job.name,
+                    "scheduled job FAILED; see `custodian runs` and the log above"
+                );
+            }
+            alert::send(
+                ctx.config.notifications.webhook.as_deref(),
+                &event(&ctx, &job, if ok { "succeeded" } else { "failed" }, None),
+            )
+            .await;
         }
         shared
             .running

@@ -351,6 +351,8 @@ async fn run(
 
     // restore + verify
     let (tables, rows) = (manifest.tables.len() as u64, manifest.total_rows());
+    // An ephemeral cluster of our own: loading schema and data in one transaction skips WAL.
+    let fresh = scratch.plan().kind() == "postgres";
     let target = match scratch.target() {
         ScratchTarget::File(path) => {
             let t = Instant::now();
@@ -379,12 +381,12 @@ async fn run(
         }
         ScratchTarget::Postgres(c) => {
             let target = Target::Postgres(c.clone());
-            restore_server(ctx, &repo, &snap, &manifest, &target, state).await?;
+            restore_server(ctx, &repo, &snap, &manifest, &target, fresh, state).await?;
             AssertTarget::Server(Box::new(target))
         }
         ScratchTarget::Mysql(c) => {
             let target = Target::Mysql(c.clone());
-            restore_server(ctx, &repo, &snap, &manifest, &target, state).await?;
+            restore_server(ctx, &repo, &snap, &manifest, &target, fresh, state).await?;
             AssertTarget::Server(Box::new(target))
         }
     };
@@ -430,6 +432,7 @@ async fn restore_server(
     snap: &SnapshotInfo,
     manifest: &Manifest,
     target: &Target,
+    fresh: bool,
     state: &mut State,
 ) -> Result<(), DrillFailure> {
     let prepared = match target {
@@ -453,6 +456,7 @@ async fn restore_server(
         // them; without them ownership is left to the scratch superuser.
         with_globals: has_globals,
         skip_ownership: !has_globals,
+        fresh_cluster: fresh,
         progress: false,
     };
     let (bytes, _warnings) = load_server(

@@ -418,6 +418,7 @@ async fn restore_server(
     let opts = ServerLoad {
         force: req.force,
         skip_ownership: false,
+        fresh_cluster: false,
         jobs: req.jobs,
         with_globals: req.with_globals,
         progress: req.progress,
@@ -448,6 +449,9 @@ pub(crate) struct ServerLoad {
     /// PostgreSQL: leave ownership and grants out (`--no-owner --no-privileges`), for targets
     /// without the source's roles.
     pub skip_ownership: bool,
+    /// PostgreSQL: the target is a fresh scratch cluster (`wal_level=minimal`): schema and
+    /// data load in one transaction, which skips the WAL for the new tables.
+    pub fresh_cluster: bool,
     pub jobs: u32,
     pub with_globals: bool,
     pub progress: bool,
@@ -692,38 +696,59 @@ async fn restore_postgres(
         std::thread::available_parallelism()
             .map_or(2, |n| u32::try_from(n.get()).unwrap_or(2).max(2))
     };
-    let pre = step(postgres::RestoreStep::Section {
-        section: "pre-data",
-        file: Some((&schema_file, 1)),
-    })?;
-    run_tool(
-        source,
-        "pg_restore --section=pre-data",
-        pre,
-        connect.secret_list(),
-    )
-    .await?;
-    tracing::info!("restore: schema (pre-data) applied");
-    phases.push("restore.pre-data", started);
-    let started = Instant::now();
-    let data = step(postgres::RestoreStep::Section {
-        section: "data",
-        file: None,
-    })?;
-    let bytes = stream_into(
-        repo,
-        snap,
-        source,
-        &dump,
-        "pg_restore --section=data",
-        data,
-        connect.secret_list(),
-        req.progress,
-    )
-    .await?
-    .bytes;
-    tracing::info!(bytes, "restore: data loaded");
-    phases.push("restore.data", started);
+    let bytes = if req.fresh_cluster {
+        let started = Instant::now();
+        let both = step(postgres::RestoreStep::SchemaAndData)?;
+        let bytes = stream_into(
+            repo,
+            snap,
+            source,
+            &dump,
+            "pg_restore --section=pre-data --section=data",
+            both,
+            connect.secret_list(),
+            req.progress,
+        )
+        .await?
+        .bytes;
+        tracing::info!(bytes, "restore: schema and data loaded");
+        phases.push("restore.data", started);
+        bytes
+    } else {
+        let pre = step(postgres::RestoreStep::Section {
+            section: "pre-data",
+            file: Some((&schema_file, 1)),
+        })?;
+        run_tool(
+            source,
+            "pg_restore --section=pre-data",
+            pre,
+            connect.secret_list(),
+        )
+        .await?;
+        tracing::info!("restore: schema (pre-data) applied");
+        phases.push("restore.pre-data", started);
+        let started = Instant::now();
+        let data = step(postgres::RestoreStep::Section {
+            section: "data",
+            file: None,
+        })?;
+        let bytes = stream_into(
+            repo,
+            snap,
+            source,
+            &dump,
+            "pg_restore --section=data",
+            data,
+            connect.secret_list(),
+            req.progress,
+        )
+        .await?
+        .bytes;
+        tracing::info!(bytes, "restore: data loaded");
+        phases.push("restore.data", started);
+        bytes
+    };
     let started = Instant::now();
     let post = step(postgres::RestoreStep::Section {
         section: "post-data",

@@ -614,6 +614,9 @@ pub async fn prepare_target(connect: &Connect) -> Result<u64, sqlx::Error> {
 pub enum RestoreStep<'a> {
     /// The whole dump from stdin, in one transaction (backups without a schema-only dump).
     Whole,
+    /// Schema and data from stdin in one transaction: into a fresh cluster with
+    /// `wal_level=minimal`, tables created in the loading transaction are filled without WAL.
+    SchemaAndData,
     /// One section (`pre-data`, `data` or `post-data`); from stdin when `file` is `None`; from
     /// a file with `jobs` parallel workers otherwise.
     Section {
@@ -649,6 +652,13 @@ pub fn restore_command(
                 cmd.args(["--clean", "--if-exists"]);
             }
             cmd.arg("--single-transaction");
+        }
+        RestoreStep::SchemaAndData => {
+            cmd.args([
+                "--section=pre-data",
+                "--section=data",
+                "--single-transaction",
+            ]);
         }
         RestoreStep::Section { section, file } => {
             cmd.arg(format!("--section={section}"));

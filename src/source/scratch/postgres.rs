@@ -130,7 +130,7 @@ impl Cluster {
                 "-c",
                 "max_wal_size=4GB",
                 "-c",
-                "maintenance_work_mem=256MB",
+                "maintenance_work_mem=512MB",
                 "-c",
                 "max_connections=20",
                 "-c",
