@@ -71,6 +71,25 @@ scratch-lifetime = "10m"
     )
 }
 
+/// An S3 location on a test server (bucket `drills`).
+fn s3_location(s3: &S3Server) -> String {
+    format!(
+        r#"
+[location.s3]
+kind = "s3"
+bucket = "drills"
+prefix = "crm"
+region = "us-east-1"
+endpoint = "{}"
+path-style = true
+access-key-id-file = "keys/s3.akid"
+secret-access-key-file = "keys/s3.secret"
+password-file = "keys/offsite.key"
+"#,
+        s3.endpoint()
+    )
+}
+
 fn generate(ws: &Workspace, url: &str, scale: &str) {
     let out = ws.custodian(&[
         "generate-crm",
@@ -147,21 +166,7 @@ fn postgres_drills_from_local_and_s3_pass_and_clean_up() {
     let scratch = scratch_base();
     server.create_db("crm");
     generate(&ws, &server.url("crm"), "0.002");
-    let s3_location = format!(
-        r#"
-[location.s3]
-kind = "s3"
-bucket = "drills"
-prefix = "crm"
-region = "us-east-1"
-endpoint = "{}"
-path-style = true
-access-key-id-file = "keys/s3.akid"
-secret-access-key-file = "keys/s3.secret"
-password-file = "keys/offsite.key"
-"#,
-        s3.endpoint()
-    );
+    let s3_location = s3_location(&s3);
     ws.write_config(&server_config(
         "postgres",
         &server.url("crm"),
@@ -253,19 +258,27 @@ password-file = "keys/offsite.key"
 #[test]
 fn mariadb_drill_passes_and_a_failing_assertion_fails_it() {
     let server = MariaServer::start();
+    let s3 = S3Server::s3s_fs();
+    s3.create_bucket("drills", false);
     let ws = Workspace::new();
     password_file(&ws.path("keys"));
+    credential_files(&ws.path("keys"));
     let scratch = scratch_base();
     server.create_db("crm");
     generate(&ws, &server.url("crm"), "0.002");
-    let config = server_config("mysql", &server.url("crm"), scratch.path(), "");
+    let config = server_config(
+        "mysql",
+        &server.url("crm"),
+        scratch.path(),
+        &s3_location(&s3),
+    );
     ws.write_config(&config);
     ws.custodian_json(&["init"], 0);
     let backup = ws.custodian_json(&["backup"], 0);
     assert_eq!(backup[0]["status"], "succeeded", "{backup:#}");
 
-    let d = ws.custodian_json(&["drill"], 0);
-    assert_passed(&d, "local");
+    let d = ws.custodian_json(&["drill", "--location", "s3"], 0);
+    assert_passed(&d, "s3");
     assert_eq!(d["engine"], "mysql");
     assert!(d["scratch"].as_str().unwrap().contains("MariaDB"), "{d:#}");
     assert_no_scratch_left(scratch.path());
@@ -275,7 +288,7 @@ fn mariadb_drill_passes_and_a_failing_assertion_fails_it() {
         "{config}\n[[drills.assertion]]\nsource = \"crm\"\nname = \"no-companies\"\n\
          sql = \"SELECT count(*) FROM companies\"\nexpect = \"= 0\"\n"
     ));
-    let d = ws.custodian_json(&["drill", "--snapshot", "latest"], 1);
+    let d = ws.custodian_json(&["drill", "--location", "local", "--snapshot", "latest"], 1);
     assert_eq!(d["status"], "failed", "{d:#}");
     assert_eq!(d["failure"]["code"], "drill.assertion_failed");
     assert_eq!(
@@ -357,6 +370,34 @@ fn sqlite_drills_pick_random_older_snapshots_and_name_an_unreadable_pack() {
     // The intact location still passes.
     let ok = ws.custodian_json(&["drill", "--location", "local", "--snapshot", "latest"], 0);
     assert_eq!(ok["status"], "passed");
+}
+
+#[test]
+fn sqlite_drill_from_s3_passes() {
+    let s3 = S3Server::s3s_fs();
+    s3.create_bucket("drills", false);
+    let ws = Workspace::new();
+    credential_files(&ws.path("keys"));
+    let scratch = scratch_base();
+    let config = common::default_config().replace(
+        "locations = [\"local\", \"offsite\"]",
+        "locations = [\"local\", \"s3\"]",
+    ) + &s3_location(&s3)
+        + &format!(
+            "\n[drills]\nscratch-dir = \"{}\"\n",
+            scratch.path().display()
+        );
+    ws.write_config(&config);
+    ws.custodian_json(&["init"], 0);
+    let backup = ws.custodian_json(&["backup"], 0);
+    assert_eq!(backup[0]["status"], "succeeded", "{backup:#}");
+    let d = ws.custodian_json(&["drill", "--location", "s3", "--snapshot", "latest"], 0);
+    assert_eq!(d["status"], "passed", "{d:#}");
+    assert_eq!(d["location"], "s3");
+    assert_eq!(d["engine"], "sqlite");
+    assert_eq!(d["tables"], 3);
+    assert!(d["rows"].as_u64().unwrap() >= 300, "{d:#}");
+    assert_no_scratch_left(scratch.path());
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
