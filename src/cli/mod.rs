@@ -170,7 +170,7 @@ async fn run(cli: Cli) -> Exit {
         Command::Ctl { socket, command } => {
             use crate::daemon::protocol::Request;
             let request = match command {
-                CtlCommand::Status => Request::Status,
+                CtlCommand::Status => Request::Status {},
                 CtlCommand::Run { job } => Request::Run { job },
                 CtlCommand::Backup { source } => Request::Backup { source },
                 CtlCommand::Drill {

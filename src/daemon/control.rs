@@ -97,7 +97,7 @@ pub fn identify(access: &Access, uid: u32, gid: u32) -> Caller {
 /// The role a request needs.
 fn required(request: &Request, ctx: &Context) -> Role {
     match request {
-        Request::Status | Request::Audit { .. } => Role::Viewer,
+        Request::Status {} | Request::Audit { .. } => Role::Viewer,
         Request::Backup { .. } => Role::Operator,
         Request::Run { job } => match ctx
             .config
@@ -319,7 +319,7 @@ async fn answer(
         }
         other => {
             let response = run(&actor, shared, other.clone()).await;
-            if matches!(other, Request::Status | Request::Audit { .. }) {
+            if matches!(other, Request::Status {} | Request::Audit { .. }) {
                 audit(
                     ctx,
                     caller,
@@ -363,7 +363,7 @@ async fn run(ctx: &Context, shared: &Arc<Shared>, request: Request) -> Response 
         Err(e) => Response::failure(e.code(), e.to_string()),
     };
     match request {
-        Request::Status => to_json(
+        Request::Status {} => to_json(
             job::status(ctx)
                 .await
                 .map(|s| serde_json::json!({ "running": shared.running(), "status": s })),

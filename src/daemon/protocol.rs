@@ -16,8 +16,9 @@ pub const MAX_REQUEST: usize = 64 * 1024;
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Request {
-    /// What runs, what is next, the health of every location (viewer).
-    Status,
+    /// What runs, what is next, the health of every location (viewer). (A struct variant, so
+    /// that unknown fields are refused like everywhere else.)
+    Status {},
     /// Run a scheduled job now (operator; administrator for drill and prune jobs).
     Run { job: String },
     /// Back up now (operator).
@@ -55,7 +56,7 @@ impl Request {
     #[must_use]
     pub fn action(&self) -> &'static str {
         match self {
-            Self::Status => "status",
+            Self::Status {} => "status",
             Self::Run { .. } => "run",
             Self::Backup { .. } => "backup",
             Self::Drill { .. } => "drill",
