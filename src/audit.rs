@@ -74,6 +74,9 @@ pub struct Verification {
     /// The first entry that breaks the chain: line number (1-based) and what is wrong.
     pub first_bad: Option<BadEntry>,
     pub head_hash: Option<String>,
+    /// The log ends in a partial entry left by a process that died while writing it (removed
+    /// by the next append); not a break of the chain.
+    pub torn_tail: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -123,6 +126,11 @@ impl AuditLog {
         &self.path
     }
 
+    #[cfg(test)]
+    fn dir_head(&self) -> &Path {
+        &self.head
+    }
+
     fn io(&self, what: &'static str, e: &std::io::Error) -> AuditError {
         AuditError::Io {
             what,
@@ -153,6 +161,13 @@ impl AuditLog {
             .open(&self.path)
             .map_err(|e| self.io("open", &e))?;
         file.lock().map_err(|e| self.io("lock", &e))?;
+        let torn = drop_torn_tail(&mut file).map_err(|e| self.io("repair", &e))?;
+        if torn > 0 {
+            tracing::warn!(
+                bytes = torn,
+                "the audit log ended in a partial entry (a process died while writing it); it was removed"
+            );
+        }
         let last = last_entry(&mut file).map_err(|e| self.io("read", &e))?;
         let mut entry = Entry {
             seq: last.as_ref().map_or(1, |l| l.seq + 1),
@@ -216,9 +231,16 @@ impl AuditLog {
     /// # Errors
     /// When the log cannot be read.
     pub fn verify(&self) -> Result<Verification, AuditError> {
-        let entries = self.read_all()?;
+        let mut entries = self.read_all()?;
+        let torn_tail = fs::read(&self.path)
+            .map(|bytes| bytes.last().is_some_and(|b| *b != b'\n'))
+            .unwrap_or(false);
+        if torn_tail {
+            entries.pop();
+        }
         let mut prev = GENESIS.to_string();
         let mut count = 0;
+        let mut hashes: Vec<String> = Vec::new();
         let bad = |line, seq, reason: String| Some(BadEntry { line, seq, reason });
         let mut first_bad = None;
         for (expected_seq, (line, parsed)) in (1..).zip(entries.iter()) {
@@ -254,6 +276,7 @@ impl AuditLog {
                 break;
             }
             prev.clone_from(&entry.hash);
+            hashes.push(entry.hash.clone());
             count += 1;
         }
         if first_bad.is_none()
@@ -262,7 +285,14 @@ impl AuditLog {
             let mut parts = head.split_whitespace();
             let seq: u64 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
             let hash = parts.next().unwrap_or_default();
-            if seq != count || (count > 0 && hash != prev) {
+            // The head is written right after each entry: it may lag one entry behind after a
+            // crash, never run ahead of the log or disagree with it.
+            let agrees = seq == 0
+                || usize::try_from(seq - 1)
+                    .ok()
+                    .and_then(|i| hashes.get(i))
+                    .is_some_and(|h| h == hash);
+            if seq > count || !agrees || count > seq + 1 {
                 first_bad = bad(
                     count + 1,
                     Some(count + 1),
@@ -277,6 +307,7 @@ impl AuditLog {
             entries: count,
             first_bad,
             head_hash: (count > 0).then_some(prev),
+            torn_tail,
         })
     }
 
@@ -306,6 +337,28 @@ impl AuditLog {
             .filter(|e| filter.action.as_ref().is_none_or(|a| &e.action == a))
             .collect())
     }
+}
+
+/// Removes a partial last line (a writer died mid-append); returns how many bytes went.
+fn drop_torn_tail(file: &mut File) -> std::io::Result<u64> {
+    let len = file.seek(SeekFrom::End(0))?;
+    if len == 0 {
+        return Ok(0);
+    }
+    let start = len.saturating_sub(256 * 1024);
+    file.seek(SeekFrom::Start(start))?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail)?;
+    if tail.last() == Some(&b'\n') {
+        return Ok(0);
+    }
+    let keep = tail
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(start, |i| start + i as u64 + 1);
+    file.set_len(keep)?;
+    file.sync_data()?;
+    Ok(len - keep)
 }
 
 /// The last complete entry of the log (read from its tail).
@@ -410,6 +463,29 @@ mod tests {
         write_lines(&log, &l);
         let bad = log.verify().unwrap().first_bad.unwrap();
         assert_eq!(bad.line, 4);
+    }
+
+    #[test]
+    fn a_torn_last_entry_is_removed_and_a_lagging_head_accepted() {
+        let (_d, log) = log_with(3);
+        // A writer died mid-line, before updating the head.
+        let mut text = fs::read_to_string(log.path()).unwrap();
+        text.push_str("{\"seq\":4,\"time\":\"2026-");
+        fs::write(log.path(), &text).unwrap();
+        let v = log.verify().unwrap();
+        assert!(
+            v.ok && v.torn_tail,
+            "a torn tail is a crash, not tampering: {v:?}"
+        );
+        log.append(entry("after-crash")).unwrap();
+        let v = log.verify().unwrap();
+        assert!(v.ok, "{v:?}");
+        assert_eq!(v.entries, 4);
+        // A crash between the entry and its head: the head lags by one, still consistent.
+        let head = fs::read_to_string(log.dir_head()).unwrap();
+        log.append(entry("next")).unwrap();
+        fs::write(log.dir_head(), head).unwrap();
+        assert!(log.verify().unwrap().ok);
     }
 
     #[test]
