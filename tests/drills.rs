@@ -370,6 +370,13 @@ fn sqlite_drills_pick_random_older_snapshots_and_name_an_unreadable_pack() {
     // The intact location still passes.
     let ok = ws.custodian_json(&["drill", "--location", "local", "--snapshot", "latest"], 0);
     assert_eq!(ok["status"], "passed");
+    // Every drill is in the audit log, the failed one as failed with its code.
+    let audit = ws.custodian_json(&["audit", "list", "--action", "drill"], 0);
+    let audit = audit.as_array().unwrap();
+    assert_eq!(audit.len(), 5, "{audit:#?}");
+    assert_eq!(audit[3]["outcome"], "failed");
+    assert_eq!(audit[3]["detail"], "drill.snapshot_unreadable");
+    assert_eq!(audit[4]["outcome"], "succeeded");
 }
 
 #[test]

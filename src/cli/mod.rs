@@ -62,8 +62,24 @@ fn init_logging(verbose: u8, daemon: bool) {
         1 => "info,rustic_core=warn",
         _ => "debug",
     };
-    let filter =
+    let mut filter =
         EnvFilter::try_from_env("CUSTODIAN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // The AWS SDK's debug output carries request parameters and credential identifiers; it
+    // never goes to Custodian's logs, whatever the level asked for.
+    for directive in [
+        "aws_smithy_runtime=info",
+        "aws_smithy_runtime_api=info",
+        "aws_smithy_http_client=info",
+        "aws_sigv4=info",
+        "aws_config=info",
+        "aws_sdk_s3=info",
+        "aws_credential_types=info",
+        "hyper_util=info",
+    ] {
+        if let Ok(d) = directive.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

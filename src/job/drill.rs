@@ -272,6 +272,11 @@ async fn record(ctx: &Context, report: &DrillReport) {
     {
         tracing::error!(run_id = report.run_id, error = %e, "could not record the end of the drill");
     }
+    ctx.audit_run(
+        &report.run_id,
+        outcome.as_str(),
+        run_end.error_code.as_deref(),
+    );
 }
 
 /// The drill itself; every fact it learns goes into `state` as soon as it is known.
