@@ -381,6 +381,86 @@ fn a_failing_store_is_retried_then_recorded_then_caught_up() {
 }
 
 #[test]
+fn server_errors_slow_and_truncated_responses_are_survived() {
+    let server = S3Server::moto();
+    server.create_bucket("shaky", false);
+    let proxy = FaultProxy::start(server.port);
+    let ws = workspace();
+    let s3 = s3_location("offsite", &proxy.endpoint(), "shaky", None);
+    ws.write_config(&config(&["local", "offsite"], &s3, ""));
+    ws.custodian_json(&["init"], 0);
+
+    // The store answers 500 for a while: the copy fails and is recorded, then catches up.
+    proxy.set(Fault::ServerError);
+    let failed = ws.custodian_json(&["backup"], 1);
+    assert_eq!(failed[0]["status"], "succeeded", "{failed:#}");
+    assert_eq!(failed[0]["copies"][0]["status"], "failed", "{failed:#}");
+    proxy.set(Fault::Pass);
+    let caught_up = ws.custodian_json(&["copy"], 0);
+    assert_eq!(
+        caught_up[0]["copied"].as_array().unwrap().len(),
+        1,
+        "{caught_up:#}"
+    );
+    let before_slow = proxy
+        .faults_served
+        .load(std::sync::atomic::Ordering::SeqCst);
+
+    // Slow answers: the copy just takes longer.
+    common::sqlite(
+        &ws.path("crm.sqlite"),
+        "UPDATE deals SET amount = amount + 7;",
+    );
+    proxy.slow(40);
+    let backup = ws.custodian_json(&["backup"], 0);
+    assert_eq!(backup[0]["copies"][0]["status"], "succeeded", "{backup:#}");
+    let slowed = proxy
+        .faults_served
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(slowed > before_slow, "the proxy slowed some responses");
+
+    // Bodies cut short while reading every pack back: retried, the check passes.
+    proxy.truncate(6);
+    let check = ws.custodian_json(
+        &[
+            "check",
+            "--location",
+            "offsite",
+            "--read-data-subset",
+            "100%",
+        ],
+        0,
+    );
+    assert_eq!(check[0]["status"], "ok", "{check:#}");
+    let truncated = proxy
+        .faults_served
+        .load(std::sync::atomic::Ordering::SeqCst)
+        - slowed;
+    assert!(truncated >= 1, "the proxy cut {truncated} bodies");
+
+    // And a restore through cut bodies is still verified.
+    proxy.truncate(3);
+    let target = ws.path("restored.sqlite");
+    let restore = ws.custodian_json(
+        &[
+            "restore",
+            "--location",
+            "offsite",
+            "--snapshot",
+            "latest",
+            "--to",
+            target.to_str().unwrap(),
+        ],
+        0,
+    );
+    assert_eq!(restore["verification"]["status"], "verified", "{restore:#}");
+    assert_success(
+        &restic_s3(&ws, &server.endpoint(), "shaky", &["check", "--read-data"]),
+        "restic check after slow and truncated responses",
+    );
+}
+
+#[test]
 fn rotating_checks_cover_all_data_within_the_window() {
     let ws = Workspace::new();
     ws.write_config(&common::default_config().replace(

@@ -184,6 +184,8 @@ pub enum Fault {
     Unavailable = 1,
     /// Accept and close at once (connection reset).
     Reset = 2,
+    /// Answer every request with 500 Internal Error.
+    ServerError = 3,
 }
 
 /// A TCP proxy in front of a server that injects faults on request.
@@ -192,6 +194,10 @@ pub struct FaultProxy {
     mode: Arc<AtomicU8>,
     /// With `Pass`: the next N connections get a 503 first, then pass.
     flaky: Arc<AtomicU32>,
+    /// With `Pass`: the next N responses are delivered slowly (8 KiB per 25 ms).
+    slow: Arc<AtomicU32>,
+    /// With `Pass`: the next N responses that have a body are cut after a few body bytes.
+    truncate: Arc<AtomicU32>,
     stop: Arc<AtomicBool>,
     pub faults_served: Arc<AtomicU32>,
 }
@@ -202,6 +208,8 @@ impl FaultProxy {
         let port = listener.local_addr().unwrap().port();
         let mode = Arc::new(AtomicU8::new(Fault::Pass as u8));
         let flaky = Arc::new(AtomicU32::new(0));
+        let slow = Arc::new(AtomicU32::new(0));
+        let truncate = Arc::new(AtomicU32::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let faults_served = Arc::new(AtomicU32::new(0));
         let (m, f, s, served) = (
@@ -210,6 +218,7 @@ impl FaultProxy {
             stop.clone(),
             faults_served.clone(),
         );
+        let (sl, tr) = (slow.clone(), truncate.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if s.load(Ordering::SeqCst) {
@@ -227,16 +236,35 @@ impl FaultProxy {
                 }
                 if mode == Fault::Unavailable as u8 || flaky_now {
                     served.fetch_add(1, Ordering::SeqCst);
-                    std::thread::spawn(move || answer_503(client));
+                    std::thread::spawn(move || answer_error(client, 503));
                     continue;
                 }
-                std::thread::spawn(move || forward(client, upstream));
+                if mode == Fault::ServerError as u8 {
+                    served.fetch_add(1, Ordering::SeqCst);
+                    std::thread::spawn(move || answer_error(client, 500));
+                    continue;
+                }
+                let take = |counter: &AtomicU32| {
+                    counter
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok()
+                };
+                let damage = if take(&tr) {
+                    Damage::Truncate(served.clone())
+                } else if take(&sl) {
+                    Damage::Slow(served.clone())
+                } else {
+                    Damage::None
+                };
+                std::thread::spawn(move || forward(client, upstream, damage));
             }
         });
         Self {
             port,
             mode,
             flaky,
+            slow,
+            truncate,
             stop,
             faults_served,
         }
@@ -254,6 +282,16 @@ impl FaultProxy {
     pub fn flaky(&self, n: u32) {
         self.flaky.store(n, Ordering::SeqCst);
     }
+
+    /// The next `n` responses trickle in slowly.
+    pub fn slow(&self, n: u32) {
+        self.slow.store(n, Ordering::SeqCst);
+    }
+
+    /// The next `n` connections have their response body cut short (when it has one).
+    pub fn truncate(&self, n: u32) {
+        self.truncate.store(n, Ordering::SeqCst);
+    }
 }
 
 impl Drop for FaultProxy {
@@ -263,8 +301,9 @@ impl Drop for FaultProxy {
     }
 }
 
-/// Reads one request (head and a Content-Length body) and answers 503, closing the connection.
-fn answer_503(mut client: TcpStream) {
+/// Reads one request (head and a Content-Length body) and answers 503 or 500, closing the
+/// connection.
+fn answer_error(mut client: TcpStream, status: u16) {
     let _ = client.set_read_timeout(Some(Duration::from_secs(5)));
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -288,16 +327,30 @@ fn answer_503(mut client: TcpStream) {
             Ok(n) => left -= n,
         }
     }
-    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>injected by the test proxy</Message></Error>";
+    let (code, reason) = if status == 500 {
+        ("InternalError", "Internal Server Error")
+    } else {
+        ("SlowDown", "Slow Down")
+    };
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>injected by the test proxy</Message></Error>"
+    );
     let response = format!(
-        "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let _ = client.write_all(response.as_bytes());
     let _ = client.shutdown(Shutdown::Both);
 }
 
-fn forward(client: TcpStream, upstream: u16) {
+/// What happens to a forwarded response.
+enum Damage {
+    None,
+    Slow(Arc<AtomicU32>),
+    Truncate(Arc<AtomicU32>),
+}
+
+fn forward(client: TcpStream, upstream: u16, damage: Damage) {
     let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
         let _ = client.shutdown(Shutdown::Both);
         return;
@@ -308,7 +361,57 @@ fn forward(client: TcpStream, upstream: u16) {
         let _ = std::io::copy(&mut c_read, &mut s_write);
         let _ = s_write.shutdown(Shutdown::Write);
     });
-    let _ = std::io::copy(&mut s_read, &mut c_write);
+    match damage {
+        Damage::None => {
+            let _ = std::io::copy(&mut s_read, &mut c_write);
+        }
+        Damage::Slow(served) => {
+            served.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = s_read.read(&mut buf) {
+                if n == 0 || c_write.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(25));
+            }
+        }
+        Damage::Truncate(served) => {
+            // Pass the head whole, then a few bytes of a body that has more, then hang up.
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 8192];
+            let mut cut = false;
+            while let Ok(n) = s_read.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.extend_from_slice(&buf[..n]);
+                let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    continue;
+                };
+                let head = String::from_utf8_lossy(&seen[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if length > 64 {
+                    let _ = c_write.write_all(&seen[..(end + 4 + 16).min(seen.len())]);
+                    served.fetch_add(1, Ordering::SeqCst);
+                    cut = true;
+                } else {
+                    let _ = c_write.write_all(&seen);
+                    let _ = std::io::copy(&mut s_read, &mut c_write);
+                }
+                break;
+            }
+            if cut {
+                let _ = c_write.shutdown(Shutdown::Both);
+                let _ = s_read.shutdown(Shutdown::Both);
+                let _ = up.join();
+                return;
+            }
+        }
+    }
     let _ = c_write.shutdown(Shutdown::Write);
     let _ = up.join();
 }

@@ -77,6 +77,7 @@ fn pg_bin(tool: &str) -> PathBuf {
 pub struct PgServer {
     dir: tempfile::TempDir,
     pub port: u16,
+    opts: String,
 }
 
 impl PgServer {
@@ -114,12 +115,36 @@ impl PgServer {
             .output()
             .unwrap();
         assert_success(&out, "pg_ctl start");
-        let server = Self { dir, port };
+        let server = Self { dir, port, opts };
         server.psql(
             "postgres",
             &format!("CREATE ROLE custodian LOGIN CREATEDB PASSWORD '{PASSWORD}';"),
         );
         server
+    }
+
+    /// Stops the server at once (as a crash would), keeping its data.
+    pub fn stop(&self) {
+        let out = as_user("postgres", &pg_bin("pg_ctl"))
+            .args(["-D"])
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "stop"])
+            .output()
+            .unwrap();
+        assert_success(&out, "pg_ctl stop");
+    }
+
+    /// Starts a stopped server again on the same port and data.
+    pub fn start_again(&self) {
+        let out = as_user("postgres", &pg_bin("pg_ctl"))
+            .args(["-D"])
+            .arg(self.dir.path().join("data"))
+            .args(["-w", "-t", "60", "-l"])
+            .arg(self.dir.path().join("server.log"))
+            .args(["-o", &self.opts, "start"])
+            .output()
+            .unwrap();
+        assert_success(&out, "pg_ctl start (again)");
     }
 
     /// Runs SQL as the superuser through the private socket; returns unaligned output.
