@@ -493,12 +493,8 @@ enum AssertTarget {
 
 /// Runs one assertion: its SQL must return one whole number.
 async fn evaluate(target: &AssertTarget, a: &Assertion) -> AssertionResult {
-    let server = match target {
-        AssertTarget::Server(t) => Some(&**t),
-        AssertTarget::File(_) => None,
-    };
-    let value: Result<Option<i64>, String> = match (target, server) {
-        (AssertTarget::File(path), _) => {
+    let value: Result<Option<i64>, String> = match target {
+        AssertTarget::File(path) => {
             async {
                 let options = sqlx::sqlite::SqliteConnectOptions::new()
                     .filename(path)
@@ -514,29 +510,30 @@ async fn evaluate(target: &AssertTarget, a: &Assertion) -> AssertionResult {
             }
             .await
         }
-        (_, Some(Target::Postgres(c))) => {
-            async {
-                let mut conn = c.connect().await.map_err(|e| e.to_string())?;
-                let row = sqlx::query(&a.sql)
-                    .fetch_optional(&mut conn)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(row.and_then(|r| int_of_pg(&r)))
+        AssertTarget::Server(server) => match &**server {
+            Target::Postgres(c) => {
+                async {
+                    let mut conn = c.connect().await.map_err(|e| e.to_string())?;
+                    let row = sqlx::query(&a.sql)
+                        .fetch_optional(&mut conn)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok(row.and_then(|r| int_of_pg(&r)))
+                }
+                .await
             }
-            .await
-        }
-        (_, Some(Target::Mysql(c))) => {
-            async {
-                let mut conn = c.connect().await.map_err(|e| e.to_string())?;
-                let row = sqlx::query(&a.sql)
-                    .fetch_optional(&mut conn)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(row.and_then(|r| int_of_mysql(&r)))
+            Target::Mysql(c) => {
+                async {
+                    let mut conn = c.connect().await.map_err(|e| e.to_string())?;
+                    let row = sqlx::query(&a.sql)
+                        .fetch_optional(&mut conn)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok(row.and_then(|r| int_of_mysql(&r)))
+                }
+                .await
             }
-            .await
-        }
-        (AssertTarget::Server(_), None) => Err("no database to query".to_string()),
+        },
     };
     let expected = format!("{} {}", a.comparison, a.expected);
     match value {

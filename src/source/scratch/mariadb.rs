@@ -5,9 +5,8 @@
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
 
-use super::{RunAs, ScratchError, log_tail, write_private_file};
+use super::{RunAs, ScratchError, write_private_file};
 use crate::source::mysql::Connect;
 use crate::source::process::clean_command;
 
@@ -124,33 +123,20 @@ impl Instance {
             .append_pair("ssl-mode", "disabled");
         let connect = Connect::new(url.as_str(), Some(password)).map_err(create_err)?;
         let mut instance = Self { child, connect };
-        let ready = instance.wait_ready(&log).await;
+        let admin = instance.connect.with_database("mysql");
+        let ready = super::wait_ready(&mut instance.child, "mariadbd", &log, || async {
+            match admin.connect().await {
+                Ok(conn) => {
+                    let _ = sqlx::Connection::close(conn).await;
+                    true
+                }
+                Err(_) => false,
+            }
+        })
+        .await
+        .map_err(create_err);
         let _ = std::fs::remove_file(&init);
         ready?;
         Ok(instance)
-    }
-
-    async fn wait_ready(&mut self, log: &Path) -> Result<(), ScratchError> {
-        let admin = self.connect.with_database("mysql");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(create_err(format!(
-                    "mariadbd exited ({status}): {}",
-                    log_tail(log)
-                )));
-            }
-            if let Ok(conn) = admin.connect().await {
-                let _ = sqlx::Connection::close(conn).await;
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(create_err(format!(
-                    "mariadbd did not accept connections within 60 s: {}",
-                    log_tail(log)
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
     }
 }

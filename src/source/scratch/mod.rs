@@ -363,6 +363,36 @@ fn remove_dir(dir: &Path) -> Result<(), ScratchError> {
     }
 }
 
+/// Waits until a server we started accepts a login (`try_login` returns true), for at most
+/// 60 s; fails early, with the end of its log, if the server exits.
+async fn wait_ready<F, Fut>(
+    child: &mut Child,
+    server: &str,
+    log: &Path,
+    try_login: F,
+) -> Result<(), String>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("{server} exited ({status}): {}", log_tail(log)));
+        }
+        if try_login().await {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!(
+                "{server} did not accept connections within 60 s: {}",
+                log_tail(log)
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The last lines of a server's log, for an error message.
 fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();

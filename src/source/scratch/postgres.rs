@@ -5,11 +5,10 @@
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
 
 use rand::RngExt;
 
-use super::{RunAs, ScratchError, log_tail, write_private_file};
+use super::{RunAs, ScratchError, write_private_file};
 use crate::source::postgres::Connect;
 use crate::source::process::clean_command;
 
@@ -157,33 +156,19 @@ impl Cluster {
             connect,
             version,
         };
-        cluster.wait_ready(&log).await?;
+        let admin = cluster.connect.with_database("postgres");
+        super::wait_ready(&mut cluster.child, "postgres", &log, || async {
+            match admin.connect().await {
+                Ok(conn) => {
+                    let _ = sqlx::Connection::close(conn).await;
+                    true
+                }
+                Err(_) => false,
+            }
+        })
+        .await
+        .map_err(create_err)?;
         Ok(cluster)
-    }
-
-    /// Waits until the server accepts a login on its maintenance database.
-    async fn wait_ready(&mut self, log: &Path) -> Result<(), ScratchError> {
-        let admin = self.connect.with_database("postgres");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(create_err(format!(
-                    "postgres exited ({status}): {}",
-                    log_tail(log)
-                )));
-            }
-            if let Ok(conn) = admin.connect().await {
-                let _ = sqlx::Connection::close(conn).await;
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(create_err(format!(
-                    "postgres did not accept connections within 60 s: {}",
-                    log_tail(log)
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
     }
 }
 
