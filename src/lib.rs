@@ -15,5 +15,6 @@ pub mod job;
 pub mod location;
 pub mod model;
 pub mod repo;
+pub mod report;
 pub mod secret;
 pub mod source;

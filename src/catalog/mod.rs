@@ -6,6 +6,7 @@
 
 mod approvals;
 mod drills;
+mod evidence;
 mod metrics;
 mod records;
 mod runs;
@@ -22,6 +23,7 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 pub use drills::{DrillEnd, DrillRecord, DrillStart, ScratchRecord};
+pub use evidence::{AlertRecord, DeliveryRecord, ReportRecord};
 pub use metrics::Sample;
 pub use records::{BackupRecord, CheckRecord, CountedTable, SnapshotRecord};
 pub use runs::{Outcome, RunEnd, RunKind, RunRecord, RunStart, Trigger};
@@ -98,6 +100,13 @@ impl<'s> MigrationSource<'s> for Embedded {
                     Cow::Borrowed("approvals"),
                     MigrationType::Simple,
                     Cow::Borrowed(include_str!("migrations/0004_approvals.sql")),
+                    false,
+                ),
+                Migration::new(
+                    5,
+                    Cow::Borrowed("reports"),
+                    MigrationType::Simple,
+                    Cow::Borrowed(include_str!("migrations/0005_reports.sql")),
                     false,
                 ),
             ])

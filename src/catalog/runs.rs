@@ -21,6 +21,7 @@ pub enum RunKind {
     Drill,
     Forget,
     Prune,
+    Report,
 }
 
 impl RunKind {
@@ -35,6 +36,7 @@ impl RunKind {
             Self::Drill => "drill",
             Self::Forget => "forget",
             Self::Prune => "prune",
+            Self::Report => "report",
         }
     }
 }

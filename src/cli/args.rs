@@ -195,6 +195,37 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Compliance report (ISO 27001 / GDPR): evaluate every rule for a period from the catalog,
+    /// audit log and locations; write report.html, evidence.json and charts; sign the bundle
+    /// with minisign; e-mail it to [notifications] report-to. Default period: the last complete
+    /// one of [reports] period.
+    Report {
+        #[command(subcommand)]
+        command: Option<ReportCommand>,
+        /// A month (2026-11), ISO week (2026-W47) or quarter (2026-Q4).
+        #[arg(long, conflicts_with_all = ["from", "to", "current"])]
+        period: Option<String>,
+        /// First day (2026-11-01), with --to.
+        #[arg(long, requires = "to")]
+        from: Option<String>,
+        /// Last day, inclusive (2026-11-15), with --from.
+        #[arg(long, requires = "from")]
+        to: Option<String>,
+        /// The period still running, up to now.
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        current: bool,
+        /// Directory for the bundle (default: [reports] out-dir, else STATE/reports).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Do not e-mail the report.
+        #[arg(long)]
+        no_mail: bool,
+    },
+    /// The key pair that signs reports.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Show recent runs from the catalog.
     Runs {
         /// How many.
@@ -250,6 +281,11 @@ pub enum CtlCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Generate and e-mail the compliance report now (default: the last complete period).
+    Report {
+        #[arg(long)]
+        period: Option<String>,
+    },
     /// Audit log entries.
     Audit {
         #[arg(long)]
@@ -281,6 +317,31 @@ pub enum AuditCommand {
         /// Only this action (backup, drill, restore, approve, …).
         #[arg(long)]
         action: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Check a report bundle: the signature over SHA256SUMS, every file against it, and the
+    /// chain to the previous report.
+    Verify {
+        /// The bundle directory.
+        dir: PathBuf,
+        /// The trusted public key (default: [reports] public-key-file, else STATE/keys/report.pub).
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create the minisign key pair that signs reports ([reports] secret-key-file and
+    /// public-key-file, else STATE/keys/); password-protected when
+    /// reports.secret-key-password-* is configured.
+    Generate {
+        /// Replace an existing key (a privileged change, audited).
+        #[arg(long)]
+        force: bool,
     },
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use clap::Parser;
 use serde::Serialize;
 
-pub use args::{AuditCommand, Cli, Command, ConfigCommand, CtlCommand};
+pub use args::{AuditCommand, Cli, Command, ConfigCommand, CtlCommand, KeysCommand, ReportCommand};
 
 use crate::catalog::Trigger;
 use crate::config::{Config, ConfigError, Diagnostic, Severity};
@@ -213,6 +213,7 @@ async fn run(cli: Cli) -> Exit {
                     target,
                     force,
                 },
+                CtlCommand::Report { period } => Request::Report { period },
                 CtlCommand::Audit {
                     since,
                     until,
@@ -398,6 +399,58 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
                     })
                     .map_err(|e| JobError::io("reading the audit log", &e))?;
                 emit(json, &entries, |e| render::audit_entries(e));
+                Exit::Ok
+            }
+            Command::Report {
+                command: Some(ReportCommand::Verify { dir, public_key }),
+                ..
+            } => {
+                let path =
+                    public_key.unwrap_or_else(|| crate::report::generate::key_paths(&ctx.config).1);
+                let pk = crate::report::sign::read_public(&path)
+                    .map_err(|e| JobError::Usage(e.to_string()))?;
+                let v = crate::report::verify_bundle(&dir, Some(&pk));
+                emit(json, &v, render::report_verification);
+                all_ok(v.ok)
+            }
+            Command::Report {
+                command: None,
+                period,
+                from,
+                to,
+                current,
+                out,
+                no_mail,
+            } => {
+                use crate::report::Period;
+                let period = match (period, from, to, current) {
+                    (Some(p), ..) => Some(Period::parse(&p).map_err(JobError::Usage)?),
+                    (None, Some(f), Some(t), _) => {
+                        Some(Period::between(&f, &t).map_err(JobError::Usage)?)
+                    }
+                    (None, _, _, true) => Some(
+                        Period::containing(ctx.config.reports.period, crate::model::time::now())
+                            .map_err(JobError::Usage)?,
+                    ),
+                    _ => None,
+                };
+                let outcome = job::report(
+                    ctx,
+                    &job::ReportRequest {
+                        period,
+                        out,
+                        send: !no_mail,
+                    },
+                )
+                .await?;
+                emit(json, &outcome, render::report);
+                Exit::Ok
+            }
+            Command::Keys {
+                command: KeysCommand::Generate { force },
+            } => {
+                let key = job::report::generate_keys(ctx, force).await?;
+                emit(json, &key, render::key);
                 Exit::Ok
             }
             Command::Runs { limit } => {

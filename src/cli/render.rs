@@ -490,3 +490,107 @@ fn humanize_age(seconds: i64) -> String {
         s => format!("{} days", s / 86_400),
     }
 }
+
+pub fn report(o: &crate::job::ReportOutcome) -> String {
+    let r = &o.report;
+    let mut out = format!(
+        "report {} for {}: overall {}\n  written to {}\n",
+        r.id,
+        r.period,
+        r.overall.label(),
+        r.dir.display()
+    );
+    for (rule, verdict) in &r.verdicts {
+        let _ = writeln!(out, "  {rule:<18} {}", verdict.label());
+    }
+    let _ = writeln!(
+        out,
+        "  signed by key {} · verify: cd {} && minisign -Vm SHA256SUMS -p {} && sha256sum -c SHA256SUMS",
+        r.key_id,
+        r.dir.display(),
+        r.public_key.display()
+    );
+    let _ = writeln!(
+        out,
+        "  verification: {}",
+        if o.verification.ok {
+            "signature, files and chain OK"
+        } else {
+            "FAILED"
+        }
+    );
+    if let Some(d) = &o.delivery {
+        let _ = writeln!(
+            out,
+            "  e-mail to {}: {} after {} attempt(s), Message-ID {}",
+            d.recipients.join(", "),
+            if d.delivered {
+                "delivered"
+            } else {
+                "NOT delivered"
+            },
+            d.attempts,
+            d.message_id
+        );
+    }
+    out
+}
+
+pub fn report_verification(v: &crate::report::Verification) -> String {
+    let mut out = format!(
+        "report {} ({}): {}\n",
+        v.period.as_deref().unwrap_or("?"),
+        v.dir,
+        if v.ok { "VERIFIED" } else { "NOT VERIFIED" }
+    );
+    let _ = writeln!(
+        out,
+        "  signature (key {}): {}",
+        v.key_id.as_deref().unwrap_or("?"),
+        match &v.signature {
+            Ok(comment) => format!("good — {comment}"),
+            Err(e) => format!("BAD — {e}"),
+        }
+    );
+    for f in &v.files {
+        let _ = writeln!(
+            out,
+            "  {:<24} {}",
+            f.name,
+            if f.ok {
+                "ok".to_string()
+            } else {
+                format!("BAD — {}", f.problem.as_deref().unwrap_or(""))
+            }
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  chain: {}",
+        match &v.chain {
+            Ok(t) => t.clone(),
+            Err(e) => format!("BROKEN — {e}"),
+        }
+    );
+    out
+}
+
+pub fn key(k: &crate::job::report::KeyOutcome) -> String {
+    format!(
+        "report signing key {} {}\n  secret key: {}{}\n  public key: {}\n  give managers this line to verify reports: minisign -Vm SHA256SUMS -P {}\n",
+        k.key_id,
+        if k.replaced {
+            "replaced (audited as keys.replace)"
+        } else {
+            "created"
+        },
+        k.secret_key.display(),
+        if k.password_protected {
+            " (password-protected)"
+        } else {
+            ""
+        },
+        k.public_key.display(),
+        k.public_key_base64
+    )
+}

@@ -148,6 +148,7 @@ pub struct Reports {
     pub secret_key_file: Option<PathBuf>,
     pub public_key_file: Option<PathBuf>,
     pub secret_key_password: Option<SecretRef>,
+    pub allowed_regions: Vec<String>,
     pub targets: Targets,
 }
 
@@ -169,6 +170,9 @@ pub struct Smtp {
     pub username: Option<String>,
     pub password: Option<SecretRef>,
     pub from: String,
+    pub ca_file: Option<PathBuf>,
+    pub attempts: u32,
+    pub retry_delay: Duration,
 }
 
 /// Where reports and alerts go.
@@ -409,6 +413,7 @@ pub(super) fn reports(
         secret_key_file: raw.secret_key_file.map(|p| resolve_path(base, &p)),
         public_key_file: raw.public_key_file.map(|p| resolve_path(base, &p)),
         secret_key_password,
+        allowed_regions: raw.allowed_regions,
         targets,
     }
 }
@@ -497,7 +502,17 @@ pub(super) fn notifications(
                 "a password is configured but no username; add `username`",
             );
         }
+        let retry_delay = duration(
+            doc,
+            diags,
+            "notifications.smtp.retry-delay",
+            s.retry_delay.as_deref(),
+        )
+        .unwrap_or(Duration::from_secs(10));
         Smtp {
+            ca_file: s.ca_file.as_ref().map(|p| resolve_path(base, p)),
+            attempts: s.attempts.unwrap_or(4).clamp(1, 20),
+            retry_delay,
             port: s.port.unwrap_or(match tls {
                 SmtpTls::Implicit => 465,
                 SmtpTls::StartTls => 587,

@@ -214,6 +214,9 @@ pub struct RawReports {
     pub secret_key_password_file: Option<PathBuf>,
     pub secret_key_password_env: Option<String>,
     pub secret_key_password_credential: Option<String>,
+    /// Regions locations may be in (RESIDENCY); local disks are `local`.
+    #[serde(default)]
+    pub allowed_regions: Vec<String>,
     #[serde(default)]
     pub targets: RawTargets,
 }
@@ -264,6 +267,12 @@ pub struct RawSmtp {
     pub password_env: Option<String>,
     pub password_credential: Option<String>,
     pub from: String,
+    /// Extra CA certificate (PEM) trusted for this relay.
+    pub ca_file: Option<PathBuf>,
+    /// Delivery attempts before giving up (default 4).
+    pub attempts: Option<u32>,
+    /// Wait before the first retry; each later wait is four times longer (default 10s).
+    pub retry_delay: Option<String>,
 }
 
 impl RawSmtp {

@@ -358,15 +358,6 @@ pub fn parse_file(
                 format!("`{read_data}` is not `rotate`, `none` or a subset like `10%`"),
             );
         }
-        if kind == Some(JobKind::Report) {
-            let line = doc.line(diags, &key("kind"));
-            diags.push(
-                Severity::Warning,
-                line,
-                key("kind"),
-                "report jobs are recorded but do nothing until compliance reports are available in this version",
-            );
-        }
         if let (true, Some(kind), Some(schedule), Some(time_zone)) = (ok, kind, schedule, time_zone)
         {
             out.push(ScheduledJob {

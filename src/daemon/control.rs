@@ -98,7 +98,7 @@ pub fn identify(access: &Access, uid: u32, gid: u32) -> Caller {
 fn required(request: &Request, ctx: &Context) -> Role {
     match request {
         Request::Status {} | Request::Audit { .. } => Role::Viewer,
-        Request::Backup { .. } => Role::Operator,
+        Request::Backup { .. } | Request::Report { .. } => Role::Operator,
         Request::Run { job } => match ctx
             .config
             .daemon
@@ -382,6 +382,25 @@ async fn run(ctx: &Context, shared: &Arc<Shared>, request: Request) -> Response 
             Ok(entries) => Response::success(serde_json::to_value(entries).unwrap_or_default()),
             Err(e) => Response::failure("audit.unreadable", e.to_string()),
         },
+        Request::Report { period } => {
+            let period = match period.as_deref().map(crate::report::Period::parse) {
+                Some(Err(e)) => return to_json(Err(job::JobError::Usage(e))),
+                Some(Ok(p)) => Some(p),
+                None => None,
+            };
+            to_json(
+                job::report(
+                    ctx,
+                    &job::ReportRequest {
+                        period,
+                        out: None,
+                        send: true,
+                    },
+                )
+                .await
+                .map(|r| serde_json::to_value(r).unwrap_or_default()),
+            )
+        }
         Request::Backup { source } => to_json(
             job::backup(ctx, source.as_deref())
                 .await

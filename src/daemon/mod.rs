@@ -359,7 +359,7 @@ async fn plan(
                     );
                     ctx.catalog.set_last_fire(&job.name, now).await?;
                     alert::send(
-                        ctx.config.notifications.webhook.as_deref(),
+                        ctx,
                         &event(
                             ctx,
                             job,
@@ -437,7 +437,7 @@ async fn launch(
                 );
             }
             alert::send(
-                ctx.config.notifications.webhook.as_deref(),
+                &ctx,
                 &event(&ctx, &job, if ok { "succeeded" } else { "failed" }, None),
             )
             .await;
@@ -526,10 +526,7 @@ async fn execute(
                 report.passed()
             }
             JobKind::Report => {
-                tracing::warn!(
-                    job = job.name,
-                    "report jobs do nothing until compliance reports are available in this version"
-                );
+                job::report::scheduled(ctx).await?;
                 true
             }
         })

@@ -40,6 +40,9 @@ pub enum Request {
         #[serde(default)]
         force: bool,
     },
+    /// Generate (and e-mail) the compliance report for a period, default the last complete
+    /// one (operator).
+    Report { period: Option<String> },
     /// Approve another administrator's pending request (administrator).
     Approve { request: String },
     /// Audit log entries (viewer).
@@ -62,6 +65,7 @@ impl Request {
             Self::Drill { .. } => "drill",
             Self::Restore { .. } => "restore",
             Self::Approve { .. } => "approve",
+            Self::Report { .. } => "report",
             Self::Audit { .. } => "audit",
         }
     }

@@ -69,9 +69,27 @@ struct DemoOutput {
     verification: Option<DemoVerification>,
     /// A restore drill of the copy (offsite): restored, verified, asserted, timed, removed.
     drill: Option<job::DrillReport>,
+    /// The signed compliance report of the current period (see `custodian report`).
+    report: Option<DemoReport>,
     total_seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct DemoReport {
+    id: String,
+    dir: PathBuf,
+    html: PathBuf,
+    evidence: PathBuf,
+    /// The file the signature covers (the bundle's SHA256SUMS manifest).
+    signed: PathBuf,
+    signature: PathBuf,
+    public_key: PathBuf,
+    key_id: String,
+    overall: crate::report::Verdict,
+    verdicts: BTreeMap<String, crate::report::Verdict>,
+    verified: bool,
 }
 
 /// Runs the demo and prints its summary.
@@ -111,6 +129,40 @@ fn private_dir(path: &Path) -> Result<(), JobError> {
         .map_err(|e| JobError::io(format!("creating {}", path.display()), &e))
 }
 
+/// Signs (creating the key on the first run) and verifies the report of the current month.
+async fn demo_report(ctx: &Context) -> Result<DemoReport, JobError> {
+    let (secret, public) = crate::report::generate::key_paths(&ctx.config);
+    if !secret.exists() {
+        job::report::generate_keys(ctx, false).await?;
+    }
+    let period =
+        crate::report::Period::containing(ctx.config.reports.period, crate::model::time::now())
+            .map_err(JobError::Usage)?;
+    let outcome = job::report(
+        ctx,
+        &job::ReportRequest {
+            period: Some(period),
+            out: None,
+            send: false,
+        },
+    )
+    .await?;
+    let r = outcome.report;
+    Ok(DemoReport {
+        id: r.id,
+        html: r.html,
+        evidence: r.evidence,
+        signed: r.signed,
+        signature: r.signature,
+        public_key: public,
+        key_id: r.key_id,
+        overall: r.overall,
+        verdicts: r.verdicts,
+        verified: outcome.verification.ok,
+        dir: r.dir,
+    })
+}
+
 /// The demo's configuration: every path relative to the file, so the directory can move.
 fn config_text() -> String {
     let mut text = String::from(
@@ -131,6 +183,7 @@ fn config_text() -> String {
     text.push_str(
         "\n[retention]\nkeep-daily = 7\nkeep-weekly = 4\nmax-age = \"90d\"\n\n\
          [drills]\ninterval = \"30d\"\n\n\
+         [reports]\nout-dir = \"reports\"\nallowed-regions = [\"local\"]\n\n\
          [[drills.assertion]]\nsource = \"crm\"\nname = \"has-customers\"\nsql = \"SELECT count(*) FROM companies\"\nexpect = \">= 1\"\n\n\
          [[drills.assertion]]\nsource = \"crm\"\nname = \"no-orphan-deals\"\nsql = \"SELECT count(*) FROM deals WHERE company_id NOT IN (SELECT id FROM companies)\"\nexpect = \"= 0\"\n",
     );
@@ -228,6 +281,18 @@ async fn run_inner(dir: &Path) -> Result<DemoOutput, JobError> {
         None
     };
 
+    let report = if error.is_none() {
+        match demo_report(&ctx).await {
+            Ok(r) => Some(r),
+            Err(e) => {
+                error = Some(format!("the compliance report failed: {e}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+
     let listed = job::snapshots(&ctx, None, None).await?;
     let snapshots = listed
         .iter()
@@ -257,6 +322,7 @@ async fn run_inner(dir: &Path) -> Result<DemoOutput, JobError> {
     ctx.catalog.close().await;
     let size = fs::metadata(&crm_path).map(|m| m.len()).unwrap_or(0);
     Ok(DemoOutput {
+        report,
         ok: error.is_none(),
         dir: dir.clone(),
         config: config_path,
@@ -439,6 +505,28 @@ fn render(out: &DemoOutput) -> String {
             d.rto_seconds.unwrap_or_default(),
             d.assertions.len(),
             phases.join(" · ")
+        );
+    }
+    if let Some(r) = &out.report {
+        let counts = |v: crate::report::Verdict| r.verdicts.values().filter(|x| **x == v).count();
+        let _ = writeln!(
+            s,
+            "7. report   compliance report {}: overall {} ({} pass, {} warn, {} fail, {} not evaluated), signed by key {}, {}\n           {}\n           verify: cd {} && minisign -Vm SHA256SUMS -p {} && sha256sum -c SHA256SUMS",
+            r.id,
+            r.overall.label(),
+            counts(crate::report::Verdict::Pass),
+            counts(crate::report::Verdict::Warn),
+            counts(crate::report::Verdict::Fail),
+            counts(crate::report::Verdict::NotEvaluated),
+            r.key_id,
+            if r.verified {
+                "verified"
+            } else {
+                "NOT VERIFIED"
+            },
+            r.html.display(),
+            r.dir.display(),
+            r.public_key.display()
         );
     }
     if let Some(e) = &out.error {

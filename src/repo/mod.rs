@@ -17,6 +17,7 @@
 mod archive;
 mod check;
 mod copy;
+mod keys;
 mod read;
 mod retention;
 mod snapshot;
@@ -31,6 +32,7 @@ use rustic_core::{
 pub use archive::{ArchiveEntry, ArchiveOutcome, ArchiveRequest, Pending, ReadEntry};
 pub use check::{CheckReport, ReadSubset};
 pub use copy::Copied;
+pub use keys::KeyInfo;
 pub use retention::{ForgetPlan, PruneReport, Removal};
 pub use snapshot::SnapshotInfo;
 
@@ -235,16 +237,17 @@ impl Repo {
     ) -> Result<Self, RepoError> {
         let repo = self::repository(location, &backend)?;
         let credentials = Credentials::password(password.expose());
+        // Restic's key metadata: reports show each key's age and who created it.
+        let key_options = KeyOptions::default()
+            .hostname(gethostname::gethostname().into_string().ok())
+            .username(Some(crate::job::current_user()))
+            .with_created(true);
         let opened = match chunker_from {
-            None => repo.init(
-                &credentials,
-                &KeyOptions::default(),
-                &ConfigOptions::default(),
-            ),
+            None => repo.init(&credentials, &key_options, &ConfigOptions::default()),
             Some(primary) => {
                 let mut config = primary.inner.repo.config().clone();
                 config.id = rustic_core::Id::random().into();
-                repo.init_with_config(&credentials, &KeyOptions::default(), config)
+                repo.init_with_config(&credentials, &key_options, config)
             }
         }
         .map_err(|e| storage_error(location, "initializing the repository", &e))?;

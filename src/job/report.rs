@@ -1,0 +1,339 @@
+//! `custodian report`: generate the signed compliance report for a period, verify it, and
+//! e-mail it to `[notifications] report-to`. The scheduled `report` job covers the last
+//! complete period once: it generates the report if there is none yet and (re)delivers it until
+//! a delivery succeeds, so a relay outage is retried at the next fire, never dropped.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::{Context, JobError};
+use crate::audit::NewEntry;
+use crate::catalog::{DeliveryRecord, ReportRecord, RunEnd, RunKind};
+use crate::report::{self, Generated, Period, Verification, bundle, mail, sign};
+
+/// What to report on.
+#[derive(Clone, Debug, Default)]
+pub struct ReportRequest {
+    /// `None`: the last complete period of `[reports] period`.
+    pub period: Option<Period>,
+    pub out: Option<PathBuf>,
+    /// E-mail it when `[notifications]` has an SMTP relay and report recipients.
+    pub send: bool,
+}
+
+/// The outcome of one e-mail delivery.
+#[derive(Clone, Debug, Serialize)]
+pub struct Delivery {
+    pub delivered: bool,
+    pub attempts: u32,
+    pub message_id: String,
+    pub recipients: Vec<String>,
+    pub error: Option<String>,
+}
+
+/// What `custodian report` did.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReportOutcome {
+    pub run_id: String,
+    pub report: Generated,
+    pub verification: Verification,
+    pub delivery: Option<Delivery>,
+}
+
+/// Generates (and e-mails) a report.
+///
+/// # Errors
+/// When the key is missing, evidence cannot be read, the bundle cannot be written, or the
+/// e-mail was not delivered after every retry (the report itself is kept).
+pub async fn report(ctx: &Context, req: &ReportRequest) -> Result<ReportOutcome, JobError> {
+    let now = crate::model::time::now();
+    let period = match &req.period {
+        Some(p) => p.clone(),
+        None => Period::last_complete(ctx.config.reports.period, now).map_err(JobError::Usage)?,
+    };
+    let run_id = ctx
+        .start(RunKind::Report, None, None, Some(&period.label))
+        .await?;
+    let result = async {
+        let out = report::generate::out_dir(ctx, req.out.as_deref());
+        let generated = report::generate(ctx, &period, &out, Some(&run_id), now).await?;
+        let pk = sign::read_public(&generated.public_key)
+            .map_err(|e| JobError::Internal(format!("reading back the report's key: {e}")))?;
+        let verification = report::verify_bundle(&generated.dir, Some(&pk));
+        if !verification.ok {
+            return Err(JobError::Internal(format!(
+                "the report just written at {} does not verify: {:?}",
+                generated.dir.display(),
+                verification
+            )));
+        }
+        let delivery = if req.send && wants_mail(ctx) {
+            Some(deliver(ctx, &generated.id, &generated.dir).await?)
+        } else {
+            None
+        };
+        Ok(ReportOutcome {
+            run_id: run_id.clone(),
+            report: generated,
+            verification,
+            delivery,
+        })
+    }
+    .await;
+    let undelivered = match &result {
+        Ok(o) => o.delivery.as_ref().filter(|d| !d.delivered).cloned(),
+        Err(_) => None,
+    };
+    let result = match (result, undelivered) {
+        (Ok(o), Some(d)) => Err(JobError::Io {
+            what: format!(
+                "report {} was written to {} but not e-mailed after {} attempt(s)",
+                o.report.id,
+                o.report.dir.display(),
+                d.attempts
+            ),
+            message: d.error.unwrap_or_default(),
+        }),
+        (r, _) => r,
+    };
+    ctx.finish(&run_id, &result, RunEnd::default()).await;
+    result
+}
+
+fn wants_mail(ctx: &Context) -> bool {
+    ctx.config.notifications.smtp.is_some() && !ctx.config.notifications.report_to.is_empty()
+}
+
+/// The scheduled job: the last complete period's report, generated once and delivered until
+/// a delivery succeeds.
+///
+/// # Errors
+/// As [`report`] and [`deliver`].
+pub async fn scheduled(ctx: &Context) -> Result<(), JobError> {
+    let now = crate::model::time::now();
+    let period = Period::last_complete(ctx.config.reports.period, now).map_err(JobError::Usage)?;
+    let existing = ctx
+        .catalog
+        .reports()
+        .await?
+        .into_iter()
+        .rfind(|r| r.period == period.label);
+    match existing {
+        None => report(
+            ctx,
+            &ReportRequest {
+                period: Some(period),
+                out: None,
+                send: true,
+            },
+        )
+        .await
+        .map(|_| ()),
+        Some(r) if wants_mail(ctx) && !delivered(ctx, &r).await? => {
+            let d = deliver(ctx, &r.id, Path::new(&r.dir)).await?;
+            if d.delivered {
+                Ok(())
+            } else {
+                Err(JobError::Io {
+                    what: format!("report {} is still not e-mailed", r.id),
+                    message: d.error.unwrap_or_default(),
+                })
+            }
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+async fn delivered(ctx: &Context, r: &ReportRecord) -> Result<bool, JobError> {
+    let rows = ctx
+        .catalog
+        .rows_json(
+            "reading report deliveries",
+            "SELECT 1 AS ok FROM report_deliveries WHERE report_id = ? AND delivered = 1",
+            &[&r.id],
+        )
+        .await?;
+    Ok(!rows.is_empty())
+}
+
+fn content_type(name: &str) -> &'static str {
+    match Path::new(name).extension().and_then(|e| e.to_str()) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("json") => "application/json",
+        Some("svg") => "image/svg+xml",
+        _ => "text/plain; charset=utf-8",
+    }
+}
+
+/// E-mails a report bundle (read from its directory) to `[notifications] report-to`,
+/// recording every attempt.
+///
+/// # Errors
+/// When the bundle cannot be read or the catalog cannot be written; an undelivered message is
+/// an outcome, not an error.
+pub async fn deliver(ctx: &Context, report_id: &str, dir: &Path) -> Result<Delivery, JobError> {
+    let Some(smtp) = ctx.config.notifications.smtp.clone() else {
+        return Err(JobError::Usage(
+            "no SMTP relay is configured ([notifications.smtp])".into(),
+        ));
+    };
+    let recipients = ctx.config.notifications.report_to.clone();
+    let read = |name: &str| {
+        std::fs::read(dir.join(name))
+            .map_err(|e| JobError::io(format!("reading {}", dir.join(name).display()), &e))
+    };
+    let r: serde_json::Value = serde_json::from_slice(&read("evidence.json")?)
+        .map_err(|e| JobError::io("reading the report's evidence.json", &e))?;
+    let manifest = String::from_utf8_lossy(&read(bundle::MANIFEST)?).into_owned();
+    let files: Vec<String> = manifest
+        .lines()
+        .filter_map(|l| l.split_once("  ").map(|(_, n)| n.to_string()))
+        .chain([bundle::MANIFEST.to_string(), bundle::SIGNATURE.to_string()])
+        .collect();
+    let has = |n: &str| files.iter().any(|f| f == n);
+    let html =
+        report::render::mail(&r, has("rpo.svg"), has("rto.svg")).map_err(JobError::Internal)?;
+    let mut inline = Vec::new();
+    for (file, cid) in [("rpo.svg", "rpo-chart"), ("rto.svg", "rto-chart")] {
+        if has(file) {
+            inline.push((cid.to_string(), "image/svg+xml".to_string(), read(file)?));
+        }
+    }
+    let mut attachments = Vec::new();
+    for name in files.iter().filter(|n| !n.ends_with(".svg")) {
+        attachments.push((name.clone(), content_type(name).to_string(), read(name)?));
+    }
+    let period = r["period"]["label"].as_str().unwrap_or("?");
+    let overall = r["overall_label"].as_str().unwrap_or("?");
+    let text = format!(
+        "Custodian compliance report {period} for {}: overall {overall}.\n\n{}\nThe full report is attached (report.html), with its evidence (evidence.json), the signed manifest (SHA256SUMS, SHA256SUMS.minisig) and the signer's public key.\nVerify: minisign -Vm SHA256SUMS -P {} && sha256sum -c SHA256SUMS\n",
+        r["host"].as_str().unwrap_or("?"),
+        r["rules"]
+            .as_array()
+            .map(|rules| rules
+                .iter()
+                .map(|x| format!(
+                    "{:<18} {}\n",
+                    x["id"].as_str().unwrap_or("?"),
+                    x["verdict_label"].as_str().unwrap_or("?")
+                ))
+                .collect::<String>())
+            .unwrap_or_default(),
+        r["signer"]["public_key"].as_str().unwrap_or("?"),
+    );
+    let outgoing = mail::Outgoing {
+        to: recipients.clone(),
+        subject: format!(
+            "[Custodian] Compliance report {period}: {overall} ({})",
+            ctx.config.hostname
+        ),
+        html,
+        text,
+        inline,
+        attachments,
+    };
+    let message_id = mail::message_id(&smtp, report_id);
+    let attempts = mail::send(&smtp, &outgoing, &message_id).await;
+    for a in &attempts {
+        ctx.catalog
+            .record_delivery(&DeliveryRecord {
+                report_id: report_id.to_string(),
+                attempt: a.number,
+                delivered: a.result.is_ok(),
+                message_id: Some(message_id.clone()),
+                recipients: recipients.clone(),
+                error: a.result.as_ref().err().cloned(),
+            })
+            .await?;
+    }
+    let last = attempts.last();
+    let delivered = last.is_some_and(|a| a.result.is_ok());
+    let error = last.and_then(|a| a.result.as_ref().err().cloned());
+    ctx.audit_action(NewEntry {
+        actor: ctx.actor.clone(),
+        uid: ctx.uid,
+        role: ctx.role.clone(),
+        trigger: ctx.trigger.as_str().to_string(),
+        action: "report.deliver".into(),
+        target: Some(report_id.to_string()),
+        params: serde_json::json!({ "message_id": message_id, "recipients": recipients.len(), "attempts": attempts.len() }),
+        outcome: if delivered { "succeeded" } else { "failed" }.into(),
+        detail: error.clone(),
+    });
+    Ok(Delivery {
+        delivered,
+        attempts: u32::try_from(attempts.len()).unwrap_or(u32::MAX),
+        message_id,
+        recipients,
+        error,
+    })
+}
+
+/// A generated signing key.
+#[derive(Clone, Debug, Serialize)]
+pub struct KeyOutcome {
+    pub key_id: String,
+    pub secret_key: PathBuf,
+    pub public_key: PathBuf,
+    /// The one-line form for `minisign -P`.
+    pub public_key_base64: String,
+    pub password_protected: bool,
+    pub replaced: bool,
+}
+
+/// `custodian keys generate`: creates the report signing key pair. Replacing an existing key
+/// is a privileged change and is audited as `keys.replace`.
+///
+/// # Errors
+/// When a key exists and `force` is not given, or the files cannot be written.
+pub async fn generate_keys(ctx: &Context, force: bool) -> Result<KeyOutcome, JobError> {
+    let (sk_path, pk_path) = report::generate::key_paths(&ctx.config);
+    let replaced = sk_path.exists();
+    let password = match &ctx.config.reports.secret_key_password {
+        Some(r) => Some(
+            r.resolve()
+                .map_err(|e| JobError::io("reading reports.secret-key-password", &e))?,
+        ),
+        None => None,
+    };
+    let result =
+        sign::generate(&sk_path, &pk_path, password.as_ref(), force).map_err(|e| match e {
+            sign::SignError::Exists { .. } => JobError::Usage(e.to_string()),
+            other => JobError::io("creating the report signing key", &other),
+        });
+    let action = if replaced {
+        "keys.replace"
+    } else {
+        "keys.generate"
+    };
+    ctx.audit_action(NewEntry {
+        actor: ctx.actor.clone(),
+        uid: ctx.uid,
+        role: ctx.role.clone(),
+        trigger: ctx.trigger.as_str().to_string(),
+        action: action.into(),
+        target: Some(sk_path.display().to_string()),
+        params: serde_json::json!({
+            "key_id": result.as_ref().ok().map(sign::key_id),
+            "force": force,
+        }),
+        outcome: if result.is_ok() {
+            "succeeded"
+        } else {
+            "failed"
+        }
+        .into(),
+        detail: result.as_ref().err().map(ToString::to_string),
+    });
+    let pk = result?;
+    Ok(KeyOutcome {
+        key_id: sign::key_id(&pk),
+        public_key_base64: sign::public_base64(&pk)
+            .map_err(|e| JobError::Internal(e.to_string()))?,
+        secret_key: sk_path,
+        public_key: pk_path,
+        password_protected: password.is_some(),
+        replaced,
+    })
+}

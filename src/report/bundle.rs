@@ -1,0 +1,282 @@
+//! The report bundle on disk: a directory (0750) of files (0640), a `SHA256SUMS` manifest in
+//! `sha256sum` format, and `SHA256SUMS.minisig`. Writing goes through a hidden temporary
+//! directory renamed into place, so a bundle is either complete or absent. Verification checks
+//! the signature with a trusted public key, every file against the manifest, and the chain to
+//! the previous report.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use minisign::{PublicKey, SecretKey};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::sign;
+
+/// The manifest the signature covers.
+pub const MANIFEST: &str = "SHA256SUMS";
+/// The signature.
+pub const SIGNATURE: &str = "SHA256SUMS.minisig";
+/// The signer's public key, copied into the bundle for convenience (verification should use a
+/// key obtained independently).
+pub const PUBLIC_KEY: &str = "custodian-report.pub";
+
+#[must_use]
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+fn io_err(path: &Path, e: &std::io::Error) -> String {
+    format!("cannot write {}: {e}", path.display())
+}
+
+/// Picks a fresh bundle directory `OUT/LABEL` (`LABEL-r2`, `-r3`… when regenerated).
+#[must_use]
+pub fn fresh_dir(out: &Path, label: &str) -> PathBuf {
+    let safe: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut dir = out.join(&safe);
+    let mut n = 2;
+    while dir.exists() {
+        dir = out.join(format!("{safe}-r{n}"));
+        n += 1;
+    }
+    dir
+}
+
+/// Writes the files, the manifest and its signature; returns the manifest's sha256.
+///
+/// # Errors
+/// A sentence naming the path that could not be written, or the signing failure.
+pub fn write(
+    dir: &Path,
+    files: &[(&str, Vec<u8>)],
+    pk: &PublicKey,
+    sk: &SecretKey,
+    trusted_comment: &str,
+) -> Result<String, String> {
+    let parent = dir
+        .parent()
+        .ok_or_else(|| format!("{} has no parent directory", dir.display()))?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(parent)
+        .map_err(|e| io_err(parent, &e))?;
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&tmp);
+    fs::DirBuilder::new()
+        .mode(0o750)
+        .create(&tmp)
+        .map_err(|e| io_err(&tmp, &e))?;
+    let result = (|| {
+        let mut manifest = String::new();
+        for (file, bytes) in files {
+            write_file(&tmp.join(file), bytes)?;
+            manifest.push_str(&format!("{}  {file}\n", sha256_hex(bytes)));
+        }
+        let signature =
+            sign::sign(pk, sk, manifest.as_bytes(), trusted_comment).map_err(|e| e.to_string())?;
+        write_file(&tmp.join(MANIFEST), manifest.as_bytes())?;
+        write_file(&tmp.join(SIGNATURE), signature.as_bytes())?;
+        fs::rename(&tmp, dir).map_err(|e| io_err(dir, &e))?;
+        Ok(sha256_hex(manifest.as_bytes()))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    result
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o640)
+        .open(path)
+        .map_err(|e| io_err(path, &e))?;
+    f.write_all(bytes).map_err(|e| io_err(path, &e))?;
+    f.sync_all().map_err(|e| io_err(path, &e))
+}
+
+/// One file's check against the manifest.
+#[derive(Clone, Debug, Serialize)]
+pub struct FileCheck {
+    pub name: String,
+    pub ok: bool,
+    pub problem: Option<String>,
+}
+
+/// What `custodian report verify` found.
+#[derive(Clone, Debug, Serialize)]
+pub struct Verification {
+    pub dir: String,
+    pub ok: bool,
+    pub key_id: Option<String>,
+    pub signature: Result<String, String>,
+    pub files: Vec<FileCheck>,
+    /// `first` (no predecessor), `ok`, or what is wrong with the chain.
+    pub chain: Result<String, String>,
+    pub period: Option<String>,
+    pub overall: Option<String>,
+    pub manifest_sha256: Option<String>,
+}
+
+/// Verifies a bundle with a trusted public key (or the bundle's own copy when `pk` is `None`,
+/// which proves integrity but not authorship — the result says which key was used).
+#[must_use]
+pub fn verify_bundle(dir: &Path, pk: Option<&PublicKey>) -> Verification {
+    let mut v = Verification {
+        dir: dir.display().to_string(),
+        ok: false,
+        key_id: None,
+        signature: Err("not checked".into()),
+        files: Vec::new(),
+        chain: Err("not checked".into()),
+        period: None,
+        overall: None,
+        manifest_sha256: None,
+    };
+    let manifest = match fs::read(dir.join(MANIFEST)) {
+        Ok(m) => m,
+        Err(e) => {
+            v.signature = Err(format!(
+                "{} is missing or unreadable: {e}",
+                dir.join(MANIFEST).display()
+            ));
+            return v;
+        }
+    };
+    v.manifest_sha256 = Some(sha256_hex(&manifest));
+    let own;
+    let key = match pk {
+        Some(k) => k,
+        None => match sign::read_public(&dir.join(PUBLIC_KEY)) {
+            Ok(k) => {
+                own = k;
+                &own
+            }
+            Err(e) => {
+                v.signature = Err(e.to_string());
+                return v;
+            }
+        },
+    };
+    v.key_id = Some(sign::key_id(key));
+    v.signature = match fs::read_to_string(dir.join(SIGNATURE)) {
+        Ok(sig) => sign::verify(key, &manifest, &sig),
+        Err(e) => Err(format!("{SIGNATURE} is missing or unreadable: {e}")),
+    };
+    let text = String::from_utf8_lossy(&manifest);
+    let mut listed = Vec::new();
+    for line in text.lines() {
+        let Some((hash, name)) = line.split_once("  ") else {
+            v.files.push(FileCheck {
+                name: line.to_string(),
+                ok: false,
+                problem: Some("malformed manifest line".into()),
+            });
+            continue;
+        };
+        listed.push(name.to_string());
+        let check = match fs::read(dir.join(name)) {
+            Ok(bytes) if sha256_hex(&bytes) == hash => FileCheck {
+                name: name.to_string(),
+                ok: true,
+                problem: None,
+            },
+            Ok(_) => FileCheck {
+                name: name.to_string(),
+                ok: false,
+                problem: Some("content differs from the signed manifest (modified)".into()),
+            },
+            Err(e) => FileCheck {
+                name: name.to_string(),
+                ok: false,
+                problem: Some(format!("missing: {e}")),
+            },
+        };
+        v.files.push(check);
+    }
+    if !listed.iter().any(|n| n == "evidence.json") {
+        v.files.push(FileCheck {
+            name: "evidence.json".into(),
+            ok: false,
+            problem: Some("not listed in the signed manifest".into()),
+        });
+    }
+    v.chain = chain(dir, key, &mut v);
+    v.ok = v.signature.is_ok() && v.files.iter().all(|f| f.ok) && v.chain.is_ok();
+    v
+}
+
+fn chain(dir: &Path, key: &PublicKey, v: &mut Verification) -> Result<String, String> {
+    let evidence: serde_json::Value = fs::read(dir.join("evidence.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| "evidence.json is missing or not JSON".to_string())?;
+    v.period = evidence["period"]["label"].as_str().map(str::to_string);
+    v.overall = evidence["overall"].as_str().map(str::to_string);
+    let previous = &evidence["previous"];
+    if previous.is_null() {
+        return Ok("first report of the chain".into());
+    }
+    let want = previous["manifest_sha256"].as_str().unwrap_or_default();
+    let label = previous["period"].as_str().unwrap_or("?");
+    // The predecessor where it was written, else beside this bundle (archives move together).
+    let candidates: Vec<PathBuf> = [
+        previous["dir"].as_str().map(PathBuf::from),
+        previous["dir_name"]
+            .as_str()
+            .and_then(|n| dir.parent().map(|p| p.join(n))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let Some(found) = candidates.iter().find(|p| p.join(MANIFEST).exists()) else {
+        return Err(format!(
+            "the previous report ({label}, manifest sha256 {}) is missing: looked in {}",
+            &want[..want.len().min(16)],
+            candidates
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ));
+    };
+    let got = fs::read(found.join(MANIFEST))
+        .map(|m| sha256_hex(&m))
+        .unwrap_or_default();
+    if got != want {
+        return Err(format!(
+            "the previous report at {} is not the one this report chains to (manifest sha256 {} ≠ {})",
+            found.display(),
+            &got[..got.len().min(16)],
+            &want[..want.len().min(16)]
+        ));
+    }
+    let sig = fs::read_to_string(found.join(SIGNATURE)).unwrap_or_default();
+    let manifest = fs::read(found.join(MANIFEST)).unwrap_or_default();
+    sign::verify(key, &manifest, &sig)
+        .map(|_| {
+            format!(
+                "chains to {label} at {} (signature verified)",
+                found.display()
+            )
+        })
+        .map_err(|e| format!("the previous report at {}: {e}", found.display()))
+}

@@ -1,0 +1,182 @@
+//! Compliance reports: every rule of `reports/rules.toml` evaluated for a period from the
+//! catalog, the audit log and the locations; rendered as a self-contained `report.html` with
+//! charts, shipped with the whole evidence population (`evidence.json`), and signed with
+//! minisign over a `SHA256SUMS` manifest of the bundle. Each report embeds the manifest hash of
+//! the report before it, so reports form a chain.
+
+pub mod bundle;
+pub mod charts;
+pub mod evidence;
+pub mod generate;
+pub mod mail;
+pub mod measure;
+pub mod period;
+pub mod privacy;
+pub mod render;
+pub mod rules;
+pub mod sign;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+pub use bundle::{Verification, verify_bundle};
+pub use generate::{Generated, Report, generate};
+pub use period::Period;
+pub use rules::Verdict;
+
+use crate::config::Config;
+use evidence::Evidence;
+use measure::{Inputs, Measure};
+
+/// One evaluated check.
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckResult {
+    pub metric: String,
+    pub unit: String,
+    pub better: rules::Better,
+    pub pass_at: f64,
+    pub warn_at: f64,
+    pub verdict: Verdict,
+    pub pass_text: String,
+    pub warn_text: String,
+    /// The value as shown (`12.5 h`, `never`, `not evaluated`).
+    pub display: String,
+    pub measure: Measure,
+}
+
+/// One evaluated rule.
+#[derive(Clone, Debug, Serialize)]
+pub struct RuleResult {
+    pub id: String,
+    pub title: String,
+    pub iso27001: Vec<String>,
+    pub gdpr: Vec<String>,
+    pub measures: String,
+    pub attestation: String,
+    pub verdict: Verdict,
+    pub verdict_label: &'static str,
+    /// The verdict in the previous report, if there was one.
+    pub previous: Option<String>,
+    pub checks: Vec<CheckResult>,
+}
+
+/// Evaluates one rule's checks into a rule verdict: the worst evaluated check; a rule with any
+/// check not evaluated cannot pass.
+#[must_use]
+pub fn evaluate_rule(
+    rule: &rules::Rule,
+    ev: &Evidence,
+    inputs: &Inputs<'_>,
+    params: &BTreeMap<&'static str, f64>,
+    overrides: &BTreeMap<String, Measure>,
+) -> RuleResult {
+    let mut checks = Vec::new();
+    for check in &rule.checks {
+        let m = overrides
+            .get(&check.metric)
+            .cloned()
+            .unwrap_or_else(|| measure::measure(&check.metric, ev, inputs));
+        let pass_at = rules::threshold(&check.pass, params).unwrap_or(f64::NAN);
+        let warn_at = rules::threshold(&check.warn, params).unwrap_or(f64::NAN);
+        let verdict = match m.value {
+            None => Verdict::NotEvaluated,
+            Some(_) if !m.fail.is_empty() => Verdict::Fail,
+            Some(v) => {
+                let judged = rules::judge(v, check.better, pass_at, warn_at);
+                if judged == Verdict::Pass && !m.warn.is_empty() {
+                    Verdict::Warn
+                } else {
+                    judged
+                }
+            }
+        };
+        let display = match m.value {
+            None => "not evaluated".to_string(),
+            Some(v) if v.is_infinite() => "never".to_string(),
+            Some(v) => format!("{} {}", trim_number(v), check.unit),
+        };
+        let limit = |x: f64, raw: &str| {
+            let sign = match check.better {
+                rules::Better::Lower => "≤",
+                rules::Better::Higher => "≥",
+            };
+            if x.is_infinite() {
+                String::new()
+            } else if raw.trim().parse::<f64>().is_ok() {
+                format!("{sign} {} {}", trim_number(x), check.unit)
+            } else {
+                format!("{sign} {} {} ({raw})", trim_number(x), check.unit)
+            }
+        };
+        let pass_text = limit(pass_at, &check.pass);
+        let warn_text = if (warn_at - pass_at).abs() < f64::EPSILON {
+            String::new()
+        } else {
+            limit(warn_at, &check.warn)
+        };
+        checks.push(CheckResult {
+            pass_text,
+            warn_text,
+            metric: check.metric.clone(),
+            unit: check.unit.clone(),
+            better: check.better,
+            pass_at,
+            warn_at,
+            verdict,
+            display,
+            measure: m,
+        });
+    }
+    let worst = checks
+        .iter()
+        .map(|c| c.verdict)
+        .max()
+        .unwrap_or(Verdict::NotEvaluated);
+    RuleResult {
+        id: rule.id.clone(),
+        title: rule.title.clone(),
+        iso27001: rule.iso27001.clone(),
+        gdpr: rule.gdpr.clone(),
+        measures: rule.measures.clone(),
+        attestation: rule.attestation.clone(),
+        verdict: worst,
+        verdict_label: worst.label(),
+        previous: None,
+        checks,
+    }
+}
+
+fn trim_number(v: f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{v:.0}")
+    } else if v.abs() < 0.1 {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+/// The overall rating: the worst rule, except that rules not evaluated make it at best
+/// "not evaluated" (never a pass on missing evidence).
+#[must_use]
+pub fn overall(rules: &[RuleResult]) -> Verdict {
+    rules
+        .iter()
+        .map(|r| r.verdict)
+        .max()
+        .unwrap_or(Verdict::NotEvaluated)
+}
+
+/// Addresses the configuration itself names (sender, recipients): not personal data from the
+/// CRM, so the privacy scan lets them through.
+#[must_use]
+pub fn staff_addresses(config: &Config) -> Vec<String> {
+    let n = &config.notifications;
+    n.report_to
+        .iter()
+        .chain(n.alert_to.iter())
+        .cloned()
+        .chain(n.smtp.as_ref().map(|s| s.from.clone()))
+        .collect()
+}
