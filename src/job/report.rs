@@ -197,7 +197,12 @@ pub async fn deliver(ctx: &Context, report_id: &str, dir: &Path) -> Result<Deliv
     let mut inline = Vec::new();
     for (file, cid) in [("rpo.svg", "rpo-chart"), ("rto.svg", "rto-chart")] {
         if has(file) {
-            inline.push((cid.to_string(), "image/svg+xml".to_string(), read(file)?));
+            inline.push((
+                cid.to_string(),
+                file.to_string(),
+                "image/svg+xml".to_string(),
+                read(file)?,
+            ));
         }
     }
     let mut attachments = Vec::new();

@@ -30,9 +30,13 @@ fn h(a: Timestamp, b: Timestamp) -> f64 {
     (b.as_millisecond() - a.as_millisecond()) as f64 / 3_600_000.0
 }
 
-fn day_label(origin: Timestamp, hours: f64) -> String {
+fn time_label(origin: Timestamp, hours: f64, span_hours: f64) -> String {
     let t = origin + jiff::SignedDuration::from_secs_f64(hours * 3600.0);
-    t.strftime("%m-%d").to_string()
+    if span_hours <= 48.0 {
+        t.strftime("%m-%d %H:%M").to_string()
+    } else {
+        t.strftime("%m-%d").to_string()
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -67,7 +71,7 @@ fn draw(
             .configure_mesh()
             .x_labels(8)
             .y_labels(6)
-            .x_label_formatter(&|x| day_label(origin, *x))
+            .x_label_formatter(&|x| time_label(origin, *x, x_max))
             .y_desc(y_label)
             .light_line_style(RGBColor(235, 235, 235))
             .draw()

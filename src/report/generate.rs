@@ -156,15 +156,17 @@ pub struct Generated {
     pub charts: Charts,
 }
 
-fn duration_text(hours: f64) -> String {
+pub(crate) fn duration_text(hours: f64) -> String {
     if hours.is_infinite() {
         "never".into()
     } else if hours >= 48.0 {
         format!("{:.1} d", hours / 24.0)
     } else if hours >= 1.0 {
         format!("{hours:.1} h")
-    } else {
+    } else if hours >= 1.0 / 60.0 {
         format!("{:.1} min", hours * 60.0)
+    } else {
+        format!("{:.1} s", hours * 3600.0)
     }
 }
 

@@ -19,8 +19,8 @@ pub struct Outgoing {
     pub subject: String,
     pub html: String,
     pub text: String,
-    /// Inline images: (content id, content type, bytes).
-    pub inline: Vec<(String, String, Vec<u8>)>,
+    /// Inline images: (content id, file name, content type, bytes).
+    pub inline: Vec<(String, String, String, Vec<u8>)>,
     /// Attachments: (file name, content type, bytes).
     pub attachments: Vec<(String, String, Vec<u8>)>,
 }
@@ -55,9 +55,11 @@ fn build(smtp: &Smtp, out: &Outgoing, message_id: &str) -> Result<Message, Strin
             .singlepart(SinglePart::plain(out.text.clone()))
             .singlepart(SinglePart::html(out.html.clone())),
     );
-    for (cid, ct, bytes) in &out.inline {
-        related = related
-            .singlepart(Attachment::new_inline(cid.clone()).body(bytes.clone(), content_type(ct)?));
+    for (cid, name, ct, bytes) in &out.inline {
+        related = related.singlepart(
+            Attachment::new_inline_with_name(cid.clone(), name.clone())
+                .body(bytes.clone(), content_type(ct)?),
+        );
     }
     let mut mixed = MultiPart::mixed().multipart(related);
     for (name, ct, bytes) in &out.attachments {

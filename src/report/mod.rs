@@ -94,6 +94,7 @@ pub fn evaluate_rule(
         let display = match m.value {
             None => "not evaluated".to_string(),
             Some(v) if v.is_infinite() => "never".to_string(),
+            Some(v) if check.unit == "h" => generate::duration_text(v),
             Some(v) => format!("{} {}", trim_number(v), check.unit),
         };
         let limit = |x: f64, raw: &str| {
