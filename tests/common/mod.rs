@@ -248,3 +248,4 @@ pub fn sha256_file(path: &Path) -> String {
 }
 pub mod s3;
 pub mod servers;
+pub mod smtp;

@@ -6,7 +6,9 @@ decoded parts (attachments by file name, inline parts by Content-ID).
 usage: smtp_sink.py OUT PORT [--cert C --key K] [--implicit] [--user U --password-file F]
 Prints "READY" once it accepts connections; runs until killed.
 """
-import argparse, email, email.policy, json, os, ssl, sys, threading, time
+import argparse, email, email.policy, json, os, ssl, sys, threading, time, warnings
+
+warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -37,7 +39,8 @@ class Store:
             entry = {"content_type": part.get_content_type(), "filename": name,
                      "content_id": cid or None,
                      "disposition": part.get_content_disposition(), "size": len(data)}
-            target = name or (cid and f"cid-{cid}") or None
+            body = {"text/html": "body.html", "text/plain": "body.txt"}.get(part.get_content_type())
+            target = name or (cid and f"cid-{cid}") or body
             if target:
                 with open(os.path.join(tmp, "parts", os.path.basename(target)), "wb") as f:
                     f.write(data)
