@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod erasure;
 pub mod job;
 pub mod location;
 pub mod model;

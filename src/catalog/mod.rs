@@ -6,6 +6,7 @@
 
 mod approvals;
 mod drills;
+mod erasures;
 mod evidence;
 mod metrics;
 mod records;
@@ -23,6 +24,7 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 pub use drills::{DrillEnd, DrillRecord, DrillStart, ScratchRecord};
+pub use erasures::{ErasureRecord, ReplayRecord};
 pub use evidence::{AlertRecord, DeliveryRecord, ReportRecord};
 pub use metrics::Sample;
 pub use records::{BackupRecord, CheckRecord, CountedTable, SnapshotRecord};
@@ -107,6 +109,13 @@ impl<'s> MigrationSource<'s> for Embedded {
                     Cow::Borrowed("reports"),
                     MigrationType::Simple,
                     Cow::Borrowed(include_str!("migrations/0005_reports.sql")),
+                    false,
+                ),
+                Migration::new(
+                    6,
+                    Cow::Borrowed("erasures"),
+                    MigrationType::Simple,
+                    Cow::Borrowed(include_str!("migrations/0006_erasures.sql")),
                     false,
                 ),
             ])

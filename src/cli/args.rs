@@ -221,6 +221,11 @@ pub enum Command {
         #[arg(long)]
         no_mail: bool,
     },
+    /// The GDPR erasure ledger: erased customers stay erased, even after a restore.
+    Erasure {
+        #[command(subcommand)]
+        command: ErasureCommand,
+    },
     /// The key pair that signs reports.
     Keys {
         #[command(subcommand)]
@@ -330,6 +335,36 @@ pub enum ReportCommand {
         /// The trusted public key (default: [reports] public-key-file, else STATE/keys/report.pub).
         #[arg(long)]
         public_key: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ErasureCommand {
+    /// Record an erasure request: the subject is stored as a keyed hash (by default), and every
+    /// later restore and drill erases it before the data is released.
+    Record {
+        #[arg(long)]
+        source: String,
+        /// The subject's key as the CRM stores it (e.g. the e-mail address the rules match).
+        #[arg(long)]
+        subject: String,
+        /// The request's reference (ticket, DSAR number).
+        #[arg(long)]
+        request: String,
+    },
+    /// Record many: a CSV file with a `subject,request` header, or a JSON array of
+    /// {"subject", "request"}; or restore the ledger from a backup's `erasure-ledger.json`.
+    Import {
+        #[arg(long)]
+        source: String,
+        file: PathBuf,
+    },
+    /// When is each erased subject gone from every backup (or one subject)?
+    Status {
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long)]
+        subject: Option<String>,
     },
 }
 

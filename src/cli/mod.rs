@@ -11,7 +11,10 @@ use std::sync::Arc;
 use clap::Parser;
 use serde::Serialize;
 
-pub use args::{AuditCommand, Cli, Command, ConfigCommand, CtlCommand, KeysCommand, ReportCommand};
+pub use args::{
+    AuditCommand, Cli, Command, ConfigCommand, CtlCommand, ErasureCommand, KeysCommand,
+    ReportCommand,
+};
 
 use crate::catalog::Trigger;
 use crate::config::{Config, ConfigError, Diagnostic, Severity};
@@ -446,6 +449,41 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
                 emit(json, &outcome, render::report);
                 Exit::Ok
             }
+            Command::Erasure { command } => match command {
+                ErasureCommand::Record {
+                    source,
+                    subject,
+                    request,
+                } => {
+                    let r = job::erasure::record(
+                        ctx,
+                        &source,
+                        &[job::erasure::ErasureRequest { subject, request }],
+                    )
+                    .await?;
+                    emit(json, &r, render::erasure_recorded);
+                    Exit::Ok
+                }
+                ErasureCommand::Import { source, file } => {
+                    let is_ledger = std::fs::read_to_string(&file).is_ok_and(|t| {
+                        t.contains(job::erasure::LEDGER_FORMAT) && t.trim_start().starts_with('{')
+                    });
+                    let r = if is_ledger {
+                        job::erasure::restore_ledger(ctx, &source, &file).await?
+                    } else {
+                        let requests = job::erasure::read_import(&file)?;
+                        job::erasure::record(ctx, &source, &requests).await?
+                    };
+                    emit(json, &r, render::erasure_recorded);
+                    Exit::Ok
+                }
+                ErasureCommand::Status { source, subject } => {
+                    let s =
+                        job::erasure::status(ctx, source.as_deref(), subject.as_deref()).await?;
+                    emit(json, &s, |s| render::erasure_status(s));
+                    Exit::Ok
+                }
+            },
             Command::Keys {
                 command: KeysCommand::Generate { force },
             } => {

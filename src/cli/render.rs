@@ -594,3 +594,62 @@ pub fn key(k: &crate::job::report::KeyOutcome) -> String {
         k.public_key_base64
     )
 }
+
+pub fn erasure_recorded(r: &crate::job::erasure::Recorded) -> String {
+    format!(
+        "erasure ledger of {}: {} recorded, {} already recorded{}\n  every restore and drill of {} now erases {} before releasing the data\n",
+        r.source,
+        r.recorded,
+        r.already_recorded,
+        if r.hashed {
+            " (subjects stored as keyed hashes)"
+        } else {
+            " (subjects stored in plain text: erasure.hash-subjects = false)"
+        },
+        r.source,
+        if r.recorded + r.already_recorded == 1 {
+            "it"
+        } else {
+            "them"
+        }
+    )
+}
+
+pub fn erasure_status(list: &[crate::job::erasure::SubjectStatus]) -> String {
+    if list.is_empty() {
+        return "the erasure ledger is empty\n".into();
+    }
+    let mut out = String::new();
+    for s in list {
+        let _ = writeln!(
+            out,
+            "{} {} ({}; request {}, recorded {} by {}): {}",
+            s.id,
+            s.subject,
+            s.source,
+            s.request,
+            s.recorded_at,
+            s.recorded_by,
+            match (&s.horizon.gone_by, s.gone) {
+                (Some(_), true) => "gone from every backup".to_string(),
+                (Some(t), false) => format!(
+                    "in {} snapshot(s) taken before the erasure; gone from every backup by {t}",
+                    s.horizon.copies
+                ),
+                (None, _) =>
+                    "NEVER gone as configured (a location keeps copies without an age bound)"
+                        .to_string(),
+            }
+        );
+        for l in &s.horizon.per_location {
+            let _ = writeln!(
+                out,
+                "    {:<10} {} — {}",
+                l.location,
+                l.gone_by.as_deref().unwrap_or("never"),
+                l.because
+            );
+        }
+    }
+    out
+}

@@ -7,6 +7,7 @@
 
 mod diagnostic;
 mod document;
+mod erasure;
 mod locations;
 mod policy;
 mod raw;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
+pub use erasure::{Erasure, ErasureRules};
 pub use policy::{
     Access, Assertion, Comparison, Drills, Notifications, ReportPeriod, Reports, Retention, Smtp,
     SmtpTls, Targets,
@@ -52,6 +54,7 @@ pub struct Config {
     pub reports: Reports,
     pub notifications: Notifications,
     pub access: Access,
+    pub erasure: Erasure,
     pub daemon: Daemon,
     /// Warnings found while loading (errors prevent loading).
     pub warnings: Vec<Diagnostic>,

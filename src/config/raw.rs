@@ -299,3 +299,39 @@ pub struct RawAccess {
     /// Group owning the control socket (its members may connect; roles still apply).
     pub socket_group: Option<String>,
 }
+
+/// `[erasure]`: the GDPR erasure ledger.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawErasure {
+    /// Store subject keys as keyed hashes (default true).
+    pub hash_subjects: Option<bool>,
+    pub key_file: Option<PathBuf>,
+    pub key_env: Option<String>,
+    pub key_credential: Option<String>,
+    /// Replay rules per source: `[erasure.rules.SOURCE]`.
+    #[serde(default)]
+    pub rules: std::collections::BTreeMap<String, RawErasureRules>,
+}
+
+impl RawErasure {
+    pub fn key(&self) -> RawPassword {
+        RawPassword {
+            file: self.key_file.clone(),
+            env: self.key_env.clone(),
+            credential: self.key_credential.clone(),
+        }
+    }
+}
+
+/// `[erasure.rules.SOURCE]`: how to erase one subject in a restored database.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawErasureRules {
+    /// Lists the subject keys present in a restored database (one text column).
+    pub subject_query: Option<String>,
+    /// Statements run for each erased subject found (`:subject` is the key).
+    pub erase: Vec<String>,
+    /// Must return 0 for an erased subject (`:subject` is the key).
+    pub proof: String,
+}

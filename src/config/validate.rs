@@ -23,6 +23,7 @@ const SECTIONS: &[&str] = &[
     "drills",
     "reports",
     "notifications",
+    "erasure",
     "access",
 ];
 
@@ -101,6 +102,8 @@ pub(super) fn validate(file: &Path, text: &str, diags: &mut Diagnostics) -> Opti
     let notifications = policy::notifications(&doc, diags, &base, raw_notifications);
     let raw_access: RawAccess = section(&doc, diags, "access").unwrap_or_default();
     let access = policy::access(&doc, diags, raw_access);
+    let raw_erasure: super::raw::RawErasure = section(&doc, diags, "erasure").unwrap_or_default();
+    let erasure = super::erasure::erasure(&doc, diags, &base, raw_erasure, &sources);
 
     let location_names: Vec<String> = locations.iter().map(|l| l.name.clone()).collect();
     let schedules = match &general.schedules {
@@ -152,6 +155,7 @@ pub(super) fn validate(file: &Path, text: &str, diags: &mut Diagnostics) -> Opti
         reports,
         notifications,
         access,
+        erasure,
         daemon,
         warnings: Vec::new(),
     })

@@ -184,6 +184,15 @@ fn config_text() -> String {
         "\n[retention]\nkeep-daily = 7\nkeep-weekly = 4\nmax-age = \"90d\"\n\n\
          [drills]\ninterval = \"30d\"\n\n\
          [reports]\nout-dir = \"reports\"\nallowed-regions = [\"local\"]\n\n\
+         [erasure.rules.crm]\n\
+         subject-query = \"SELECT email FROM contacts\"\n\
+         erase = [\n\
+           \"DELETE FROM activities WHERE contact_id IN (SELECT id FROM contacts WHERE email = :subject)\",\n\
+           \"DELETE FROM notes WHERE contact_id IN (SELECT id FROM contacts WHERE email = :subject)\",\n\
+           \"UPDATE deals SET contact_id = NULL WHERE contact_id IN (SELECT id FROM contacts WHERE email = :subject)\",\n\
+           \"DELETE FROM contacts WHERE email = :subject\",\n\
+         ]\n\
+         proof = \"SELECT count(*) FROM contacts WHERE email = :subject\"\n\n\
          [[drills.assertion]]\nsource = \"crm\"\nname = \"has-customers\"\nsql = \"SELECT count(*) FROM companies\"\nexpect = \">= 1\"\n\n\
          [[drills.assertion]]\nsource = \"crm\"\nname = \"no-orphan-deals\"\nsql = \"SELECT count(*) FROM deals WHERE company_id NOT IN (SELECT id FROM companies)\"\nexpect = \"= 0\"\n",
     );

@@ -222,7 +222,11 @@ async fn store_files(
         engine: source.engine().to_string(),
         hostname: ctx.config.hostname.clone(),
         time: manifest.taken_at,
-        entries: entries(&dump, &manifest_json, &manifest_sha256),
+        entries: {
+            let mut e = entries(&dump, &manifest_json, &manifest_sha256);
+            e.extend(ledger_entry(ctx, &source.name, manifest.taken_at).await?);
+            e
+        },
     };
     let stored = {
         let repo = repo.clone();
@@ -293,6 +297,7 @@ async fn store_streams(
             )),
         }),
     });
+    entries.extend(ledger_entry(ctx, &source.name, taken_at).await?);
     let request = ArchiveRequest {
         source: source.name.clone(),
         engine: source.engine().to_string(),
@@ -444,4 +449,25 @@ fn entries(dump: &Dump, manifest_json: &[u8], manifest_sha256: &str) -> Vec<Arch
         open: Box::new(move || Ok(Box::new(Cursor::new(json)) as Box<dyn Read + Send>)),
     });
     entries
+}
+
+/// The source's erasure ledger as a file of the snapshot (`erasure-ledger.json`), so the
+/// ledger is backed up, copied and retained with the data it concerns. Only for sources with
+/// erasure rules or recorded erasures.
+async fn ledger_entry(
+    ctx: &Context,
+    source: &str,
+    mtime: jiff::Timestamp,
+) -> Result<Option<ArchiveEntry>, JobError> {
+    let Some(json) = super::erasure::ledger_export(ctx, source).await? else {
+        return Ok(None);
+    };
+    let sha256 = format!("sha256:{}", hex::encode(Sha256::digest(&json)));
+    Ok(Some(ArchiveEntry {
+        name: naming::ERASURE_LEDGER_FILE.to_string(),
+        size: Some(json.len() as u64),
+        sha256: Some(sha256),
+        mtime,
+        open: Box::new(move || Ok(Box::new(Cursor::new(json)) as Box<dyn Read + Send>)),
+    }))
 }

@@ -80,6 +80,8 @@ pub struct DrillReport {
     pub rows: Option<u64>,
     pub bytes: Option<u64>,
     pub assertions: Vec<AssertionResult>,
+    /// The erasure ledger replayed into the restored database (and proven) before release.
+    pub erasure: Option<super::erasure::ReplayReport>,
     pub failure: Option<DrillFailure>,
     /// Problems that did not fail the drill (e.g. a teardown left for the next sweep).
     pub warnings: Vec<String>,
@@ -105,6 +107,7 @@ struct State {
     rows: Option<u64>,
     bytes: Option<u64>,
     assertions: Vec<AssertionResult>,
+    erasure: Option<super::erasure::ReplayReport>,
 }
 
 fn fail(code: &str, reason: impl Into<String>) -> DrillFailure {
@@ -214,6 +217,7 @@ pub async fn drill(
         rows: state.rows,
         bytes: state.bytes,
         assertions: state.assertions.clone(),
+        erasure: state.erasure.clone(),
         failure: result.err(),
         warnings,
     };
@@ -398,6 +402,19 @@ async fn run(
     state.tables = Some(tables);
     state.rows = Some(rows);
 
+    // erasure: the whole ledger replayed and proven before anything else sees the data
+    let t = Instant::now();
+    let db = match &target {
+        AssertTarget::File(path) => super::erasure::Db::Sqlite(path),
+        AssertTarget::Server(server) => super::erasure::Db::Server(server),
+    };
+    let replayed = super::erasure::replay(ctx, run_id, "drill", source, Some(&snap.id), db).await;
+    state.phases.push("erasure", t);
+    match replayed {
+        Ok(r) => state.erasure = Some(r),
+        Err(f) => return Err(fail(f.code, f.reason)),
+    }
+
     // assertions
     let t = Instant::now();
     let assertions: Vec<&Assertion> = ctx
@@ -554,12 +571,12 @@ async fn evaluate(target: &AssertTarget, a: &Assertion) -> AssertionResult {
     }
 }
 
-fn int_of_sqlite(row: &sqlx::sqlite::SqliteRow) -> Option<i64> {
+pub(super) fn int_of_sqlite(row: &sqlx::sqlite::SqliteRow) -> Option<i64> {
     use sqlx::Row;
     row.try_get::<i64, _>(0).ok()
 }
 
-fn int_of_pg(row: &sqlx::postgres::PgRow) -> Option<i64> {
+pub(super) fn int_of_pg(row: &sqlx::postgres::PgRow) -> Option<i64> {
     use sqlx::Row;
     row.try_get::<i64, _>(0)
         .ok()
@@ -568,7 +585,7 @@ fn int_of_pg(row: &sqlx::postgres::PgRow) -> Option<i64> {
         .or_else(|| row.try_get::<bool, _>(0).ok().map(i64::from))
 }
 
-fn int_of_mysql(row: &sqlx::mysql::MySqlRow) -> Option<i64> {
+pub(super) fn int_of_mysql(row: &sqlx::mysql::MySqlRow) -> Option<i64> {
     use sqlx::Row;
     row.try_get::<i64, _>(0)
         .ok()

@@ -10,6 +10,7 @@ mod backup;
 mod check;
 mod copy;
 mod drill;
+pub mod erasure;
 mod init;
 mod lock;
 mod phases;
@@ -68,6 +69,9 @@ pub enum JobError {
     },
     #[error("restored data does not match the manifest: {0}")]
     Verification(String),
+    /// The erasure ledger could not be replayed and proven: the restored data is withheld.
+    #[error("{reason}")]
+    Erasure { code: &'static str, reason: String },
     #[error("internal error: {0}; please report it")]
     Internal(String),
 }
@@ -86,6 +90,7 @@ impl JobError {
             Self::Busy(_) => "job.busy",
             Self::Damaged { .. } => "check.found_errors",
             Self::Verification(_) => "verify.mismatch",
+            Self::Erasure { code, .. } => code,
             Self::Internal(_) => "internal",
         }
     }

@@ -77,6 +77,8 @@ pub struct RestoreReport {
     pub bytes: u64,
     pub duration_seconds: f64,
     pub verification: Verification,
+    /// The erasure ledger replayed (and proven) before the data was released.
+    pub erasure: Option<super::erasure::ReplayReport>,
     /// Messages of tools that did not fail the restore (e.g. roles that already existed).
     pub warnings: Vec<String>,
 }
@@ -123,10 +125,10 @@ pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreRepor
         let manifest = read_manifest(&repo, &snap).await?;
         let restored = match (snap.engine.as_deref(), &req.to, &req.target) {
             (Some("sqlite"), Some(path), None) => {
-                restore_file(&repo, &snap, &manifest, path).await?
+                restore_file(ctx, &run_id, &repo, &snap, &manifest, path).await?
             }
             (Some("postgres" | "mysql"), None, Some(url)) => {
-                restore_server(ctx, req, &repo, &snap, &manifest, url).await?
+                restore_server(ctx, &run_id, req, &repo, &snap, &manifest, url).await?
             }
             (engine, _, _) => {
                 let engine = engine.unwrap_or("unknown");
@@ -157,6 +159,7 @@ pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreRepor
             bytes: restored.bytes,
             duration_seconds: started.elapsed().as_secs_f64(),
             verification: restored.verification,
+            erasure: restored.erasure,
             warnings: restored.warnings,
         })
     }
@@ -184,6 +187,7 @@ pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreRepor
 struct Restored {
     bytes: u64,
     verification: Verification,
+    erasure: Option<super::erasure::ReplayReport>,
     warnings: Vec<String>,
 }
 
@@ -230,6 +234,8 @@ fn main_file(manifest: &Manifest) -> Result<crate::model::ManifestFile, JobError
 }
 
 async fn restore_file(
+    ctx: &Context,
+    run_id: &str,
     repo: &Repo,
     snap: &SnapshotInfo,
     manifest: &Manifest,
@@ -238,7 +244,24 @@ async fn restore_file(
     let file = main_file(manifest)?;
     let (tmp, bytes) = load_file(repo, snap, manifest, &parent_dir(to)).await?;
     let verification = verify_file(tmp.path(), manifest, file.sha256.as_deref()).await?;
+    let mut erasure = None;
     if verification.status == "verified" {
+        // The ledger is replayed into the private file; only a proven file takes its place
+        // (a failed replay drops the temporary file: nothing is released).
+        let replayed = super::erasure::replay(
+            ctx,
+            run_id,
+            "restore",
+            &manifest.source,
+            Some(&snap.id),
+            super::erasure::Db::Sqlite(tmp.path()),
+        )
+        .await
+        .map_err(|f| JobError::Erasure {
+            code: f.code,
+            reason: f.reason,
+        })?;
+        erasure = Some(replayed);
         tmp.persist(to).map_err(|e| {
             JobError::io(
                 format!("moving the restored file to {}", to.display()),
@@ -249,6 +272,7 @@ async fn restore_file(
     Ok(Restored {
         bytes,
         verification,
+        erasure,
         warnings: Vec::new(),
     })
 }
@@ -363,6 +387,7 @@ impl Target {
 
 async fn restore_server(
     ctx: &Context,
+    run_id: &str,
     req: &RestoreRequest,
     repo: &Repo,
     snap: &SnapshotInfo,
@@ -436,9 +461,41 @@ async fn restore_server(
     .await?;
     tracing::info!("restore: verifying against the manifest");
     let verification = verify_server(&target, manifest, bytes).await;
+    let mut erasure = None;
+    if verification.status == "verified" {
+        tracing::info!("restore: replaying the erasure ledger");
+        match super::erasure::replay(
+            ctx,
+            run_id,
+            "restore",
+            &manifest.source,
+            Some(&snap.id),
+            super::erasure::Db::Server(&target),
+        )
+        .await
+        {
+            Ok(r) => erasure = Some(r),
+            Err(f) => {
+                // Not released: the restored tables are removed again.
+                let withheld = super::erasure::withhold(&target, manifest).await;
+                let tail = match withheld {
+                    Ok(()) => " The restored tables were dropped from the target.".to_string(),
+                    Err(e) => format!(
+                        " Dropping the restored tables failed ({e}): do not use {}.",
+                        target.describe()
+                    ),
+                };
+                return Err(JobError::Erasure {
+                    code: f.code,
+                    reason: format!("{}{tail}", f.reason),
+                });
+            }
+        }
+    }
     Ok(Restored {
         bytes,
         verification,
+        erasure,
         warnings,
     })
 }

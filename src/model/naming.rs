@@ -15,6 +15,8 @@ pub const TAG: &str = "custodian";
 pub const TAG_PENDING: &str = "custodian-pending";
 /// Name of the manifest file inside every snapshot.
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// The source's erasure ledger at backup time (pseudonymous ids), beside the manifest.
+pub const ERASURE_LEDGER_FILE: &str = "erasure-ledger.json";
 
 /// The snapshot path for a source: `/custodian/<source>`.
 #[must_use]

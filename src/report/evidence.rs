@@ -207,6 +207,10 @@ pub struct Evidence {
     pub reports: Vec<ReportRecord>,
     pub locations: Vec<LocationFacts>,
     pub secret_files: Vec<SecretFileFacts>,
+    /// The erasure ledger (pseudonymous ids only) with each subject's horizon.
+    pub erasures: Vec<crate::job::erasure::SubjectStatus>,
+    /// Every replay of the ledger up to the period's end.
+    pub erasure_replays: Vec<crate::catalog::ReplayRecord>,
 }
 
 fn typed<T: serde::de::DeserializeOwned>(
@@ -488,7 +492,18 @@ pub async fn gather(ctx: &Context, period: &Period, now: Timestamp) -> Result<Ev
     if let Some(p) = &ctx.config.reports.secret_key_password {
         secret_file("reports.secret-key-password".into(), p, &mut secret_files);
     }
+    let erasures = crate::job::erasure::status(ctx, None, None).await?;
+    let erasure_replays = typed(
+        c.rows_json(
+            "reading erasure replays",
+            "SELECT * FROM erasure_replays WHERE replayed_at < ? ORDER BY replayed_at",
+            &[&end_s],
+        )
+        .await?,
+    )?;
     Ok(Evidence {
+        erasures,
+        erasure_replays,
         period: period.clone(),
         now,
         end,

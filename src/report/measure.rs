@@ -98,9 +98,7 @@ pub fn measure(metric: &str, ev: &Evidence, inputs: &Inputs<'_>) -> Measure {
         "retention.days_beyond_max" => retention(ev),
         "scratch.overdue" => scratch(ev, cfg),
         "records.problems" => records(ev, inputs),
-        "erasure.unreplayed_restores" => Measure::none(
-            "no erasure ledger yet: erasures are not recorded, so replay after restores cannot be shown",
-        ),
+        "erasure.unreplayed_restores" => erasure(ev, cfg),
         "residency.outside" => residency(ev, cfg),
         // Filled in after rendering, by scanning the rendered report.
         "privacy.findings" => Measure::none("the report has not been scanned yet"),
@@ -985,5 +983,82 @@ fn residency(ev: &Evidence, cfg: &Config) -> Measure {
             .push(format!("{}: {} ({})", l.name, l.region, l.kind));
     }
     m.value = Some(outside as f64);
+    m
+}
+
+fn erasure(ev: &Evidence, cfg: &Config) -> Measure {
+    if cfg.erasure.rules.is_empty() && ev.erasures.is_empty() {
+        return Measure::none(
+            "no erasure ledger in use: no [erasure.rules] configured and no erasure recorded",
+        );
+    }
+    let mut m = Measure::default();
+    let released: Vec<_> = ev
+        .runs
+        .iter()
+        .filter(|r| matches!(r.kind.as_str(), "restore" | "drill") && r.outcome == "succeeded")
+        .collect();
+    let mut unreplayed = 0usize;
+    for run in &released {
+        let replayed = ev
+            .erasure_replays
+            .iter()
+            .any(|p| p.run_id == run.id && p.ok == 1);
+        if !replayed {
+            unreplayed += 1;
+            m.fail.push(format!(
+                "{} {} at {} released data without a recorded erasure replay",
+                run.kind, run.id, run.started_at
+            ));
+            m.evidence.push(run.id.clone());
+        }
+    }
+    for p in ev.erasure_replays.iter().filter(|p| {
+        p.ok == 0 && p.replayed_at.as_str() >= crate::model::time::format(ev.period.from).as_str()
+    }) {
+        m.findings.push(format!(
+            "{} {}: replay failed, data withheld ({})",
+            p.kind,
+            p.run_id,
+            p.error.as_deref().unwrap_or("?")
+        ));
+    }
+    let from = crate::model::time::format(ev.period.from);
+    let recorded = ev
+        .erasures
+        .iter()
+        .filter(|e| e.recorded_at.as_str() >= from.as_str())
+        .count();
+    m.findings.insert(
+        0,
+        format!(
+            "{recorded} erasure(s) recorded in the period, {} in the ledger; {} of {} restores and drills replayed it before release",
+            ev.erasures.len(),
+            released.len() - unreplayed,
+            released.len()
+        ),
+    );
+    let never = ev
+        .erasures
+        .iter()
+        .filter(|e| e.horizon.gone_by.is_none())
+        .count();
+    if never > 0 {
+        m.warn.push(format!(
+            "{never} erased subject(s) are never gone from the backups as configured (a location keeps copies without an age bound)"
+        ));
+    }
+    if let Some(latest) = ev
+        .erasures
+        .iter()
+        .filter_map(|e| e.horizon.gone_by.as_deref().map(|g| (g, e)))
+        .max_by(|a, b| a.0.cmp(b.0))
+    {
+        m.findings.push(format!(
+            "latest horizon: {} ({} of {}, request {})",
+            latest.0, latest.1.subject, latest.1.source, latest.1.request
+        ));
+    }
+    m.value = Some(unreplayed as f64);
     m
 }

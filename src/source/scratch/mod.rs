@@ -352,14 +352,25 @@ fn write_private_file(path: &Path, text: &str, run_as: Option<RunAs>) -> std::io
     Ok(())
 }
 
+/// Removes an instance's directory. A server's last children may still be writing files while
+/// they exit (seen as "directory not empty" under load), so removal is retried briefly.
 fn remove_dir(dir: &Path) -> Result<(), ScratchError> {
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(ScratchError::Remove {
-            what: dir.display().to_string(),
-            message: e.to_string(),
-        }),
+    let mut attempt = 0;
+    loop {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(_) if attempt < 10 => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => {
+                return Err(ScratchError::Remove {
+                    what: dir.display().to_string(),
+                    message: e.to_string(),
+                });
+            }
+        }
     }
 }
 
