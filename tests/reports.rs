@@ -396,6 +396,12 @@ fn bundles_verify_with_minisign_chain_and_detect_tampering_and_missing_predecess
         "{v:#}"
     );
 
+    // November chains to the regenerated October; the superseded first October report (made
+    // before September's existed) is not a break in the chain.
+    let (_, e) = report(&ws, "2026-11");
+    assert_eq!(verdict(&e, "RECORDS"), "pass", "{:#}", rule(&e, "RECORDS"));
+    assert_eq!(e["previous"]["period"], "2026-10");
+
     // The predecessor disappears: `verify` flags the chain, and the next report's RECORDS fails.
     std::fs::rename(&sep, ws.path("moved-away")).unwrap();
     let v = ws.custodian_json(&["report", "verify", oct.to_str().unwrap()], 1);

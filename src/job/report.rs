@@ -52,6 +52,12 @@ pub async fn report(ctx: &Context, req: &ReportRequest) -> Result<ReportOutcome,
         Some(p) => p.clone(),
         None => Period::last_complete(ctx.config.reports.period, now).map_err(JobError::Usage)?,
     };
+    if period.from > now {
+        return Err(JobError::Usage(format!(
+            "period {} has not started yet; report on a past period or on the current one (--current)",
+            period.label
+        )));
+    }
     let run_id = ctx
         .start(RunKind::Report, None, None, Some(&period.label))
         .await?;

@@ -178,7 +178,7 @@ fn records_problems(
     kind: crate::config::ReportPeriod,
 ) -> Vec<String> {
     let mut problems = Vec::new();
-    for (i, r) in ev.reports.iter().enumerate() {
+    for r in &ev.reports {
         let v = bundle::verify_bundle(Path::new(&r.dir), Some(pk));
         if let Err(e) = &v.signature {
             problems.push(format!("report {} ({}): {e}", r.period, r.dir));
@@ -196,11 +196,26 @@ fn records_problems(
                 f.problem.as_deref().unwrap_or("is bad")
             ));
         }
-        let expected_prev = i.checked_sub(1).map(|j| ev.reports[j].id.as_str());
-        if r.previous_id.as_deref() != expected_prev && !(i == 0 && r.previous_id.is_none()) {
+    }
+    // The chain, over the latest report of each period (a regenerated report supersedes the
+    // earlier version of its period, which stays verifiable but out of the chain).
+    let mut chain: Vec<&ReportRecord> = Vec::new();
+    for r in &ev.reports {
+        match chain.last() {
+            Some(last) if last.period == r.period => {
+                chain.pop();
+                chain.push(r);
+            }
+            _ => chain.push(r),
+        }
+    }
+    for (i, r) in chain.iter().enumerate() {
+        let expected = i.checked_sub(1).map(|j| chain[j].id.as_str());
+        if expected.is_some() && r.previous_id.as_deref() != expected {
             problems.push(format!(
-                "report {} does not chain to the report before it",
-                r.period
+                "report {} does not embed the hash of the report before it ({})",
+                r.period,
+                chain[i - 1].period
             ));
         }
     }

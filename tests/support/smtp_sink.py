@@ -6,9 +6,12 @@ decoded parts (attachments by file name, inline parts by Content-ID).
 usage: smtp_sink.py OUT PORT [--cert C --key K] [--implicit] [--user U --password-file F]
 Prints "READY" once it accepts connections; runs until killed.
 """
-import argparse, email, email.policy, json, os, ssl, sys, threading, time, warnings
+import argparse, email, email.policy, json, os, ssl, sys, threading, time
 
-warnings.filterwarnings("ignore", category=DeprecationWarning)
+import logging
+
+# aiosmtpd logs its own deprecation notices (Session.login_data) on every AUTH.
+logging.getLogger("mail.log").setLevel(logging.ERROR)
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
