@@ -11,7 +11,7 @@ import argparse, email, email.policy, json, os, ssl, sys, threading, time
 import logging
 
 # aiosmtpd logs its own deprecation notices (Session.login_data) on every AUTH.
-logging.getLogger("mail.log").setLevel(logging.ERROR)
+logging.disable(logging.WARNING)
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
