@@ -578,3 +578,56 @@ fn killed_and_cancelled_drills_leave_no_scratch_instance() {
     );
     assert_eq!(removed.trim(), "sweep\nteardown");
 }
+
+#[test]
+fn a_drill_cancelled_while_its_scratch_server_starts_leaves_nothing() {
+    let server = PgServer::start();
+    let ws = Workspace::new();
+    password_file(&ws.path("keys"));
+    let scratch = scratch_base();
+    server.create_db("crm");
+    generate(&ws, &server.url("crm"), "0.002");
+    ws.write_config(&server_config(
+        "postgres",
+        &server.url("crm"),
+        scratch.path(),
+        "",
+    ));
+    ws.custodian_json(&["init"], 0);
+    ws.custodian_json(&["backup"], 0);
+    let child = common::custodian_cmd()
+        .arg("--config")
+        .arg(ws.config_path())
+        .args(["--json", "drill"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The moment the instance's directory exists, initdb is running or about to: cancel then.
+    wait_for("the scratch directory", Duration::from_secs(60), || {
+        fs::read_dir(scratch.path())
+            .unwrap()
+            .flatten()
+            .next()
+            .map(|_| ())
+    });
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(d["failure"]["code"], "drill.cancelled", "{d:#}");
+    // Neither the directory nor a server outlives the cancelled start.
+    wait_for("no scratch server process", Duration::from_secs(15), || {
+        pids_with(&[scratch.path().to_str().unwrap()])
+            .is_empty()
+            .then_some(())
+    });
+    assert_no_scratch_left(scratch.path());
+}

@@ -18,6 +18,15 @@ pub(super) struct Instance {
     pub connect: Connect,
 }
 
+/// As for PostgreSQL clusters: an instance dropped before hand-over stops its server.
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            super::stop_child(&mut self.child, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
 fn find(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();

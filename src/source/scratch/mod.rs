@@ -193,7 +193,10 @@ impl Scratch {
                     engine: engine.as_str(),
                     message: format!("creating {}: {e}", dir.display()),
                 })?;
-                match engine {
+                // Cancelled or failed before hand-over: the directory goes (the server, if
+                // started, is stopped by its own drop first).
+                let mut guard = RemoveOnDrop(Some(dir.clone()));
+                let inner = match engine {
                     Engine::Postgres => Inner::Postgres(
                         postgres::Cluster::start(&dir, &plan.database, run_as).await?,
                     ),
@@ -203,7 +206,9 @@ impl Scratch {
                     Engine::Sqlite => Inner::Sqlite {
                         file: dir.join("restored.db"),
                     },
-                }
+                };
+                guard.0 = None;
+                inner
             }
             (ScratchSetting::Server(server), engine) => {
                 Inner::Server(server::Database::create(server, engine, &plan.database).await?)
@@ -312,6 +317,17 @@ impl Drop for Scratch {
         }
         if let Some(dir) = &self.plan.dir {
             let _ = remove_dir(dir);
+        }
+    }
+}
+
+/// Removes a directory when dropped, unless disarmed (`.0 = None`).
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            let _ = remove_dir(&dir);
         }
     }
 }

@@ -21,6 +21,16 @@ pub(super) struct Cluster {
     pub version: String,
 }
 
+/// A cluster dropped before it was handed over (a drill cancelled while it starts) stops its
+/// server instead of leaving it running; after a teardown the child is already reaped.
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            super::stop_child(&mut self.child, nix::sys::signal::Signal::SIGQUIT);
+        }
+    }
+}
+
 /// The newest server installation: Debian keeps one per major version under
 /// `/usr/lib/postgresql/N/bin`; elsewhere `initdb` is looked up in `PATH`. The newest can
 /// restore dumps of every older server.
