@@ -188,10 +188,10 @@ pub struct Evidence {
     pub runs: Vec<RunRow>,
     /// The earliest scheduled backup ever (schedules are not evaluated before it).
     pub first_scheduled_backup: Option<String>,
-    /// Every snapshot that had arrived by the period's end (older ones matter for gaps and
-    /// retention).
+    /// Snapshots that arrived in the period or were still held when it began (the newest one
+    /// before the period bounds the first gap; the oldest held ones bound retention).
     pub snapshots: Vec<SnapshotRow>,
-    /// Checks up to the period's end.
+    /// Checks of the check window before the period's end (or of the period, if longer).
     pub checks: Vec<CheckRow>,
     /// Drills up to the period's end.
     pub drills: Vec<DrillRow>,
@@ -369,16 +369,23 @@ pub async fn gather(ctx: &Context, period: &Period, now: Timestamp) -> Result<Ev
             "SELECT s.location, s.snapshot_id, s.backup_id, s.via, s.copied_from, s.run_id,
                     s.arrived_at, s.removed_at, b.source, b.taken_at, b.size, b.manifest_sha256
              FROM snapshots s JOIN backups b ON b.id = s.backup_id
-             WHERE s.arrived_at < ? ORDER BY s.arrived_at",
-            &[&end_s],
+             WHERE s.arrived_at < ? AND (s.arrived_at >= ? OR s.removed_at IS NULL OR s.removed_at >= ?)
+             ORDER BY s.arrived_at",
+            &[&end_s, &from, &from],
         )
         .await?,
     )?;
+    // The check window before the period's end, or the period itself if longer.
+    let checks_from = time::format(period.from.min(
+        end - jiff::SignedDuration::from_secs(
+            i64::try_from(ctx.config.check_window.as_secs()).unwrap_or(i64::MAX / 4),
+        ),
+    ));
     let checks = typed(
         c.rows_json(
             "reading checks",
-            "SELECT * FROM checks WHERE checked_at < ? ORDER BY checked_at",
-            &[&end_s],
+            "SELECT * FROM checks WHERE checked_at < ? AND checked_at >= ? ORDER BY checked_at",
+            &[&end_s, &checks_from],
         )
         .await?,
     )?;
