@@ -19,6 +19,7 @@ use rand::RngExt;
 use serde::Serialize;
 
 use super::restore::{ServerLoad, Target, load_file, load_server, verify_file, verify_server};
+use super::restored_db::{Conn, Db};
 use super::{Context, JobError, Phases, blocking};
 use crate::catalog::{DrillEnd, DrillStart, RunEnd, RunKind, ScratchRecord};
 use crate::config::{Assertion, SourceKind};
@@ -404,11 +405,8 @@ async fn run(
 
     // erasure: the whole ledger replayed and proven before anything else sees the data
     let t = Instant::now();
-    let db = match &target {
-        AssertTarget::File(path) => super::erasure::Db::Sqlite(path),
-        AssertTarget::Server(server) => super::erasure::Db::Server(server),
-    };
-    let replayed = super::erasure::replay(ctx, run_id, "drill", source, Some(&snap.id), db).await;
+    let replayed =
+        super::erasure::replay(ctx, run_id, "drill", source, Some(&snap.id), target.db()).await;
     state.phases.push("erasure", t);
     match replayed {
         Ok(r) => state.erasure = Some(r),
@@ -508,50 +506,27 @@ enum AssertTarget {
     Server(Box<Target>),
 }
 
+impl AssertTarget {
+    fn db(&self) -> Db<'_> {
+        match self {
+            Self::File(path) => Db::Sqlite(path),
+            Self::Server(server) => Db::Server(server),
+        }
+    }
+}
+
 /// Runs one assertion: its SQL must return one whole number.
 async fn evaluate(target: &AssertTarget, a: &Assertion) -> AssertionResult {
-    let value: Result<Option<i64>, String> = match target {
-        AssertTarget::File(path) => {
-            async {
-                let options = sqlx::sqlite::SqliteConnectOptions::new()
-                    .filename(path)
-                    .read_only(true);
-                let mut conn = sqlx::ConnectOptions::connect(&options)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let row = sqlx::query(&a.sql)
-                    .fetch_optional(&mut conn)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(row.and_then(|r| int_of_sqlite(&r)))
-            }
-            .await
-        }
-        AssertTarget::Server(server) => match &**server {
-            Target::Postgres(c) => {
-                async {
-                    let mut conn = c.connect().await.map_err(|e| e.to_string())?;
-                    let row = sqlx::query(&a.sql)
-                        .fetch_optional(&mut conn)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    Ok(row.and_then(|r| int_of_pg(&r)))
-                }
-                .await
-            }
-            Target::Mysql(c) => {
-                async {
-                    let mut conn = c.connect().await.map_err(|e| e.to_string())?;
-                    let row = sqlx::query(&a.sql)
-                        .fetch_optional(&mut conn)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    Ok(row.and_then(|r| int_of_mysql(&r)))
-                }
-                .await
-            }
-        },
-    };
+    let value: Result<Option<i64>, String> = async {
+        let mut conn = Conn::open(&target.db(), true).await?;
+        let value = match conn.int(&a.sql, None).await {
+            Err(sqlx::Error::RowNotFound) => Ok(None),
+            other => other.map_err(|e| e.to_string()),
+        };
+        conn.close().await;
+        value
+    }
+    .await;
     let expected = format!("{} {}", a.comparison, a.expected);
     match value {
         Ok(actual) => AssertionResult {
@@ -569,37 +544,6 @@ async fn evaluate(target: &AssertTarget, a: &Assertion) -> AssertionResult {
             error: Some(e),
         },
     }
-}
-
-pub(super) fn int_of_sqlite(row: &sqlx::sqlite::SqliteRow) -> Option<i64> {
-    use sqlx::Row;
-    row.try_get::<i64, _>(0).ok()
-}
-
-pub(super) fn int_of_pg(row: &sqlx::postgres::PgRow) -> Option<i64> {
-    use sqlx::Row;
-    row.try_get::<i64, _>(0)
-        .ok()
-        .or_else(|| row.try_get::<i32, _>(0).ok().map(i64::from))
-        .or_else(|| row.try_get::<i16, _>(0).ok().map(i64::from))
-        .or_else(|| row.try_get::<bool, _>(0).ok().map(i64::from))
-}
-
-pub(super) fn int_of_mysql(row: &sqlx::mysql::MySqlRow) -> Option<i64> {
-    use sqlx::Row;
-    row.try_get::<i64, _>(0)
-        .ok()
-        .or_else(|| {
-            row.try_get::<u64, _>(0)
-                .ok()
-                .and_then(|v| i64::try_from(v).ok())
-        })
-        .or_else(|| row.try_get::<i32, _>(0).ok().map(i64::from))
-        .or_else(|| {
-            row.try_get::<String, _>(0)
-                .ok()
-                .and_then(|v| v.parse().ok())
-        })
 }
 
 async fn read_manifest(repo: &Repo, snap: &SnapshotInfo) -> Result<Manifest, DrillFailure> {

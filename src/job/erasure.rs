@@ -8,15 +8,16 @@ use std::path::Path;
 use std::time::Instant;
 
 use serde::Serialize;
-use sqlx::{Connection, Row};
 
 use super::restore::Target;
+use super::restored_db::{Conn, Db};
 use super::{Context, JobError};
 use crate::audit::NewEntry;
 use crate::catalog::{ErasureRecord, ReplayRecord};
 use crate::erasure::{self, Copy, Horizon};
-use crate::model::{Engine, Manifest, time};
+use crate::model::{Manifest, time};
 use crate::secret::{Secret, SecretRef};
+use sqlx::Connection;
 
 /// One erasure to record.
 #[derive(Clone, Debug)]
@@ -373,122 +374,6 @@ async fn copies(ctx: &Context, source: &str) -> Result<Vec<Copy>, JobError> {
         .collect())
 }
 
-/// Where the replay runs.
-pub(crate) enum Db<'a> {
-    Sqlite(&'a Path),
-    Server(&'a Target),
-}
-
-enum Conn {
-    Sqlite(sqlx::SqliteConnection),
-    Postgres(sqlx::PgConnection),
-    Mysql(sqlx::MySqlConnection),
-}
-
-impl Conn {
-    async fn open(db: &Db<'_>) -> Result<Self, String> {
-        Ok(match db {
-            Db::Sqlite(path) => {
-                let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
-                Self::Sqlite(
-                    sqlx::ConnectOptions::connect(&options)
-                        .await
-                        .map_err(|e| e.to_string())?,
-                )
-            }
-            Db::Server(Target::Postgres(c)) => {
-                Self::Postgres(c.connect().await.map_err(|e| e.to_string())?)
-            }
-            Db::Server(Target::Mysql(c)) => {
-                Self::Mysql(c.connect().await.map_err(|e| e.to_string())?)
-            }
-        })
-    }
-
-    fn engine(&self) -> Engine {
-        match self {
-            Self::Sqlite(_) => Engine::Sqlite,
-            Self::Postgres(_) => Engine::Postgres,
-            Self::Mysql(_) => Engine::Mysql,
-        }
-    }
-
-    async fn execute(&mut self, sql: &str, subject: Option<&str>) -> Result<u64, sqlx::Error> {
-        let (sql, binds) = erasure::bind_subject(sql, self.engine());
-        macro_rules! run {
-            ($conn:expr) => {{
-                let mut q = sqlx::query(&sql);
-                for _ in 0..binds {
-                    q = q.bind(subject.unwrap_or_default());
-                }
-                q.execute($conn).await.map(|r| r.rows_affected())
-            }};
-        }
-        match self {
-            Self::Sqlite(c) => run!(c),
-            Self::Postgres(c) => run!(c),
-            Self::Mysql(c) => run!(c),
-        }
-    }
-
-    async fn strings(&mut self, sql: &str) -> Result<Vec<String>, sqlx::Error> {
-        macro_rules! run {
-            ($conn:expr) => {{
-                let rows = sqlx::query(sql).fetch_all($conn).await?;
-                Ok(rows
-                    .iter()
-                    .filter_map(|r| r.try_get::<Option<String>, _>(0).ok().flatten())
-                    .collect())
-            }};
-        }
-        match self {
-            Self::Sqlite(c) => run!(c),
-            Self::Postgres(c) => run!(c),
-            Self::Mysql(c) => run!(c),
-        }
-    }
-
-    async fn count(&mut self, sql: &str, subject: &str) -> Result<i64, sqlx::Error> {
-        let (sql, binds) = erasure::bind_subject(sql, self.engine());
-        macro_rules! run {
-            ($conn:expr, $int:path) => {{
-                let mut q = sqlx::query(&sql);
-                for _ in 0..binds {
-                    q = q.bind(subject);
-                }
-                let row = q.fetch_one($conn).await?;
-                Ok($int(&row).unwrap_or(i64::MAX))
-            }};
-        }
-        match self {
-            Self::Sqlite(c) => run!(c, super::drill::int_of_sqlite),
-            Self::Postgres(c) => run!(c, super::drill::int_of_pg),
-            Self::Mysql(c) => run!(c, super::drill::int_of_mysql),
-        }
-    }
-
-    async fn begin(&mut self) -> Result<(), sqlx::Error> {
-        self.execute(
-            if matches!(self, Self::Mysql(_)) {
-                "START TRANSACTION"
-            } else {
-                "BEGIN"
-            },
-            None,
-        )
-        .await
-        .map(|_| ())
-    }
-
-    async fn close(self) {
-        let _ = match self {
-            Self::Sqlite(c) => c.close().await,
-            Self::Postgres(c) => c.close().await,
-            Self::Mysql(c) => c.close().await,
-        };
-    }
-}
-
 /// What a replay did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ReplayReport {
@@ -582,7 +467,7 @@ async fn replay_inner(
     }
     let key = ledger_key(ctx, false).map_err(|e| fail(&report, "erasure.key", e.to_string()))?;
     let ids: std::collections::HashSet<&str> = ledger.iter().map(|e| e.subject.as_str()).collect();
-    let mut conn = Conn::open(&db).await.map_err(|e| {
+    let mut conn = Conn::open(&db, false).await.map_err(|e| {
         fail(
             &report,
             "erasure.connect",
@@ -637,10 +522,12 @@ async fn replay_inner(
     // The proof: the proof query finds none of them, and the subject query lists no erased key.
     let mut remaining = 0usize;
     for subject in &present {
+        // A value that is not a number cannot prove anything: it counts as still present.
         let n = conn
-            .count(&rules.proof, subject)
+            .int(&rules.proof, Some(subject))
             .await
-            .map_err(|e| sql_err(&report, "the proof query", e))?;
+            .map_err(|e| sql_err(&report, "the proof query", e))?
+            .unwrap_or(i64::MAX);
         if n != 0 {
             remaining += 1;
         }

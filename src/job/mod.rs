@@ -16,6 +16,7 @@ mod lock;
 mod phases;
 pub mod report;
 mod restore;
+mod restored_db;
 mod retention;
 mod snapshots;
 mod status;

@@ -254,7 +254,7 @@ async fn restore_file(
             "restore",
             &manifest.source,
             Some(&snap.id),
-            super::erasure::Db::Sqlite(tmp.path()),
+            super::restored_db::Db::Sqlite(tmp.path()),
         )
         .await
         .map_err(|f| JobError::Erasure {
@@ -470,7 +470,7 @@ async fn restore_server(
             "restore",
             &manifest.source,
             Some(&snap.id),
-            super::erasure::Db::Server(&target),
+            super::restored_db::Db::Server(&target),
         )
         .await
         {
