@@ -253,7 +253,8 @@ pub fn retention_max(r: &Retention) -> (Option<f64>, String) {
     }
 }
 
-fn secret_file(setting: String, secret: &SecretRef, out: &mut Vec<SecretFileFacts>) {
+/// Records the permissions of a secret given by file (other references have none).
+pub(crate) fn secret_file(setting: String, secret: &SecretRef, out: &mut Vec<SecretFileFacts>) {
     if let SecretRef::File(path) = secret {
         let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o7777);
         out.push(SecretFileFacts {

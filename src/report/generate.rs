@@ -429,20 +429,11 @@ pub async fn generate(
         .map_err(|e| JobError::Internal(e.to_string()))?;
     let params = rules::parameters(cfg);
     let mut ev = evidence::gather(ctx, period, now).await?;
-    ev.secret_files.push(evidence::SecretFileFacts {
-        setting: "reports.secret-key-file".into(),
-        path: sk_path.display().to_string(),
-        readable_by_others: std::fs::metadata(&sk_path).is_ok_and(|m| {
-            use std::os::unix::fs::PermissionsExt;
-            m.permissions().mode() & 0o077 != 0
-        }),
-        mode: std::fs::metadata(&sk_path)
-            .map(|m| {
-                use std::os::unix::fs::PermissionsExt;
-                format!("{:04o}", m.permissions().mode() & 0o7777)
-            })
-            .map_err(|e| e.to_string()),
-    });
+    evidence::secret_file(
+        "reports.secret-key-file".into(),
+        &crate::secret::SecretRef::File(sk_path.clone()),
+        &mut ev.secret_files,
+    );
     let problems = records_problems(&ev, &pk, cfg.reports.period);
     let previous_record = ev.reports.last().cloned();
     let inputs = Inputs {
