@@ -73,21 +73,7 @@ scratch-lifetime = "10m"
 
 /// An S3 location on a test server (bucket `drills`).
 fn s3_location(s3: &S3Server) -> String {
-    format!(
-        r#"
-[location.s3]
-kind = "s3"
-bucket = "drills"
-prefix = "crm"
-region = "us-east-1"
-endpoint = "{}"
-path-style = true
-access-key-id-file = "keys/s3.akid"
-secret-access-key-file = "keys/s3.secret"
-password-file = "keys/offsite.key"
-"#,
-        s3.endpoint()
-    )
+    common::s3::location_config("s3", &s3.endpoint(), "drills", "crm", None)
 }
 
 fn generate(ws: &Workspace, url: &str, scale: &str) {
@@ -101,6 +87,26 @@ fn generate(ws: &Workspace, url: &str, scale: &str) {
         scale,
     ]);
     assert_success(&out, "custodian generate-crm");
+}
+
+/// A PostgreSQL demo CRM of `scale`, backed up once into a local location; drills restore
+/// into ephemeral instances under the returned scratch base.
+fn backed_up_postgres(scale: &str) -> (PgServer, Workspace, tempfile::TempDir) {
+    let server = PgServer::start();
+    let ws = Workspace::new();
+    password_file(&ws.path("keys"));
+    let scratch = scratch_base();
+    server.create_db("crm");
+    generate(&ws, &server.url("crm"), scale);
+    ws.write_config(&server_config(
+        "postgres",
+        &server.url("crm"),
+        scratch.path(),
+        "",
+    ));
+    ws.custodian_json(&["init"], 0);
+    ws.custodian_json(&["backup"], 0);
+    (server, ws, scratch)
 }
 
 fn phase_names(d: &Value) -> Vec<String> {
@@ -493,21 +499,8 @@ fn start_drill(ws: &Workspace, scratch: &Path) -> (std::process::Child, u32) {
 
 #[test]
 fn killed_and_cancelled_drills_leave_no_scratch_instance() {
-    let server = PgServer::start();
-    let ws = Workspace::new();
-    password_file(&ws.path("keys"));
-    let scratch = scratch_base();
-    server.create_db("crm");
     // Large enough that the restore takes a few seconds.
-    generate(&ws, &server.url("crm"), "0.05");
-    ws.write_config(&server_config(
-        "postgres",
-        &server.url("crm"),
-        scratch.path(),
-        "",
-    ));
-    ws.custodian_json(&["init"], 0);
-    ws.custodian_json(&["backup"], 0);
+    let (_server, ws, scratch) = backed_up_postgres("0.05");
 
     // While it runs, the scratch instance is private: no TCP listener, a 0700 socket directory.
     let (mut child, postmaster) = start_drill(&ws, scratch.path());
@@ -581,20 +574,7 @@ fn killed_and_cancelled_drills_leave_no_scratch_instance() {
 
 #[test]
 fn a_drill_cancelled_while_its_scratch_server_starts_leaves_nothing() {
-    let server = PgServer::start();
-    let ws = Workspace::new();
-    password_file(&ws.path("keys"));
-    let scratch = scratch_base();
-    server.create_db("crm");
-    generate(&ws, &server.url("crm"), "0.002");
-    ws.write_config(&server_config(
-        "postgres",
-        &server.url("crm"),
-        scratch.path(),
-        "",
-    ));
-    ws.custodian_json(&["init"], 0);
-    ws.custodian_json(&["backup"], 0);
+    let (_server, ws, scratch) = backed_up_postgres("0.002");
     let child = common::custodian_cmd()
         .arg("--config")
         .arg(ws.config_path())

@@ -9,22 +9,7 @@ use common::s3::{ACCESS_KEY, Fault, FaultProxy, S3Server, SECRET_KEY, credential
 use common::{Workspace, assert_success, stderr};
 
 fn s3_location(name: &str, endpoint: &str, bucket: &str, lock: Option<&str>) -> String {
-    format!(
-        r#"
-[location.{name}]
-kind = "s3"
-bucket = "{bucket}"
-prefix = "custodian/crm"
-region = "us-east-1"
-endpoint = "{endpoint}"
-path-style = true
-access-key-id-file = "keys/s3.akid"
-secret-access-key-file = "keys/s3.secret"
-password-file = "keys/offsite.key"
-{}"#,
-        lock.map(|l| format!("object-lock = {l}\n"))
-            .unwrap_or_default()
-    )
+    common::s3::location_config(name, endpoint, bucket, "custodian/crm", lock)
 }
 
 fn config(locations: &[&str], s3: &str, extra: &str) -> String {

@@ -20,21 +20,7 @@ fn no_secret_in_output_logs_audit_or_catalog() {
     let config = default_config().replace(
         "locations = [\"local\", \"offsite\"]",
         "locations = [\"local\", \"offsite\", \"s3\"]",
-    ) + &format!(
-        r#"
-[location.s3]
-kind = "s3"
-bucket = "secrets"
-prefix = "crm"
-region = "us-east-1"
-endpoint = "{}"
-path-style = true
-access-key-id-file = "keys/s3.akid"
-secret-access-key-file = "keys/s3.secret"
-password-file = "keys/offsite.key"
-"#,
-        s3.endpoint()
-    );
+    ) + &common::s3::location_config("s3", &s3.endpoint(), "secrets", "crm", None);
     ws.write_config(&config);
     let mut seen = String::new();
     let mut run = |args: &[&str]| {

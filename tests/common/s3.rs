@@ -415,3 +415,30 @@ fn forward(client: TcpStream, upstream: u16, damage: Damage) {
     let _ = c_write.shutdown(Shutdown::Write);
     let _ = up.join();
 }
+
+/// A `[location.NAME]` of kind s3 on a test server, with the credential files of
+/// [`credential_files`] and the `offsite` password; `lock` is an `object-lock` value.
+pub fn location_config(
+    name: &str,
+    endpoint: &str,
+    bucket: &str,
+    prefix: &str,
+    lock: Option<&str>,
+) -> String {
+    format!(
+        r#"
+[location.{name}]
+kind = "s3"
+bucket = "{bucket}"
+prefix = "{prefix}"
+region = "us-east-1"
+endpoint = "{endpoint}"
+path-style = true
+access-key-id-file = "keys/s3.akid"
+secret-access-key-file = "keys/s3.secret"
+password-file = "keys/offsite.key"
+{}"#,
+        lock.map(|l| format!("object-lock = {l}\n"))
+            .unwrap_or_default()
+    )
+}
