@@ -310,6 +310,9 @@ pub async fn status(
     let ledger = ctx.catalog.erasures(source).await?;
     let now = time::now();
     let mut out = Vec::new();
+    // Read each source's copies once, not once per erased subject.
+    let mut by_source: std::collections::HashMap<String, Vec<Copy>> =
+        std::collections::HashMap::new();
     for e in ledger {
         if wanted.as_ref().is_some_and(|w| w != &e.subject) {
             continue;
@@ -317,9 +320,12 @@ pub async fn status(
         let Some(cfg) = ctx.config.source(&e.source) else {
             continue;
         };
-        let copies = copies(ctx, &e.source).await?;
+        if !by_source.contains_key(&e.source) {
+            by_source.insert(e.source.clone(), copies(ctx, &e.source).await?);
+        }
+        let copies = &by_source[&e.source];
         let erased_at = time::parse(&e.recorded_at).unwrap_or(now);
-        let horizon = erasure::horizon(erased_at, &copies, &cfg.locations);
+        let horizon = erasure::horizon(erased_at, copies, &cfg.locations);
         let gone = horizon
             .gone_by
             .as_deref()
