@@ -7,8 +7,6 @@ use jiff::Timestamp;
 use serde::Serialize;
 use sha2::Sha256;
 
-use crate::model::Engine;
-
 /// The ledger's id of a subject: `hmac-sha256:<hex>` under the ledger key, or `plain:<key>`
 /// when hashing is off. The key is trimmed; nothing else is normalised (write keys the way
 /// the CRM stores them).
@@ -42,18 +40,6 @@ pub fn short(id: &str) -> String {
     }
 }
 
-/// `:subject` replaced by the engine's placeholder: PostgreSQL `$1`, SQLite `?1` (both bound
-/// once), MySQL `?` (bound once per occurrence). Returns the SQL and how many binds it needs.
-#[must_use]
-pub fn bind_subject(sql: &str, engine: Engine) -> (String, usize) {
-    let n = sql.matches(":subject").count();
-    match engine {
-        Engine::Postgres => (sql.replace(":subject", "$1"), usize::from(n > 0)),
-        Engine::Sqlite => (sql.replace(":subject", "?1"), usize::from(n > 0)),
-        Engine::Mysql => (sql.replace(":subject", "?"), n),
-    }
-}
-
 /// One snapshot that may hold a subject: where, when taken, when removed (if retention
 /// removed it), and the location's retention maximum and Object Lock period.
 #[derive(Clone, Debug)]
@@ -61,8 +47,10 @@ pub struct Copy {
     pub location: String,
     pub taken_at: Timestamp,
     pub removed_at: Option<Timestamp>,
-    /// Days; `None`: the retention policy has no age bound (keep-last only).
+    /// Days; `None`: the retention policy has no age bound.
     pub retention_max_days: Option<f64>,
+    /// Which rule gives that maximum (or why there is none), for the explanation.
+    pub retention_rule: String,
     pub lock_days: Option<u32>,
 }
 
@@ -113,7 +101,10 @@ pub fn horizon(erased_at: Timestamp, copies: &[Copy], locations: &[String]) -> H
             };
             let Some(removal) = removal else {
                 unbounded = true;
-                because = "retention keeps copies without an age bound (keep-last only)".into();
+                because = format!(
+                    "retention keeps copies without an age bound ({})",
+                    c.retention_rule
+                );
                 continue;
             };
             let end = match c.lock_days {
@@ -182,6 +173,12 @@ mod tests {
             taken_at: t(taken),
             removed_at: removed.map(t),
             retention_max_days: max,
+            retention_rule: if max.is_some() {
+                "max-age"
+            } else {
+                "keep-last only: no age bound"
+            }
+            .into(),
             lock_days: lock,
         }
     }
@@ -195,20 +192,6 @@ mod tests {
         assert_eq!(subject_id(None, "alice"), "plain:alice");
         assert_eq!(plain_subject("plain:alice"), Some("alice"));
         assert!(!short(&a).contains(&a[20..]));
-    }
-
-    #[test]
-    fn placeholders_per_engine() {
-        let sql = "DELETE FROM c WHERE email = :subject OR alt = :subject";
-        assert_eq!(
-            bind_subject(sql, Engine::Postgres),
-            ("DELETE FROM c WHERE email = $1 OR alt = $1".into(), 1)
-        );
-        assert_eq!(
-            bind_subject(sql, Engine::Mysql),
-            ("DELETE FROM c WHERE email = ? OR alt = ?".into(), 2)
-        );
-        assert_eq!(bind_subject(sql, Engine::Sqlite).1, 1);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! deduplicated, restic-compatible repositories, keeps copies in several locations, proves that
 //! restores work, and reports on all of it.
 //!
-//! Dependencies point one way: `cli` → `job` → adapters (`source`, `repo`, `catalog`) →
+//! Dependencies point one way: `cli` → `job` → adapters (`engine`, `repo`, `catalog`) →
 //! `config` / `model` / `secret`. Adapters never import each other.
 
 pub mod audit;
@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod engine;
 pub mod erasure;
 pub mod job;
 pub mod location;
@@ -18,4 +19,3 @@ pub mod model;
 pub mod repo;
 pub mod report;
 pub mod secret;
-pub mod source;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config::DEFAULT_CONFIG_PATH;
-use crate::repo::ReadSubset;
+use crate::model::ReadSubset;
 
 /// Custodian keeps a CRM database safe: encrypted, deduplicated, restic-compatible backups,
 /// copies in several locations, verified restores.

@@ -126,6 +126,15 @@ impl SourceConfig {
         }
     }
 
+    /// The server settings of a PostgreSQL or MariaDB/MySQL source.
+    #[must_use]
+    pub fn server(&self) -> Option<&ServerSource> {
+        match &self.kind {
+            SourceKind::Postgres(c) | SourceKind::Mysql(c) => Some(c),
+            SourceKind::Sqlite { .. } => None,
+        }
+    }
+
     /// The location that receives this source's backups.
     #[must_use]
     pub fn primary(&self) -> &str {

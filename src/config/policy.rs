@@ -29,6 +29,41 @@ pub struct Retention {
     pub max_age: Option<Duration>,
 }
 
+impl Retention {
+    /// The longest a snapshot is kept, in days, and which rule says so: `max-age` when set,
+    /// else the longest keep rule; `None` when nothing bounds the age.
+    #[must_use]
+    pub fn max_days(&self) -> (Option<f64>, String) {
+        let r = self;
+        if let Some(max) = r.max_age {
+            return (Some(max.as_secs_f64() / 86_400.0), "max-age".into());
+        }
+        let candidates = [
+            (
+                r.keep_within.map(|d| d.as_secs_f64() / 86_400.0),
+                "keep-within",
+            ),
+            (r.keep_hourly.map(|n| f64::from(n) / 24.0), "keep-hourly"),
+            (r.keep_daily.map(f64::from), "keep-daily"),
+            (r.keep_weekly.map(|n| 7.0 * f64::from(n)), "keep-weekly"),
+            (r.keep_monthly.map(|n| 31.0 * f64::from(n)), "keep-monthly"),
+            (r.keep_yearly.map(|n| 366.0 * f64::from(n)), "keep-yearly"),
+        ];
+        let best = candidates
+            .iter()
+            .filter_map(|(d, name)| d.map(|d| (d, *name)))
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        match best {
+            Some((d, name)) => (Some(d), format!("{name} (longest keep rule)")),
+            None if r.keep_last.is_some() => (None, "keep-last only: no age bound".into()),
+            None => (
+                None,
+                "no [retention] policy: nothing is ever removed".into(),
+            ),
+        }
+    }
+}
+
 /// Restore drill settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Drills {

@@ -350,7 +350,7 @@ pub fn parse_file(
         }
         if read_data != "rotate"
             && read_data != "none"
-            && read_data.parse::<crate::repo::ReadSubset>().is_err()
+            && read_data.parse::<crate::model::ReadSubset>().is_err()
         {
             error(
                 diags,

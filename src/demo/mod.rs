@@ -19,9 +19,10 @@ use serde::Serialize;
 use crate::catalog::Trigger;
 use crate::cli::{Exit, emit};
 use crate::config::Config;
-use crate::job::{self, BackupReport, CheckOutcome, Context, InitReport, JobError, Verification};
+use crate::engine::{Verification, VerificationStatus};
+use crate::job::{self, BackupReport, CheckOutcome, Context, InitReport, JobError};
+use crate::model::ReadSubset;
 use crate::model::{group_digits, human_bytes};
-use crate::repo::ReadSubset;
 use crate::secret::{generate_password, write_new_secret_file};
 
 const LOCATIONS: [&str; 2] = ["local", "offsite"];
@@ -45,7 +46,7 @@ struct DemoCrm {
 
 #[derive(Serialize)]
 struct DemoVerification {
-    status: &'static str,
+    status: VerificationStatus,
     location: String,
     snapshot_id: String,
     restore_seconds: f64,
@@ -483,7 +484,7 @@ fn render(out: &DemoOutput) -> String {
             &v.snapshot_id[..8],
             v.location,
             v.restore_seconds,
-            v.status.to_uppercase()
+            v.status.as_str().to_uppercase()
         );
         let counts: Vec<String> = v
             .counts
@@ -622,7 +623,7 @@ async fn generate_inner(
     size: Option<String>,
     churn: Option<String>,
 ) -> Result<serde_json::Value, JobError> {
-    use crate::source::{mysql, postgres};
+    use crate::engine::{mysql, postgres};
     let started = Instant::now();
     let password = password_file
         .map(|p| crate::secret::SecretRef::File(p).resolve())

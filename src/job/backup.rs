@@ -11,11 +11,11 @@ use tracing::Instrument;
 use super::copy::{CopyReport, copy_source};
 use super::{Context, JobError, blocking, lock};
 use crate::catalog::{BackupRecord, RunEnd, RunKind};
-use crate::config::{SourceConfig, SourceKind};
+use crate::config::SourceConfig;
+use crate::engine::process::DumpProcess;
+use crate::engine::{self, Dump, DumpOutput, EngineError, StreamDump};
 use crate::model::{Manifest, naming, time};
 use crate::repo::{ArchiveEntry, ArchiveOutcome, ArchiveRequest, ReadEntry, Repo, SnapshotInfo};
-use crate::source::process::DumpProcess;
-use crate::source::{Dump, StreamDump, mysql, postgres, sqlite};
 
 /// What a backup of one source did.
 #[derive(Clone, Debug, Serialize)]
@@ -170,19 +170,12 @@ async fn store(ctx: &Context, source: &SourceConfig, run_id: &str) -> Result<Sto
     }
 
     let scratch = ctx.config.scratch_dir();
-    let (stored, manifest, manifest_json) = match &source.kind {
-        SourceKind::Sqlite { path } => {
-            let dump = sqlite::dump(&source.name, path, &scratch).await?;
-            store_files(ctx, source, &repo, dump).await?
-        }
-        SourceKind::Postgres(cfg) => {
-            let dump = postgres::start(&source.name, cfg, &scratch).await?;
-            store_streams(ctx, source, &repo, dump).await?
-        }
-        SourceKind::Mysql(cfg) => {
-            let dump = mysql::start(&source.name, cfg, &scratch).await?;
-            store_streams(ctx, source, &repo, dump).await?
-        }
+    let dumped = engine::of(source.engine())
+        .dump(&source.name, &source.kind, &scratch)
+        .await?;
+    let (stored, manifest, manifest_json) = match dumped {
+        DumpOutput::Files(dump) => store_files(ctx, source, &repo, *dump).await?,
+        DumpOutput::Streams(dump) => store_streams(ctx, source, &repo, dump).await?,
     };
     let manifest_sha256 = format!("sha256:{}", hex::encode(Sha256::digest(&manifest_json)));
     ctx.catalog
@@ -255,10 +248,10 @@ async fn store_streams(
     } = dump;
     let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<u8>, String>>(1);
     let manifest_task = tokio::spawn(async move {
-        let result = job.run().await.and_then(|manifest| {
+        let result = job.await.and_then(|manifest| {
             serde_json::to_vec_pretty(&manifest)
                 .map(|json| (manifest, json))
-                .map_err(|e| crate::source::SourceError::DumpFailed {
+                .map_err(|e| EngineError::DumpFailed {
                     source_name: String::new(),
                     message: format!("serializing the manifest: {e}"),
                 })
@@ -330,7 +323,7 @@ async fn store_streams(
             let failed = written.is_err();
             if failed {
                 for group in &groups {
-                    crate::source::process::kill_group(*group);
+                    crate::engine::process::kill_group(*group);
                 }
             }
             (tools.await.map_err(joined)?, written, failed)
@@ -341,7 +334,7 @@ async fn store_streams(
     }
     let manifest = match manifest_task.await {
         Ok(result) => result,
-        Err(e) if e.is_cancelled() => Err(crate::source::SourceError::DumpFailed {
+        Err(e) if e.is_cancelled() => Err(EngineError::DumpFailed {
             source_name: source.name.clone(),
             message: "the manifest was abandoned because the dump failed".into(),
         }),
@@ -353,7 +346,7 @@ async fn store_streams(
         (Ok(pending), None, Ok(manifest)) => (pending, manifest),
         (written, failure, manifest) => {
             let tool_error = failure.map(|failure| {
-                JobError::Source(crate::source::SourceError::ToolFailed {
+                JobError::Engine(EngineError::ToolFailed {
                     source_name: source.name.clone(),
                     failure,
                 })
@@ -366,7 +359,7 @@ async fn store_streams(
                     blocking(move || repo.discard(pending)).await?;
                     match (tool_error, manifest) {
                         (Some(e), _) => e,
-                        (None, Err(e)) => JobError::Source(with_source(e, &source.name)),
+                        (None, Err(e)) => JobError::Engine(with_source(e, &source.name)),
                         (None, Ok(_)) => {
                             JobError::Internal("backup failed without a reason".into())
                         }
@@ -388,7 +381,7 @@ async fn store_streams(
 async fn judge_tools(
     processes: Vec<DumpProcess>,
     groups: Vec<u32>,
-) -> Vec<crate::source::process::ToolFailure> {
+) -> Vec<crate::engine::process::ToolFailure> {
     let mut waiting = tokio::task::JoinSet::new();
     for process in processes {
         waiting.spawn_blocking(move || process.finish());
@@ -398,7 +391,7 @@ async fn judge_tools(
         if let Ok(Err(failure)) = done {
             if failures.is_empty() {
                 for group in &groups {
-                    crate::source::process::kill_group(*group);
+                    crate::engine::process::kill_group(*group);
                 }
             }
             failures.push(failure);
@@ -408,12 +401,12 @@ async fn judge_tools(
 }
 
 /// Fills in the source name of an error raised where it was not known.
-fn with_source(e: crate::source::SourceError, name: &str) -> crate::source::SourceError {
+fn with_source(e: EngineError, name: &str) -> EngineError {
     match e {
-        crate::source::SourceError::DumpFailed {
+        EngineError::DumpFailed {
             source_name,
             message,
-        } if source_name.is_empty() => crate::source::SourceError::DumpFailed {
+        } if source_name.is_empty() => EngineError::DumpFailed {
             source_name: name.to_string(),
             message,
         },

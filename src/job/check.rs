@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use super::{Context, JobError, blocking};
 use crate::catalog::{CheckRecord, RunEnd, RunKind};
-use crate::repo::{CheckReport, ReadSubset};
+use crate::model::ReadSubset;
+use crate::repo::CheckReport;
 
 /// The outcome of checking one location.
 #[derive(Clone, Debug, Serialize)]

@@ -18,17 +18,16 @@ use std::time::Instant;
 use rand::RngExt;
 use serde::Serialize;
 
-use super::restore::{ServerLoad, Target, load_file, load_server, verify_file, verify_server};
-use super::restored_db::{Conn, Db};
+use super::restore::{RepoFiles, read_manifest};
 use super::{Context, JobError, Phases, blocking};
 use crate::catalog::{DrillEnd, DrillStart, RunEnd, RunKind, ScratchRecord};
-use crate::config::{Assertion, SourceKind};
-use crate::model::{Engine, Manifest, naming, time};
-use crate::repo::{Repo, SnapshotInfo};
-use crate::source::scratch::{
-    RunAs, Scratch, ScratchPlan, ScratchServer, ScratchSetting, ScratchTarget, Swept,
+use crate::config::Assertion;
+use crate::engine::{
+    self, Database, EngineError, LoadOptions, QueryError, RunAs, ScratchInstance, ScratchPlan,
+    ScratchServer, ScratchSetting, Swept,
 };
-use crate::source::{SourceError, postgres};
+use crate::model::{CompareScope, Engine, time};
+use crate::repo::{Repo, SnapshotInfo};
 
 /// What to drill.
 #[derive(Clone, Debug, Default)]
@@ -84,6 +83,8 @@ pub struct DrillReport {
     /// The erasure ledger replayed into the restored database (and proven) before release.
     pub erasure: Option<super::erasure::ReplayReport>,
     pub failure: Option<DrillFailure>,
+    /// What the verification could not see (listed, never passed silently).
+    pub not_verified: Vec<String>,
     /// Problems that did not fail the drill (e.g. a teardown left for the next sweep).
     pub warnings: Vec<String>,
 }
@@ -102,13 +103,18 @@ struct State {
     phases: Phases,
     snapshot: Option<SnapshotInfo>,
     engine: Option<Engine>,
-    scratch: Option<Scratch>,
+    scratch: Option<Box<dyn ScratchInstance>>,
     scratch_desc: Option<String>,
+    scratch_id: Option<String>,
     tables: Option<u64>,
     rows: Option<u64>,
     bytes: Option<u64>,
     assertions: Vec<AssertionResult>,
     erasure: Option<super::erasure::ReplayReport>,
+    /// Messages of tools that did not fail the restore.
+    warnings: Vec<String>,
+    /// What the verification could not see.
+    not_verified: Vec<String>,
 }
 
 fn fail(code: &str, reason: impl Into<String>) -> DrillFailure {
@@ -122,10 +128,10 @@ fn fail(code: &str, reason: impl Into<String>) -> DrillFailure {
 fn failure_of(err: &JobError) -> DrillFailure {
     match err {
         JobError::Repo(e) => fail("drill.snapshot_unreadable", e.to_string()),
-        JobError::Source(SourceError::ToolFailed { failure, .. }) => {
+        JobError::Engine(EngineError::RestoreToolFailed { failure, .. }) => {
             fail("drill.restore_failed", format!("{failure}"))
         }
-        JobError::Source(e) => fail("drill.restore_failed", e.to_string()),
+        JobError::Engine(e) => fail("drill.restore_failed", e.to_string()),
         JobError::Verification(m) => fail("drill.verification_failed", m.clone()),
         other => fail(&format!("drill.{}", other.code()), other.to_string()),
     }
@@ -182,10 +188,10 @@ pub async fn drill(
     };
     let rto = result.is_ok().then(|| started.elapsed().as_secs_f64());
 
-    let mut warnings = Vec::new();
+    let mut warnings = std::mem::take(&mut state.warnings);
     if let Some(scratch) = state.scratch.take() {
         let t = Instant::now();
-        let id = scratch.plan().id.clone();
+        let id = state.scratch_id.clone().unwrap_or_default();
         match scratch.teardown().await {
             Ok(()) => {
                 if let Err(e) = ctx.catalog.scratch_removed(&id, "teardown").await {
@@ -220,6 +226,7 @@ pub async fn drill(
         assertions: state.assertions.clone(),
         erasure: state.erasure.clone(),
         failure: result.err(),
+        not_verified: std::mem::take(&mut state.not_verified),
         warnings,
     };
     record(ctx, &report).await;
@@ -300,7 +307,10 @@ async fn run(
         .await
         .map_err(|e| failure_of(&e))?;
     state.snapshot = Some(snap.clone());
-    let manifest = read_manifest(&repo, &snap).await?;
+    let manifest = read_manifest(&repo, &snap).await.map_err(|e| match e {
+        JobError::Verification(m) => fail("drill.verification_failed", m),
+        other => failure_of(&other),
+    })?;
     state.engine = Some(manifest.engine);
     state.phases.push("fetch", t);
 
@@ -345,68 +355,54 @@ async fn run(
         })
         .await
         .map_err(|e| fail("drill.catalog", e.to_string()))?;
-    let scratch = Scratch::create(plan, run_as)
+    let engine = engine::of(manifest.engine);
+    let scratch = engine
+        .scratch(&plan, run_as)
         .await
         .map_err(|e| fail("drill.scratch_failed", e.to_string()))?;
     if let Some(pid) = scratch.pid() {
         let pid = i64::from(pid);
         ctx.catalog
-            .scratch_started(&scratch.plan().id, pid, crate::model::process_start(pid))
+            .scratch_started(&plan.id, pid, crate::model::process_start(pid))
             .await
             .map_err(|e| fail("drill.catalog", e.to_string()))?;
     }
     state.scratch_desc = Some(scratch.describe());
+    state.scratch_id = Some(plan.id.clone());
     let scratch = state.scratch.insert(scratch);
     state.phases.push("provision", t);
 
-    // restore + verify
+    // restore + verify, in the scratch instance itself
     let (tables, rows) = (manifest.tables.len() as u64, manifest.total_rows());
-    // An ephemeral cluster of our own: loading schema and data in one transaction skips WAL.
-    let fresh = scratch.plan().kind() == "postgres";
-    let target = match scratch.target() {
-        ScratchTarget::File(path) => {
-            let t = Instant::now();
-            let dir = path.parent().map(PathBuf::from).unwrap_or_default();
-            let (tmp, bytes) = load_file(&repo, &snap, &manifest, &dir)
-                .await
-                .map_err(|e| failure_of(&e))?;
-            state.bytes = Some(bytes);
-            tmp.persist(path).map_err(|e| {
-                fail(
-                    "drill.restore_failed",
-                    format!("keeping the restored file: {}", e.error),
-                )
-            })?;
-            state.phases.push("restore.data", t);
-            let t = Instant::now();
-            let expected = manifest.files.first().and_then(|f| f.sha256.clone());
-            let v = verify_file(path, &manifest, expected.as_deref())
-                .await
-                .map_err(|e| failure_of(&e))?;
-            state.phases.push("verify", t);
-            if !v.mismatches.is_empty() {
-                return Err(fail("drill.verification_failed", v.mismatches.join("; ")));
-            }
-            AssertTarget::File(path.to_path_buf())
-        }
-        ScratchTarget::Postgres(c) => {
-            let target = Target::Postgres(c.clone());
-            restore_server(ctx, &repo, &snap, &manifest, &target, fresh, state).await?;
-            AssertTarget::Server(Box::new(target))
-        }
-        ScratchTarget::Mysql(c) => {
-            let target = Target::Mysql(c.clone());
-            restore_server(ctx, &repo, &snap, &manifest, &target, fresh, state).await?;
-            AssertTarget::Server(Box::new(target))
-        }
+    let mut staging = scratch.staging();
+    let files = RepoFiles::new(&repo, &snap, &manifest.source, false);
+    // Roles come from the snapshot's globals where it has them; without them ownership is
+    // left to the scratch superuser (and not compared).
+    let opts = LoadOptions {
+        jobs: 0,
+        with_globals: true,
+        skip_ownership: false,
     };
+    let loaded = staging
+        .load(files.clone(), &manifest, &opts, &mut state.phases)
+        .await
+        .map_err(|e| failure_of(&files.error(e)))?;
+    state.bytes = Some(loaded.bytes);
+    state.warnings.extend(loaded.warnings);
+    let t = Instant::now();
+    let v = staging.verify(&manifest, CompareScope::default()).await;
+    state.phases.push("verify", t);
+    state.not_verified = v.not_verified.clone();
+    if !v.is_verified() {
+        return Err(fail("drill.verification_failed", v.summary()));
+    }
     state.tables = Some(tables);
     state.rows = Some(rows);
 
     // erasure: the whole ledger replayed and proven before anything else sees the data
     let t = Instant::now();
     let replayed =
-        super::erasure::replay(ctx, run_id, "drill", source, Some(&snap.id), target.db()).await;
+        super::erasure::replay(ctx, run_id, "drill", source, Some(&snap.id), &*staging).await;
     state.phases.push("erasure", t);
     match replayed {
         Ok(r) => state.erasure = Some(r),
@@ -423,7 +419,7 @@ async fn run(
         .filter(|a| a.source == source)
         .collect();
     for a in assertions {
-        let result = evaluate(&target, a).await;
+        let result = evaluate(&*staging, a).await;
         state.assertions.push(result);
     }
     state.phases.push("assertions", t);
@@ -446,81 +442,12 @@ async fn run(
     Ok(())
 }
 
-async fn restore_server(
-    ctx: &Context,
-    repo: &Repo,
-    snap: &SnapshotInfo,
-    manifest: &Manifest,
-    target: &Target,
-    fresh: bool,
-    state: &mut State,
-) -> Result<(), DrillFailure> {
-    let prepared = match target {
-        Target::Postgres(c) => postgres::prepare_target(c).await,
-        Target::Mysql(c) => crate::source::mysql::prepare_target(c).await,
-    };
-    prepared.map_err(|e| {
-        fail(
-            "drill.scratch_failed",
-            format!("preparing the scratch database {}: {e}", target.describe()),
-        )
-    })?;
-    let has_globals = manifest
-        .files
-        .iter()
-        .any(|f| f.name == postgres::GLOBALS_NAME);
-    let opts = ServerLoad {
-        force: false,
-        jobs: 0,
-        // The roles the schema's owners and grants name exist only if the snapshot carries
-        // them; without them ownership is left to the scratch superuser.
-        with_globals: has_globals,
-        skip_ownership: !has_globals,
-        fresh_cluster: fresh,
-        progress: false,
-    };
-    let (bytes, _warnings) = load_server(
-        repo,
-        snap,
-        manifest,
-        target,
-        &opts,
-        &ctx.config.scratch_dir(),
-        &mut state.phases,
-    )
-    .await
-    .map_err(|e| failure_of(&e))?;
-    state.bytes = Some(bytes);
-    let t = Instant::now();
-    let v = verify_server(target, manifest, bytes).await;
-    state.phases.push("verify", t);
-    if v.mismatches.is_empty() {
-        Ok(())
-    } else {
-        Err(fail("drill.verification_failed", v.mismatches.join("; ")))
-    }
-}
-
-enum AssertTarget {
-    File(PathBuf),
-    Server(Box<Target>),
-}
-
-impl AssertTarget {
-    fn db(&self) -> Db<'_> {
-        match self {
-            Self::File(path) => Db::Sqlite(path),
-            Self::Server(server) => Db::Server(server),
-        }
-    }
-}
-
 /// Runs one assertion: its SQL must return one whole number.
-async fn evaluate(target: &AssertTarget, a: &Assertion) -> AssertionResult {
+async fn evaluate(target: &dyn Database, a: &Assertion) -> AssertionResult {
     let value: Result<Option<i64>, String> = async {
-        let mut conn = Conn::open(&target.db(), true).await?;
+        let mut conn = target.session(true).await.map_err(|e| e.to_string())?;
         let value = match conn.int(&a.sql, None).await {
-            Err(sqlx::Error::RowNotFound) => Ok(None),
+            Err(QueryError::NoRow) => Ok(None),
             other => other.map_err(|e| e.to_string()),
         };
         conn.close().await;
@@ -544,24 +471,6 @@ async fn evaluate(target: &AssertTarget, a: &Assertion) -> AssertionResult {
             error: Some(e),
         },
     }
-}
-
-async fn read_manifest(repo: &Repo, snap: &SnapshotInfo) -> Result<Manifest, DrillFailure> {
-    let source = snap.source.clone().unwrap_or_default();
-    let (r, id) = (repo.clone(), snap.id.clone());
-    let path = naming::file_path(&source, naming::MANIFEST_FILE);
-    let bytes = blocking(move || r.read_file(&id, &path))
-        .await
-        .map_err(|e| failure_of(&e))?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        fail(
-            "drill.verification_failed",
-            format!(
-                "the manifest of snapshot {} cannot be read: {e}",
-                snap.short_id()
-            ),
-        )
-    })
 }
 
 /// The snapshot a drill restores: the latest, a random older one, or the one named.
@@ -599,8 +508,8 @@ fn scratch_setting(ctx: &Context, source: &str) -> Result<ScratchSetting, String
         .config
         .source(source)
         .ok_or_else(|| format!("source `{source}` is no longer configured"))?;
-    match &cfg.kind {
-        SourceKind::Postgres(s) | SourceKind::Mysql(s) => match &s.scratch {
+    match cfg.server() {
+        Some(s) => match &s.scratch {
             None => Ok(ScratchSetting::Ephemeral),
             Some(server) => {
                 let password = server
@@ -615,7 +524,7 @@ fn scratch_setting(ctx: &Context, source: &str) -> Result<ScratchSetting, String
                 }))
             }
         },
-        SourceKind::Sqlite { .. } => Ok(ScratchSetting::Ephemeral),
+        None => Ok(ScratchSetting::Ephemeral),
     }
 }
 
@@ -690,6 +599,9 @@ pub async fn sweep_scratch(ctx: &Context) -> Result<u64, JobError> {
         }
         let result = match (&record.database, record.kind.starts_with("server-")) {
             (Some(db), true) => sweep_server_database(ctx, &record, db).await,
+            // A restore's staging on a server needs the target's credentials, which only
+            // the next restore there has: it removes it (and it stays visible until then).
+            (Some(_), false) if record.kind.starts_with("restore-") => continue,
             _ => {
                 let (dir, pid, started) = (
                     record.path.as_ref().map(PathBuf::from),
@@ -697,7 +609,7 @@ pub async fn sweep_scratch(ctx: &Context) -> Result<u64, JobError> {
                     record.pid_start,
                 );
                 tokio::task::spawn_blocking(move || {
-                    crate::source::scratch::sweep_instance(dir.as_deref(), pid, started)
+                    engine::scratch::sweep_instance(dir.as_deref(), pid, started)
                 })
                 .await
                 .map_err(|e| e.to_string())
@@ -746,13 +658,13 @@ async fn sweep_server_database(
             record.server.as_deref().unwrap_or("?")
         ));
     };
-    let engine = if record.kind == "server-mysql" {
+    let engine = if record.kind == format!("server-{}", Engine::Mysql) {
         Engine::Mysql
     } else {
         Engine::Postgres
     };
-    server
-        .drop_database_named(engine, database)
+    engine::of(engine)
+        .drop_scratch_database(&server, database)
         .await
         .map_err(|e| e.to_string())?;
     Ok(Swept::Removed)

@@ -9,15 +9,13 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::restore::Target;
-use super::restored_db::{Conn, Db};
 use super::{Context, JobError};
 use crate::audit::NewEntry;
 use crate::catalog::{ErasureRecord, ReplayRecord};
+use crate::engine::{Database, QueryError};
 use crate::erasure::{self, Copy, Horizon};
-use crate::model::{Manifest, time};
+use crate::model::time;
 use crate::secret::{Secret, SecretRef};
-use sqlx::Connection;
 
 /// One erasure to record.
 #[derive(Clone, Debug)]
@@ -104,7 +102,7 @@ pub async fn record(
         let subject = erasure::subject_id(key_bytes(key.as_ref()), &r.subject);
         let id = format!(
             "er-{}",
-            &crate::report::bundle::sha256_hex(format!("{source}\0{subject}").as_bytes())[..16]
+            &crate::model::sha256_hex(format!("{source}\0{subject}").as_bytes())[..16]
         );
         let fresh = ctx
             .catalog
@@ -372,7 +370,8 @@ async fn copies(ctx: &Context, source: &str) -> Result<Vec<Copy>, JobError> {
                     .get("removed_at")
                     .and_then(|v| v.as_str())
                     .and_then(|t| time::parse(t).ok()),
-                retention_max_days: crate::report::evidence::retention_max(&loc.retention).0,
+                retention_max_days: loc.retention.max_days().0,
+                retention_rule: loc.retention.max_days().1,
                 lock_days: loc.object_lock().map(|l| l.days),
                 location,
             })
@@ -409,7 +408,7 @@ pub(crate) async fn replay(
     kind: &str,
     source: &str,
     snapshot_id: Option<&str>,
-    db: Db<'_>,
+    db: &dyn Database,
 ) -> Result<ReplayReport, ReplayFailure> {
     let started = Instant::now();
     let result = replay_inner(ctx, source, db).await;
@@ -442,7 +441,7 @@ pub(crate) async fn replay(
 async fn replay_inner(
     ctx: &Context,
     source: &str,
-    db: Db<'_>,
+    db: &dyn Database,
 ) -> Result<ReplayReport, (ReplayReport, ReplayFailure)> {
     let mut report = ReplayReport::default();
     let fail = |report: &ReplayReport, code: &'static str, reason: String| {
@@ -473,14 +472,14 @@ async fn replay_inner(
     }
     let key = ledger_key(ctx, false).map_err(|e| fail(&report, "erasure.key", e.to_string()))?;
     let ids: std::collections::HashSet<&str> = ledger.iter().map(|e| e.subject.as_str()).collect();
-    let mut conn = Conn::open(&db, false).await.map_err(|e| {
+    let mut conn = db.session(false).await.map_err(|e| {
         fail(
             &report,
             "erasure.connect",
             format!("opening the restored database: {e}"),
         )
     })?;
-    let sql_err = |report: &ReplayReport, what: &str, e: sqlx::Error| {
+    let sql_err = |report: &ReplayReport, what: &str, e: QueryError| {
         fail(
             report,
             "erasure.rule_failed",
@@ -522,7 +521,7 @@ async fn replay_inner(
                 .map_err(|e| sql_err(&report, &format!("erase statement {}", i + 1), e))?;
         }
     }
-    conn.execute("COMMIT", None)
+    conn.commit()
         .await
         .map_err(|e| sql_err(&report, "committing the replay", e))?;
     // The proof: the proof query finds none of them, and the subject query lists no erased key.
@@ -562,63 +561,4 @@ async fn replay_inner(
         ));
     }
     Ok(report)
-}
-
-/// Removes what a withheld restore wrote into a server database: PostgreSQL, every schema the
-/// manifest's tables are in (`public` is recreated empty); MySQL, every table of the manifest.
-pub(crate) async fn withhold(target: &Target, manifest: &Manifest) -> Result<(), String> {
-    let quote = |name: &str, q: char| {
-        name.split('.')
-            .map(|p| format!("{q}{}{q}", p.replace(q, &format!("{q}{q}"))))
-            .collect::<Vec<_>>()
-            .join(".")
-    };
-    match target {
-        Target::Postgres(c) => {
-            // The target was empty (or replaced with --force): everything in the restored
-            // schemas came from the snapshot — tables, functions, types, sequences.
-            let mut schemas: Vec<String> = manifest
-                .tables
-                .iter()
-                .map(|t| {
-                    t.name
-                        .split_once('.')
-                        .map_or("public", |(s, _)| s)
-                        .to_string()
-                })
-                .collect();
-            schemas.sort_unstable();
-            schemas.dedup();
-            let mut conn = c.connect().await.map_err(|e| e.to_string())?;
-            for schema in schemas {
-                let drop = format!("DROP SCHEMA IF EXISTS {} CASCADE", quote(&schema, '"'));
-                sqlx::query(&drop)
-                    .execute(&mut conn)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if schema == "public" {
-                    sqlx::query("CREATE SCHEMA public")
-                        .execute(&mut conn)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
-            }
-            let _ = conn.close().await;
-        }
-        Target::Mysql(c) => {
-            let mut conn = c.connect().await.map_err(|e| e.to_string())?;
-            sqlx::query("SET FOREIGN_KEY_CHECKS = 0")
-                .execute(&mut conn)
-                .await
-                .map_err(|e| e.to_string())?;
-            for t in &manifest.tables {
-                sqlx::query(&format!("DROP TABLE IF EXISTS {}", quote(&t.name, '`')))
-                    .execute(&mut conn)
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            let _ = conn.close().await;
-        }
-    }
-    Ok(())
 }

@@ -13,10 +13,9 @@ mod drill;
 pub mod erasure;
 mod init;
 mod lock;
-mod phases;
+mod meter;
 pub mod report;
 mod restore;
-mod restored_db;
 mod retention;
 mod snapshots;
 mod status;
@@ -26,14 +25,14 @@ use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
+pub use crate::model::{Phase, Phases};
 pub use backup::{BackupReport, backup};
 pub use check::{CheckOutcome, Coverage, check};
 pub use copy::{CopyReport, copy};
 pub use drill::{AssertionResult, DrillFailure, DrillReport, DrillRequest, drill, sweep_scratch};
 pub use init::{InitReport, init};
-pub use phases::{Phase, Phases};
 pub use report::{Delivery, ReportOutcome, ReportRequest, report};
-pub use restore::{RestoreReport, RestoreRequest, Verification, restore};
+pub use restore::{RestoreReport, RestoreRequest, restore};
 pub use retention::{ForgetOutcome, PruneOutcome, forget, prune};
 pub use snapshots::{LocationSnapshots, snapshots};
 pub use status::{LocationStatus, Status, status};
@@ -41,9 +40,9 @@ pub use status::{LocationStatus, Status, status};
 use crate::audit::{AuditLog, NewEntry};
 use crate::catalog::{Catalog, CatalogError, Outcome, RunEnd, RunStart, Trigger};
 use crate::config::Config;
+use crate::engine::EngineError;
 use crate::location::{self, LocationError};
 use crate::repo::{Backend, Repo, RepoError};
-use crate::source::SourceError;
 
 /// Why a job failed.
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +53,7 @@ pub enum JobError {
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error(transparent)]
-    Source(#[from] SourceError),
+    Engine(#[from] EngineError),
     #[error(transparent)]
     Repo(#[from] RepoError),
     #[error(transparent)]
@@ -84,7 +83,7 @@ impl JobError {
         match self {
             Self::Usage(_) => "usage",
             Self::Catalog(e) => e.code(),
-            Self::Source(e) => e.code(),
+            Self::Engine(e) => e.code(),
             Self::Repo(e) => e.code(),
             Self::Location(e) => e.code(),
             Self::Io { .. } => "io",
@@ -157,7 +156,7 @@ impl Context {
             config,
             catalog,
             audit,
-            actor: current_user(),
+            actor: crate::model::current_user(),
             uid: nix::unistd::getuid().as_raw(),
             role: if trigger == Trigger::Schedule {
                 "system".to_string()
@@ -382,14 +381,4 @@ impl Context {
                 }),
         }
     }
-}
-
-/// The unix user running this process.
-#[must_use]
-pub fn current_user() -> String {
-    let uid = nix::unistd::getuid();
-    nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
-        .map_or_else(|| format!("uid:{uid}"), |u| u.name)
 }

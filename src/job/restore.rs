@@ -1,32 +1,32 @@
-//! `custodian restore`: disaster recovery, verified.
+//! `custodian restore`: disaster recovery, verified, never half-done.
 //!
-//! * SQLite (`--to PATH`): the database is streamed into a private temporary file next to the
-//!   target, verified against the snapshot's manifest (file hash, then row counts and content
-//!   checksums of every table), and only then moved into place.
-//! * PostgreSQL and MariaDB/MySQL (`--target URL`): the dump is streamed from the repository
-//!   straight into `pg_restore` or the `mariadb` client; for PostgreSQL the schema's pre-data
-//!   section goes first, the data streams in one transaction, and indexes and constraints are
-//!   built by parallel workers (see [`restore_postgres`]). A target that already holds tables is
-//!   refused unless `--force`. The restored database is then summarized and compared with the
-//!   manifest.
+//! The backup's engine builds the restore where nothing else sees it — a private temporary
+//! file beside the target (SQLite), a temporary database on the target server (PostgreSQL,
+//! MariaDB/MySQL) — streaming the snapshot's files straight from the repository. The result is
+//! compared with the snapshot's manifest (every table's rows and checksum, and every schema
+//! object, sequence, materialized view, large object and database property the manifest
+//! records), the erasure ledger is replayed and proven, and only then is the restore moved into
+//! place, replacing an existing target only under `--force`. On any failure the staging is
+//! removed and the target is exactly as it was.
 //!
-//! Every restore is a run in the catalog, whatever its outcome.
+//! Every restore is a run in the catalog, whatever its outcome, and so is its staging (a
+//! killed restore's leftovers are removed by the next restore to the same place).
 
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use super::{Context, JobError, Phases, blocking};
-use crate::catalog::{RunEnd, RunKind};
-use crate::model::{Manifest, TableSummary, human_bytes, naming};
+use super::{Context, JobError, blocking};
+use crate::catalog::{RunEnd, RunKind, ScratchRecord};
+use crate::engine::{
+    self, Destination, EngineError, LoadOptions, Released, SnapshotFiles, Staging, StagingPlan,
+    Verification,
+};
+use crate::model::{CompareScope, Manifest, Phases, naming, time};
 use crate::repo::{Repo, RepoError, SnapshotInfo};
 use crate::secret::SecretRef;
-use crate::source::process::DumpProcess;
-use crate::source::{SourceError, file_digest, mysql, postgres, private_workdir, sqlite};
 
 /// What to restore, and where.
 #[derive(Clone, Debug, Default)]
@@ -51,18 +51,6 @@ pub struct RestoreRequest {
     pub progress: bool,
 }
 
-/// How the restored data compares with the manifest.
-#[derive(Clone, Debug, Serialize)]
-pub struct Verification {
-    /// `verified` or `failed`.
-    pub status: &'static str,
-    /// SHA-256 of the restored file (SQLite).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub file_sha256: Option<String>,
-    pub tables: Vec<TableSummary>,
-    pub mismatches: Vec<String>,
-}
-
 /// A finished restore.
 #[derive(Clone, Debug, Serialize)]
 pub struct RestoreReport {
@@ -76,11 +64,72 @@ pub struct RestoreReport {
     pub target: String,
     pub bytes: u64,
     pub duration_seconds: f64,
+    pub phases: Phases,
     pub verification: Verification,
     /// The erasure ledger replayed (and proven) before the data was released.
     pub erasure: Option<super::erasure::ReplayReport>,
+    /// The target's previous contents were replaced (`--force`).
+    pub replaced: bool,
     /// Messages of tools that did not fail the restore (e.g. roles that already existed).
     pub warnings: Vec<String>,
+}
+
+/// The files of one snapshot, read from its repository; keeps the repository's own error when
+/// a read fails, so that the restore reports it rather than the restore tool's complaint.
+pub(crate) struct RepoFiles {
+    repo: Repo,
+    snapshot: String,
+    source: String,
+    progress: bool,
+    error: Mutex<Option<RepoError>>,
+}
+
+impl RepoFiles {
+    pub(crate) fn new(repo: &Repo, snap: &SnapshotInfo, source: &str, progress: bool) -> Arc<Self> {
+        Arc::new(Self {
+            repo: repo.clone(),
+            snapshot: snap.id.clone(),
+            source: source.to_string(),
+            progress,
+            error: Mutex::new(None),
+        })
+    }
+
+    /// The job error for an engine error: the repository's own, when reading failed.
+    pub(crate) fn error(&self, e: EngineError) -> JobError {
+        if matches!(e, EngineError::SnapshotRead { .. })
+            && let Some(repo) = self
+                .error
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take()
+        {
+            return JobError::Repo(repo);
+        }
+        JobError::Engine(e)
+    }
+}
+
+impl SnapshotFiles for RepoFiles {
+    fn copy_to(&self, name: &str, out: &mut dyn Write) -> Result<u64, String> {
+        let path = naming::file_path(&self.source, name);
+        let meter = super::meter::Meter::start(name, self.progress);
+        let mut metered = super::meter::Metered::new(out, &meter);
+        let result = self.repo.dump_file(&self.snapshot, &path, &mut metered);
+        meter.stop();
+        result.map_err(|e| {
+            let message = e.to_string();
+            // A write error is the consumer's (it stopped reading); anything else the
+            // repository's.
+            if !metered.failed() {
+                *self
+                    .error
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+            }
+            message
+        })
+    }
 }
 
 /// Restores a backup, verified.
@@ -88,7 +137,7 @@ pub struct RestoreReport {
 /// # Errors
 /// [`JobError::Usage`] for a bad request (unknown names, existing target without `force`),
 /// [`JobError::Verification`] when the restored data does not match its manifest, or the
-/// underlying repository, source, catalog or I/O error.
+/// underlying repository, engine, catalog or I/O error.
 pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreReport, JobError> {
     let location = match (&req.location, &req.source) {
         (Some(l), _) => ctx.select_locations(Some(l))?.remove(0).name,
@@ -96,11 +145,15 @@ pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreRepor
         (None, None) => ctx.config.locations[0].name.clone(),
     };
     let target = match (&req.to, &req.target) {
-        (Some(path), None) => {
-            check_file_target(path, req.force)?;
-            path.display().to_string()
+        (Some(path), None) => path.display().to_string(),
+        (None, Some(url)) => {
+            if url::Url::parse(url).is_ok_and(|u| u.password().is_some()) {
+                return Err(JobError::Usage(
+                    "--target must not contain a password; use --target-password-file or --target-password-env".into(),
+                ));
+            }
+            url.clone()
         }
-        (None, Some(url)) => url.clone(),
         _ => {
             return Err(JobError::Usage(
                 "give exactly one of --to PATH (SQLite) or --target URL (PostgreSQL, MariaDB/MySQL)".into(),
@@ -115,7 +168,7 @@ pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreRepor
             Some(&target),
         )
         .await?;
-    let started = Instant::now();
+    let started = std::time::Instant::now();
     let result = async {
         let repo = ctx.repo(&location).await?;
         let snap = {
@@ -123,31 +176,20 @@ pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreRepor
             blocking(move || repo.find_snapshot(&wanted, source.as_deref())).await?
         };
         let manifest = read_manifest(&repo, &snap).await?;
-        let restored = match (snap.engine.as_deref(), &req.to, &req.target) {
-            (Some("sqlite"), Some(path), None) => {
-                restore_file(ctx, &run_id, &repo, &snap, &manifest, path).await?
-            }
-            (Some("postgres" | "mysql"), None, Some(url)) => {
-                restore_server(ctx, &run_id, req, &repo, &snap, &manifest, url).await?
-            }
-            (engine, _, _) => {
-                let engine = engine.unwrap_or("unknown");
-                let how = if engine == "sqlite" {
-                    "--to PATH"
-                } else {
-                    "--target URL"
-                };
-                return Err(JobError::Usage(format!(
-                    "snapshot {} holds a {engine} backup; restore it with {how}",
-                    snap.short_id()
-                )));
-            }
-        };
-        if restored.verification.status != "verified" {
-            return Err(JobError::Verification(
-                restored.verification.mismatches.join("; "),
-            ));
-        }
+        let destination = destination(ctx, req, &manifest)?;
+        let files = RepoFiles::new(&repo, &snap, &manifest.source, req.progress);
+        let mut phases = Phases::default();
+        let done = build_and_release(
+            ctx,
+            &run_id,
+            req,
+            &snap,
+            &manifest,
+            destination,
+            &files,
+            &mut phases,
+        )
+        .await?;
         Ok(RestoreReport {
             run_id: run_id.clone(),
             location: location.clone(),
@@ -156,11 +198,13 @@ pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreRepor
             source: snap.source.clone().unwrap_or_default(),
             engine: manifest.engine.to_string(),
             target: target.clone(),
-            bytes: restored.bytes,
+            bytes: done.bytes,
             duration_seconds: started.elapsed().as_secs_f64(),
-            verification: restored.verification,
-            erasure: restored.erasure,
-            warnings: restored.warnings,
+            phases,
+            verification: done.verification,
+            erasure: done.erasure,
+            replaced: done.released.replaced,
+            warnings: done.warnings,
         })
     }
     .await;
@@ -171,7 +215,10 @@ pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreRepor
             details: Some(serde_json::json!({
                 "verification": r.verification.status,
                 "tables": r.verification.tables.len(),
+                "objects": r.verification.objects,
+                "not_verified": r.verification.not_verified,
                 "engine": r.engine,
+                "replaced": r.replaced,
             })),
             ..RunEnd::default()
         },
@@ -184,740 +231,248 @@ pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreRepor
     result
 }
 
-struct Restored {
+/// The destination of a restore, with the target server's password.
+fn destination(
+    ctx: &Context,
+    req: &RestoreRequest,
+    manifest: &Manifest,
+) -> Result<Destination, JobError> {
+    if let Some(path) = &req.to {
+        return Ok(Destination::File(path.clone()));
+    }
+    let url = req.target.clone().unwrap_or_default();
+    let reference = req.target_password.clone().or_else(|| {
+        ctx.config
+            .source(&manifest.source)
+            .and_then(|s| s.server().and_then(|c| c.password.clone()))
+    });
+    let password = reference
+        .map(|r| r.resolve())
+        .transpose()
+        .map_err(|e| JobError::io("reading the restore target's password", &e))?;
+    Ok(Destination::Server { url, password })
+}
+
+struct Built {
     bytes: u64,
     verification: Verification,
     erasure: Option<super::erasure::ReplayReport>,
+    released: Released,
     warnings: Vec<String>,
 }
 
-fn check_file_target(path: &Path, force: bool) -> Result<(), JobError> {
-    if path.exists() && !force {
-        return Err(JobError::Usage(format!(
-            "{} already exists; choose another path or pass --force to replace it",
-            path.display()
-        )));
-    }
-    let dir = parent_dir(path);
-    if !dir.is_dir() {
-        return Err(JobError::Usage(format!(
-            "directory {} does not exist; create it first",
-            dir.display()
-        )));
-    }
-    Ok(())
-}
-
-fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
-async fn read_manifest(repo: &Repo, snap: &SnapshotInfo) -> Result<Manifest, JobError> {
-    let source = snap.source.clone().unwrap_or_default();
-    let (repo, id) = (repo.clone(), snap.id.clone());
-    let path = naming::file_path(&source, naming::MANIFEST_FILE);
-    let bytes = blocking(move || repo.read_file(&id, &path)).await?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| JobError::Verification(format!("the snapshot's manifest cannot be read: {e}")))
-}
-
-/// The database file (or dump) of a manifest: its first file.
-fn main_file(manifest: &Manifest) -> Result<crate::model::ManifestFile, JobError> {
-    manifest
-        .files
-        .first()
-        .cloned()
-        .ok_or_else(|| JobError::Verification("the snapshot's manifest lists no dump file".into()))
-}
-
-async fn restore_file(
-    ctx: &Context,
-    run_id: &str,
-    repo: &Repo,
-    snap: &SnapshotInfo,
-    manifest: &Manifest,
-    to: &Path,
-) -> Result<Restored, JobError> {
-    let file = main_file(manifest)?;
-    let (tmp, bytes) = load_file(repo, snap, manifest, &parent_dir(to)).await?;
-    let verification = verify_file(tmp.path(), manifest, file.sha256.as_deref()).await?;
-    let mut erasure = None;
-    if verification.status == "verified" {
-        // The ledger is replayed into the private file; only a proven file takes its place
-        // (a failed replay drops the temporary file: nothing is released).
-        let replayed = super::erasure::replay(
-            ctx,
-            run_id,
-            "restore",
-            &manifest.source,
-            Some(&snap.id),
-            super::restored_db::Db::Sqlite(tmp.path()),
-        )
-        .await
-        .map_err(|f| JobError::Erasure {
-            code: f.code,
-            reason: f.reason,
-        })?;
-        erasure = Some(replayed);
-        tmp.persist(to).map_err(|e| {
-            JobError::io(
-                format!("moving the restored file to {}", to.display()),
-                &e.error,
-            )
-        })?;
-    }
-    Ok(Restored {
-        bytes,
-        verification,
-        erasure,
-        warnings: Vec::new(),
-    })
-}
-
-/// Streams the database file of a SQLite snapshot into a new private temporary file in `dir`.
-pub(crate) async fn load_file(
-    repo: &Repo,
-    snap: &SnapshotInfo,
-    manifest: &Manifest,
-    dir: &Path,
-) -> Result<(tempfile::NamedTempFile, u64), JobError> {
-    let file = main_file(manifest)?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".custodian-restore-")
-        .tempfile_in(dir)
-        .map_err(|e| {
-            JobError::io(
-                format!("creating a temporary file in {}", dir.display()),
-                &e,
-            )
-        })?;
-    let (repo, id) = (repo.clone(), snap.id.clone());
-    let path = naming::file_path(&manifest.source, &file.name);
-    blocking(move || {
-        let location = repo.location().to_string();
-        let mut writer = BufWriter::new(tmp.as_file());
-        let bytes = repo.dump_file(&id, &path, &mut writer)?;
-        writer
-            .flush()
-            .and_then(|()| tmp.as_file().sync_all())
-            .map_err(|e| RepoError::Storage {
-                location,
-                operation: "writing the restored file",
-                message: e.to_string(),
-            })?;
-        drop(writer);
-        Ok((tmp, bytes))
-    })
-    .await
-}
-
-/// Compares a restored SQLite file with its manifest.
-///
-/// # Errors
-/// When the file cannot be read.
-pub async fn verify_file(
-    path: &Path,
-    manifest: &Manifest,
-    expected_sha256: Option<&str>,
-) -> Result<Verification, JobError> {
-    let (_, sha256) =
-        file_digest(path).map_err(|e| JobError::io(format!("reading {}", path.display()), &e))?;
-    let mut mismatches = Vec::new();
-    if let Some(expected) = expected_sha256
-        && expected != sha256
-    {
-        mismatches.push(format!(
-            "database file: content hash {sha256} differs from the manifest's {expected}"
-        ));
-    }
-    let tables = match sqlite::summarize(path).await {
-        Ok(tables) => {
-            mismatches.extend(
-                manifest
-                    .compare_tables(&tables)
-                    .iter()
-                    .map(ToString::to_string),
-            );
-            tables
-        }
-        Err(e) => {
-            mismatches.push(format!(
-                "the restored file is not a readable SQLite database: {e}"
-            ));
-            Vec::new()
-        }
-    };
-    Ok(verification(Some(sha256), tables, mismatches))
-}
-
-fn verification(
-    file_sha256: Option<String>,
-    tables: Vec<TableSummary>,
-    mismatches: Vec<String>,
-) -> Verification {
-    Verification {
-        status: if mismatches.is_empty() {
-            "verified"
-        } else {
-            "failed"
-        },
-        file_sha256,
-        tables,
-        mismatches,
-    }
-}
-
-/// Connection settings for a server target of the snapshot's engine.
-pub(crate) enum Target {
-    Postgres(postgres::Connect),
-    Mysql(mysql::Connect),
-}
-
-impl Target {
-    pub(crate) fn describe(&self) -> String {
-        match self {
-            Self::Postgres(c) => c.describe(),
-            Self::Mysql(c) => c.describe(),
-        }
-    }
-}
-
-async fn restore_server(
+/// Stages, loads, verifies, replays the erasure ledger and releases — or removes the staging.
+#[allow(clippy::too_many_arguments)]
+async fn build_and_release(
     ctx: &Context,
     run_id: &str,
     req: &RestoreRequest,
-    repo: &Repo,
     snap: &SnapshotInfo,
     manifest: &Manifest,
-    url: &str,
-) -> Result<Restored, JobError> {
-    let source = manifest.source.clone();
-    let password = match &req.target_password {
-        Some(reference) => Some(reference.clone()),
-        None => ctx.config.source(&source).and_then(|s| match &s.kind {
-            crate::config::SourceKind::Postgres(c) | crate::config::SourceKind::Mysql(c) => {
-                c.password.clone()
-            }
-            crate::config::SourceKind::Sqlite { .. } => None,
-        }),
-    };
-    let password = password
-        .map(|r| r.resolve())
-        .transpose()
-        .map_err(|e| JobError::io("reading the target's password", &e))?;
-    let bad_url = |message: String| JobError::Usage(format!("--target {url}: {message}"));
-    if url::Url::parse(url).is_ok_and(|u| u.password().is_some()) {
-        return Err(JobError::Usage(
-            "--target must not contain a password; use --target-password-file or --target-password-env".into(),
-        ));
-    }
-    let target = match manifest.engine {
-        crate::model::Engine::Postgres => {
-            Target::Postgres(postgres::Connect::new(url, password).map_err(bad_url)?)
+    destination: Destination,
+    files: &Arc<RepoFiles>,
+    phases: &mut Phases,
+) -> Result<Built, JobError> {
+    let engine = engine::of(manifest.engine);
+    let plan = engine
+        .staging_plan(&destination, run_id)
+        .map_err(usage_or_engine)?;
+    remove_leftovers(ctx, engine, &plan).await;
+    let record_id = record_staging(ctx, run_id, manifest, &plan).await?;
+    let staged = engine
+        .stage(&plan, manifest, req.force, &ctx.config.scratch_dir())
+        .await;
+    let mut staging = match staged {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ctx.catalog.scratch_removed(&record_id, "restore").await;
+            return Err(usage_or_engine(e));
         }
-        _ => Target::Mysql(mysql::Connect::new(url, password).map_err(bad_url)?),
     };
-    let unreachable = |e: sqlx::Error| {
-        JobError::Source(SourceError::Unavailable {
-            source_name: source.clone(),
-            path: PathBuf::from(target.describe()),
-            message: format!("preparing the restore target: {e}"),
-        })
-    };
-    let existing = match &target {
-        Target::Postgres(c) => postgres::prepare_target(c).await,
-        Target::Mysql(c) => mysql::prepare_target(c).await,
-    }
-    .map_err(unreachable)?;
-    if existing > 0 && !req.force {
-        return Err(JobError::Usage(format!(
-            "target {} is not empty ({existing} tables or other relations); restore into an empty \
-             database, or pass --force to replace its contents",
-            target.describe()
-        )));
-    }
-
-    let opts = ServerLoad {
-        force: req.force,
-        skip_ownership: false,
-        fresh_cluster: false,
-        jobs: req.jobs,
-        with_globals: req.with_globals,
-        progress: req.progress,
-    };
-    let mut phases = Phases::default();
-    let (bytes, warnings) = load_server(
-        repo,
+    let built = load_and_prove(
+        ctx,
+        run_id,
+        req,
         snap,
         manifest,
-        &target,
-        &opts,
-        &ctx.config.scratch_dir(),
-        &mut phases,
+        &mut staging,
+        files,
+        phases,
     )
-    .await?;
-    tracing::info!("restore: verifying against the manifest");
-    let verification = verify_server(&target, manifest, bytes).await;
-    let mut erasure = None;
-    if verification.status == "verified" {
-        tracing::info!("restore: replaying the erasure ledger");
-        match super::erasure::replay(
-            ctx,
-            run_id,
-            "restore",
-            &manifest.source,
-            Some(&snap.id),
-            super::restored_db::Db::Server(&target),
-        )
-        .await
-        {
-            Ok(r) => erasure = Some(r),
-            Err(f) => {
-                // Not released: the restored tables are removed again.
-                let withheld = super::erasure::withhold(&target, manifest).await;
-                let tail = match withheld {
-                    Ok(()) => " The restored tables were dropped from the target.".to_string(),
-                    Err(e) => format!(
-                        " Dropping the restored tables failed ({e}): do not use {}.",
-                        target.describe()
-                    ),
-                };
-                return Err(JobError::Erasure {
-                    code: f.code,
-                    reason: format!("{}{tail}", f.reason),
-                });
+    .await;
+    let (loaded, verification, erasure) = match built {
+        Ok(b) => b,
+        Err(e) => {
+            if let Err(d) = staging.discard().await {
+                tracing::error!(error = %d, "could not remove the restore's staging");
+            } else {
+                let _ = ctx.catalog.scratch_removed(&record_id, "restore").await;
             }
+            return Err(e);
         }
-    }
-    Ok(Restored {
-        bytes,
+    };
+    let t = std::time::Instant::now();
+    let released = staging.release(req.force).await;
+    phases.push("release", t);
+    let _ = ctx.catalog.scratch_removed(&record_id, "restore").await;
+    let released = released.map_err(JobError::Engine)?;
+    let mut warnings = loaded.warnings;
+    warnings.extend(released.warnings.iter().cloned());
+    Ok(Built {
+        bytes: loaded.bytes,
         verification,
         erasure,
+        released,
         warnings,
     })
 }
 
-/// How a server restore is done.
-pub(crate) struct ServerLoad {
-    pub force: bool,
-    /// PostgreSQL: leave ownership and grants out (`--no-owner --no-privileges`), for targets
-    /// without the source's roles.
-    pub skip_ownership: bool,
-    /// PostgreSQL: the target is a fresh scratch cluster (`wal_level=minimal`): schema and
-    /// data load in one transaction, which skips the WAL for the new tables.
-    pub fresh_cluster: bool,
-    pub jobs: u32,
-    pub with_globals: bool,
-    pub progress: bool,
-}
-
-/// Loads a snapshot's dump into a prepared server target; returns the bytes streamed and the
-/// warnings of tools that did not fail. Each step is timed into `phases`.
-pub(crate) async fn load_server(
-    repo: &Repo,
-    snap: &SnapshotInfo,
-    manifest: &Manifest,
-    target: &Target,
-    opts: &ServerLoad,
-    scratch_dir: &Path,
-    phases: &mut Phases,
-) -> Result<(u64, Vec<String>), JobError> {
-    let source = manifest.source.clone();
-    let workdir = private_workdir(scratch_dir, "restore-")?;
-    let mut warnings = Vec::new();
-    if opts.with_globals
-        && let Target::Postgres(c) = target
-    {
-        let started = Instant::now();
-        let command = postgres::globals_command(c, workdir.path())
-            .map_err(|e| JobError::io("preparing psql", &e))?;
-        let outcome = stream_into(
-            repo,
-            snap,
-            &source,
-            postgres::GLOBALS_NAME,
-            "psql",
-            command,
-            c.secret_list(),
-            false,
-        )
-        .await?;
-        if !outcome.stderr.trim().is_empty() {
-            warnings.push(format!("globals: {}", outcome.stderr.trim()));
-        }
-        phases.push("restore.globals", started);
-    }
-    let file = main_file(manifest)?;
-    let bytes = match target {
-        Target::Postgres(c) => {
-            restore_postgres(repo, snap, manifest, c, workdir.path(), opts, phases).await?
-        }
-        Target::Mysql(c) => {
-            let started = Instant::now();
-            let command = mysql::restore_command(c, workdir.path())
-                .map_err(|e| JobError::io("preparing the mariadb client", &e))?;
-            let bytes = stream_into(
-                repo,
-                snap,
-                &source,
-                &file.name,
-                "mariadb",
-                command,
-                c.secret_list(),
-                opts.progress,
-            )
-            .await?
-            .bytes;
-            phases.push("restore.data", started);
-            bytes
-        }
-    };
-    drop(workdir);
-    Ok((bytes, warnings))
-}
-
-/// Summarizes a restored server database and compares it with the manifest.
-pub(crate) async fn verify_server(
-    target: &Target,
-    manifest: &Manifest,
-    bytes: u64,
-) -> Verification {
-    let tables = match target {
-        Target::Postgres(c) => postgres::summarize_target(c, manifest).await,
-        Target::Mysql(c) => mysql::summarize_target(c, manifest).await,
-    };
-    let (tables, mut mismatches) = match tables {
-        Ok(tables) => {
-            let m = manifest
-                .compare_tables(&tables)
-                .iter()
-                .map(ToString::to_string)
-                .collect();
-            (tables, m)
-        }
-        Err(e) => (
-            Vec::new(),
-            vec![format!("the restored database cannot be read: {e}")],
-        ),
-    };
-    if bytes == 0 {
-        mismatches.push("the dump in the snapshot is empty".into());
-    }
-    verification(None, tables, mismatches)
-}
-
-struct Streamed {
-    bytes: u64,
-    stderr: String,
-}
-
-/// Streams one file of a snapshot into a tool's stdin and judges the tool.
 #[allow(clippy::too_many_arguments)]
-async fn stream_into(
-    repo: &Repo,
-    snap: &SnapshotInfo,
-    source: &str,
-    name: &str,
-    tool: &str,
-    command: std::process::Command,
-    secrets: Vec<crate::secret::Secret>,
-    progress: bool,
-) -> Result<Streamed, JobError> {
-    let refs: Vec<&crate::secret::Secret> = secrets.iter().collect();
-    let mut process = DumpProcess::spawn_consumer(tool, command, &refs).map_err(|e| {
-        JobError::Source(SourceError::DumpFailed {
-            source_name: source.to_string(),
-            message: e.to_string(),
-        })
-    })?;
-    let stdin = process
-        .take_stdin()
-        .ok_or_else(|| JobError::Internal(format!("{tool} has no stdin")))?;
-    let (repo, id) = (repo.clone(), snap.id.clone());
-    let path = naming::file_path(source, name);
-    let label = name.to_string();
-    let (written, write_failed, process) = tokio::task::spawn_blocking(move || {
-        let meter = Meter::start(&label, progress);
-        let write_failed = AtomicBool::new(false);
-        let mut writer = BufWriter::with_capacity(
-            1 << 20,
-            Metered {
-                inner: stdin,
-                meter: &meter,
-                failed: &write_failed,
-            },
-        );
-        let result = repo.dump_file(&id, &path, &mut writer).and_then(|n| {
-            writer.flush().map(|()| n).map_err(|e| RepoError::Storage {
-                location: repo.location().to_string(),
-                operation: "streaming into the restore tool",
-                message: e.to_string(),
-            })
-        });
-        drop(writer);
-        meter.stop();
-        (result, write_failed.into_inner(), process)
-    })
-    .await
-    .map_err(|e| JobError::Internal(format!("the restore stream failed: {e}")))?;
-    let finished = tokio::task::spawn_blocking(move || process.finish())
-        .await
-        .map_err(|e| JobError::Internal(format!("waiting for {tool}: {e}")))?;
-    match (written, finished) {
-        // The repository could not be read: that is the cause, whatever the tool made of the
-        // truncated input.
-        (Err(e), _) if !write_failed => Err(e.into()),
-        (_, Err(failure)) => Err(JobError::Source(SourceError::ToolFailed {
-            source_name: source.to_string(),
-            failure,
-        })),
-        (Err(e), Ok(_)) => Err(e.into()),
-        (Ok(bytes), Ok(stderr)) => Ok(Streamed { bytes, stderr }),
-    }
-}
-
-/// A PostgreSQL restore. With the schema-only dump a backup carries, the work is split the way
-/// `pg_restore --jobs` splits it: the schema's pre-data section first, then the data streamed
-/// straight from the repository, then the post-data section — indexes and
-/// constraints, most of a restore's time — with `jobs` parallel workers from a small private
-/// copy of the schema (which holds no table data). Older backups are streamed whole.
-async fn restore_postgres(
-    repo: &Repo,
+async fn load_and_prove(
+    ctx: &Context,
+    run_id: &str,
+    req: &RestoreRequest,
     snap: &SnapshotInfo,
     manifest: &Manifest,
-    connect: &postgres::Connect,
-    private_dir: &Path,
-    req: &ServerLoad,
+    staging: &mut Box<dyn Staging>,
+    files: &Arc<RepoFiles>,
     phases: &mut Phases,
-) -> Result<u64, JobError> {
-    let source = &manifest.source;
-    let dump = main_file(manifest)?.name;
-    let schema = postgres::schema_name(&manifest.database);
-    let step = |step: postgres::RestoreStep<'_>| {
-        postgres::restore_command(connect, private_dir, req.force, req.skip_ownership, step)
-            .map_err(|e| JobError::io("preparing pg_restore", &e))
+) -> Result<
+    (
+        engine::Loaded,
+        Verification,
+        Option<super::erasure::ReplayReport>,
+    ),
+    JobError,
+> {
+    let opts = LoadOptions {
+        jobs: req.jobs,
+        with_globals: req.with_globals,
+        skip_ownership: false,
     };
-    // Replacing existing objects needs pg_restore's own ordering of DROPs (constraints before the
-    // tables they reference), which only a whole-archive `--clean` has.
-    if req.force || !manifest.files.iter().any(|f| f.name == schema) {
-        let started = Instant::now();
-        let command = step(postgres::RestoreStep::Whole)?;
-        let bytes = stream_into(
-            repo,
-            snap,
-            source,
-            &dump,
-            "pg_restore",
-            command,
-            connect.secret_list(),
-            req.progress,
-        )
-        .await?
-        .bytes;
-        phases.push("restore.data", started);
-        return Ok(bytes);
-    }
-    let started = Instant::now();
-    let schema_file = private_dir.join("schema.dump");
-    {
-        let (repo, id) = (repo.clone(), snap.id.clone());
-        let path = naming::file_path(source, &schema);
-        let target = schema_file.clone();
-        blocking(move || {
-            use std::os::unix::fs::OpenOptionsExt;
-            let location = repo.location().to_string();
-            let io = |e: std::io::Error| RepoError::Storage {
-                location: location.clone(),
-                operation: "writing the schema for the restore",
-                message: e.to_string(),
-            };
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&target)
-                .map_err(io)?;
-            let mut writer = BufWriter::new(file);
-            repo.dump_file(&id, &path, &mut writer)?;
-            writer.flush().map_err(io)?;
-            Ok(())
-        })
-        .await?;
-    }
-    let jobs = if req.jobs > 0 {
-        req.jobs
-    } else {
-        std::thread::available_parallelism()
-            .map_or(2, |n| u32::try_from(n.get()).unwrap_or(2).max(2))
-    };
-    let bytes = if req.fresh_cluster {
-        let started = Instant::now();
-        let both = step(postgres::RestoreStep::SchemaAndData)?;
-        let bytes = stream_into(
-            repo,
-            snap,
-            source,
-            &dump,
-            "pg_restore --section=pre-data --section=data",
-            both,
-            connect.secret_list(),
-            req.progress,
-        )
-        .await?
-        .bytes;
-        tracing::info!(bytes, "restore: schema and data loaded");
-        phases.push("restore.data", started);
-        bytes
-    } else {
-        let pre = step(postgres::RestoreStep::Section {
-            section: "pre-data",
-            file: Some((&schema_file, 1)),
-        })?;
-        run_tool(
-            source,
-            "pg_restore --section=pre-data",
-            pre,
-            connect.secret_list(),
-        )
-        .await?;
-        tracing::info!("restore: schema (pre-data) applied");
-        phases.push("restore.pre-data", started);
-        let started = Instant::now();
-        let data = step(postgres::RestoreStep::Section {
-            section: "data",
-            file: None,
-        })?;
-        let bytes = stream_into(
-            repo,
-            snap,
-            source,
-            &dump,
-            "pg_restore --section=data",
-            data,
-            connect.secret_list(),
-            req.progress,
-        )
-        .await?
-        .bytes;
-        tracing::info!(bytes, "restore: data loaded");
-        phases.push("restore.data", started);
-        bytes
-    };
-    let started = Instant::now();
-    let post = step(postgres::RestoreStep::Section {
-        section: "post-data",
-        file: Some((&schema_file, jobs)),
-    })?;
-    run_tool(
-        source,
-        "pg_restore --section=post-data",
-        post,
-        connect.secret_list(),
-    )
-    .await?;
-    tracing::info!(jobs, "restore: indexes and constraints (post-data) built");
-    phases.push("restore.post-data", started);
-    Ok(bytes)
-}
-
-/// Runs a restore tool that reads its own input and judges its exit status.
-async fn run_tool(
-    source: &str,
-    tool: &str,
-    command: std::process::Command,
-    secrets: Vec<crate::secret::Secret>,
-) -> Result<String, JobError> {
-    let refs: Vec<&crate::secret::Secret> = secrets.iter().collect();
-    let mut process = DumpProcess::spawn_consumer(tool, command, &refs).map_err(|e| {
-        JobError::Source(SourceError::DumpFailed {
-            source_name: source.to_string(),
-            message: e.to_string(),
-        })
-    })?;
-    drop(process.take_stdin());
-    tokio::task::spawn_blocking(move || process.finish())
+    let loaded = staging
+        .load(files.clone(), manifest, &opts, phases)
         .await
-        .map_err(|e| JobError::Internal(format!("waiting for {tool}: {e}")))?
-        .map_err(|failure| {
-            JobError::Source(SourceError::ToolFailed {
-                source_name: source.to_string(),
-                failure,
-            })
+        .map_err(|e| files.error(e))?;
+    if loaded.bytes == 0 {
+        return Err(JobError::Verification(
+            "the dump in the snapshot is empty".into(),
+        ));
+    }
+    tracing::info!("restore: verifying against the manifest");
+    let t = std::time::Instant::now();
+    let verification = staging.verify(manifest, CompareScope::default()).await;
+    phases.push("verify", t);
+    if !verification.is_verified() {
+        return Err(JobError::Verification(verification.summary()));
+    }
+    tracing::info!("restore: replaying the erasure ledger");
+    let t = std::time::Instant::now();
+    let erasure = super::erasure::replay(
+        ctx,
+        run_id,
+        "restore",
+        &manifest.source,
+        Some(&snap.id),
+        &**staging,
+    )
+    .await
+    .map_err(|f| JobError::Erasure {
+        code: f.code,
+        reason: format!(
+            "{} Nothing was released: the target is as it was.",
+            f.reason
+        ),
+    })?;
+    phases.push("erasure", t);
+    Ok((loaded, verification, Some(erasure)))
+}
+
+fn usage_or_engine(e: EngineError) -> JobError {
+    if e.is_usage() {
+        JobError::Usage(e.to_string())
+    } else {
+        JobError::Engine(e)
+    }
+}
+
+/// Records the staging before it exists, so that a killed restore's leftover is known.
+async fn record_staging(
+    ctx: &Context,
+    run_id: &str,
+    manifest: &Manifest,
+    plan: &StagingPlan,
+) -> Result<String, JobError> {
+    let now = time::now();
+    let id = format!(
+        "restore-{}",
+        plan.id.replace(|c: char| !c.is_ascii_alphanumeric(), "")
+    );
+    let file = matches!(plan.destination, Destination::File(_));
+    ctx.catalog
+        .record_scratch(&ScratchRecord {
+            id: id.clone(),
+            run_id: run_id.to_string(),
+            kind: format!("restore-{}", manifest.engine),
+            path: file.then(|| plan.name.clone()),
+            database: (!file).then(|| plan.name.clone()),
+            server: plan.server.clone(),
+            created_at: time::format(now),
+            // A restore is not bounded by the drills' scratch lifetime; a day is generous.
+            expires_at: time::format(
+                now.checked_add(jiff::SignedDuration::from_hours(24))
+                    .unwrap_or(now),
+            ),
+            ..ScratchRecord::default()
         })
+        .await?;
+    Ok(id)
 }
 
-/// Counts bytes and, on a terminal, shows them once a second on stderr.
-struct Meter {
-    bytes: Arc<AtomicU64>,
-    done: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Meter {
-    fn start(label: &str, show: bool) -> Self {
-        let bytes = Arc::new(AtomicU64::new(0));
-        let done = Arc::new(AtomicBool::new(false));
-        let thread = show.then(|| {
-            let (bytes, done, label) = (bytes.clone(), done.clone(), label.to_string());
-            std::thread::spawn(move || {
-                let started = Instant::now();
-                while !done.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(500));
-                    let n = bytes.load(Ordering::Relaxed);
-                    let rate = n as f64 / started.elapsed().as_secs_f64().max(0.001);
-                    eprint!(
-                        "\r  restoring {label}: {} ({}/s)      ",
-                        human_bytes(n),
-                        human_bytes(rate as u64)
-                    );
+/// Removes what killed restores left where this one goes (same server, or same directory).
+async fn remove_leftovers(ctx: &Context, engine: &dyn engine::DatabaseEngine, plan: &StagingPlan) {
+    let kind = format!("restore-{}", engine.engine());
+    let Ok(live) = ctx.catalog.live_scratch().await else {
+        return;
+    };
+    let (ids, names): (Vec<String>, Vec<String>) = live
+        .into_iter()
+        .filter(|(r, outcome)| {
+            r.kind == kind
+                && outcome != "running"
+                && match &plan.destination {
+                    Destination::File(_) => r.path.as_deref().is_some_and(|p| {
+                        std::path::Path::new(p).parent()
+                            == std::path::Path::new(&plan.name).parent()
+                    }),
+                    Destination::Server { .. } => r.server == plan.server,
                 }
-                eprintln!();
-            })
-        });
-        Self {
-            bytes,
-            done,
-            thread,
+        })
+        .filter_map(|(r, _)| Some((r.id, r.database.or(r.path)?)))
+        .unzip();
+    if names.is_empty() {
+        return;
+    }
+    match engine.remove_leftover(&plan.destination, &names).await {
+        Ok(()) => {
+            for id in ids {
+                let _ = ctx.catalog.scratch_removed(&id, "restore").await;
+            }
+            tracing::warn!(?names, "removed what interrupted restores left behind");
         }
-    }
-
-    fn stop(&self) {
-        self.done.store(true, Ordering::Relaxed);
+        Err(e) => tracing::error!(error = %e, "could not remove what interrupted restores left"),
     }
 }
 
-impl Drop for Meter {
-    fn drop(&mut self) {
-        self.stop();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-struct Metered<'a, W: Write> {
-    inner: W,
-    meter: &'a Meter,
-    /// Set when the tool stopped reading (it failed, or was killed).
-    failed: &'a AtomicBool,
-}
-
-impl<W: Write> Write for Metered<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self
-            .inner
-            .write(buf)
-            .inspect_err(|_| self.failed.store(true, Ordering::Relaxed))?;
-        self.meter.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner
-            .flush()
-            .inspect_err(|_| self.failed.store(true, Ordering::Relaxed))
-    }
+pub(crate) async fn read_manifest(repo: &Repo, snap: &SnapshotInfo) -> Result<Manifest, JobError> {
+    let source = snap.source.clone().unwrap_or_default();
+    let (repo, id) = (repo.clone(), snap.id.clone());
+    let path = naming::file_path(&source, naming::MANIFEST_FILE);
+    let bytes = blocking(move || repo.read_file(&id, &path)).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        JobError::Verification(format!(
+            "the manifest of snapshot {} cannot be read: {e}",
+            snap.short_id()
+        ))
+    })
 }

@@ -2,7 +2,8 @@
 //!
 //! It travels inside the snapshot (`manifest.json`) and is also kept in the catalog. A restore
 //! or a drill recomputes the same summary from the restored database and compares the two with
-//! [`Manifest::compare_tables`]; every difference becomes a sentence an operator can act on.
+//! [`Manifest::compare`]; every difference becomes a sentence an operator can act on, and what
+//! the comparison could not see is listed beside it.
 
 use std::fmt;
 
@@ -10,9 +11,11 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::group_digits;
+use super::objects::{CompareScope, Objects};
 
-/// Current manifest format version.
-pub const MANIFEST_FORMAT: u32 = 1;
+/// Current manifest format version: 2 adds [`Objects`] (schema objects, sequences,
+/// materialized views, large objects, database properties) to format 1's table rows.
+pub const MANIFEST_FORMAT: u32 = 2;
 
 /// The database engine a source runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,7 +95,34 @@ pub struct Manifest {
     pub method: String,
     pub files: Vec<ManifestFile>,
     pub tables: Vec<TableSummary>,
+    /// Everything besides table rows (absent in format 1 manifests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects: Option<Objects>,
     pub custodian_version: String,
+}
+
+/// How a restored database compares with its manifest: every difference, and what the
+/// comparison did not cover.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Comparison {
+    pub mismatches: Vec<String>,
+    pub not_verified: Vec<String>,
+}
+
+impl Comparison {
+    /// The first difference, and how many more there are — one sentence for an error.
+    #[must_use]
+    pub fn summary(&self) -> Option<String> {
+        let first = self.mismatches.first()?;
+        Some(match self.mismatches.len() {
+            1 => first.clone(),
+            n => format!(
+                "{first} (and {} more difference{})",
+                n - 1,
+                if n == 2 { "" } else { "s" }
+            ),
+        })
+    }
 }
 
 /// One way a restored database differs from its manifest.
@@ -155,6 +185,74 @@ impl fmt::Display for Mismatch {
 }
 
 impl Manifest {
+    /// Compares a restored database, described the way this manifest was made, with it.
+    #[must_use]
+    pub fn compare(
+        &self,
+        tables: &[TableSummary],
+        objects: Option<&Objects>,
+        scope: CompareScope,
+    ) -> Comparison {
+        let mut out = Comparison {
+            mismatches: self
+                .compare_tables(tables)
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            not_verified: Vec::new(),
+        };
+        match (&self.objects, objects) {
+            (Some(backup), Some(restored)) => {
+                out.mismatches.extend(
+                    backup
+                        .compare(restored, scope)
+                        .iter()
+                        .map(ToString::to_string),
+                );
+                out.not_verified.extend(backup.not_covered.iter().cloned());
+                if scope.skip_access {
+                    out.not_verified.push(
+                        "owners and privileges: the restore left them out (the target lacks the backup's roles)"
+                            .into(),
+                    );
+                }
+            }
+            (Some(_), None) => out
+                .mismatches
+                .push("the restored database's schema objects could not be described".into()),
+            (None, _) => out.not_verified.push(format!(
+                "this backup's manifest (format {}) records table rows only: schema objects, sequences, materialized views, large objects and database properties were not compared",
+                self.format
+            )),
+        }
+        let sampled: Vec<&str> = self
+            .tables
+            .iter()
+            .filter(|t| t.mode == ChecksumMode::Sampled)
+            .map(|t| t.name.as_str())
+            .collect();
+        if !sampled.is_empty() {
+            out.not_verified.push(format!(
+                "content of {}: checksummed over a 1/128 sample of rows (every row counted); list them as \"full\" under [source.{}.checksum] to cover every row",
+                sampled.join(", "),
+                self.source
+            ));
+        }
+        let counted: Vec<&str> = self
+            .tables
+            .iter()
+            .filter(|t| t.mode == ChecksumMode::Count)
+            .map(|t| t.name.as_str())
+            .collect();
+        if !counted.is_empty() {
+            out.not_verified.push(format!(
+                "content of {}: rows counted only (checksum = \"count\")",
+                counted.join(", ")
+            ));
+        }
+        out
+    }
+
     /// Total rows over all tables.
     #[must_use]
     pub fn total_rows(&self) -> u64 {
@@ -224,6 +322,7 @@ mod tests {
             method: "test".into(),
             files: vec![],
             tables,
+            objects: None,
             custodian_version: "0".into(),
         }
     }

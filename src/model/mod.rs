@@ -3,9 +3,34 @@
 
 pub mod manifest;
 pub mod naming;
+pub mod objects;
+pub mod phases;
+pub mod subset;
 pub mod time;
 
-pub use manifest::{ChecksumMode, Engine, Manifest, ManifestFile, Mismatch, TableSummary};
+pub use manifest::{
+    ChecksumMode, Comparison, Engine, Manifest, ManifestFile, Mismatch, TableSummary,
+};
+pub use objects::{CompareScope, Objects};
+pub use phases::{Phase, Phases};
+pub use subset::ReadSubset;
+
+/// `<hex>` SHA-256 of some bytes.
+#[must_use]
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(data))
+}
+
+/// The unix user running this process (its name, or `uid:N` when it has none).
+#[must_use]
+pub fn current_user() -> String {
+    let uid = nix::unistd::getuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("uid:{uid}"), |u| u.name)
+}
 
 /// Formats an integer with thousands separators (`120,331`), for messages people read.
 #[must_use]

@@ -4,47 +4,11 @@
 use std::str::FromStr;
 
 use rustic_core::{CheckOptions, ReadSubsetOption};
+
+use crate::model::ReadSubset;
 use serde::Serialize;
 
 use super::{Repo, RepoError};
-
-/// How much pack data a check reads and verifies.
-#[derive(Clone, Debug)]
-pub struct ReadSubset {
-    text: String,
-    option: ReadSubsetOption,
-}
-
-impl ReadSubset {
-    /// Every pack.
-    #[must_use]
-    pub fn all() -> Self {
-        Self {
-            text: "all".into(),
-            option: ReadSubsetOption::All,
-        }
-    }
-
-    /// As given by the user: `all`, `N%`, `n/m` or a size like `500MiB`.
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-}
-
-impl FromStr for ReadSubset {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let option = ReadSubsetOption::from_str(s).map_err(|_| {
-            format!("`{s}` is not a read-data subset; use `all`, a percentage like `10%`, a part like `1/7`, or a size like `500MiB`")
-        })?;
-        Ok(Self {
-            text: s.to_string(),
-            option,
-        })
-    }
-}
 
 /// The outcome of a check.
 #[derive(Clone, Debug, Serialize)]
@@ -71,7 +35,13 @@ impl Repo {
     pub fn check(&self, subset: Option<&ReadSubset>) -> Result<CheckReport, RepoError> {
         let mut opts = CheckOptions::default();
         if let Some(subset) = subset {
-            opts = opts.read_data(true).read_data_subset(subset.option);
+            let option =
+                ReadSubsetOption::from_str(subset.as_str()).map_err(|e| RepoError::Storage {
+                    location: self.location().to_string(),
+                    operation: "reading the check's data subset",
+                    message: e.to_string(),
+                })?;
+            opts = opts.read_data(true).read_data_subset(option);
         }
         let results = self
             .rustic()

@@ -30,7 +30,8 @@ use rustic_core::{
 };
 
 pub use archive::{ArchiveEntry, ArchiveOutcome, ArchiveRequest, Pending, ReadEntry};
-pub use check::{CheckReport, ReadSubset};
+pub use check::CheckReport;
+
 pub use copy::Copied;
 pub use keys::KeyInfo;
 pub use retention::{ForgetPlan, PruneReport, Removal};
@@ -240,7 +241,7 @@ impl Repo {
         // Restic's key metadata: reports show each key's age and who created it.
         let key_options = KeyOptions::default()
             .hostname(gethostname::gethostname().into_string().ok())
-            .username(Some(crate::job::current_user()))
+            .username(Some(crate::model::current_user()))
             .with_created(true);
         let opened = match chunker_from {
             None => repo.init(&credentials, &key_options, &ConfigOptions::default()),

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 
 use minisign::{PublicKey, SecretKey};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::sign;
 
@@ -23,10 +22,7 @@ pub const SIGNATURE: &str = "SHA256SUMS.minisig";
 /// key obtained independently).
 pub const PUBLIC_KEY: &str = "custodian-report.pub";
 
-#[must_use]
-pub fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
-}
+pub use crate::model::sha256_hex;
 
 fn io_err(path: &Path, e: &std::io::Error) -> String {
     format!("cannot write {}: {e}", path.display())

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::period::Period;
 use crate::audit::{Entry, Filter, Verification};
 use crate::catalog::ReportRecord;
-use crate::config::{LocationConfig, LocationKind, Retention};
+use crate::config::{LocationConfig, LocationKind};
 use crate::job::{Context, JobError};
 use crate::model::time;
 use crate::secret::SecretRef;
@@ -225,34 +225,6 @@ fn typed<T: serde::de::DeserializeOwned>(
         .collect()
 }
 
-/// The longest a location's retention keeps anything, in days, and which rule says so.
-#[must_use]
-pub fn retention_max(r: &Retention) -> (Option<f64>, String) {
-    if let Some(max) = r.max_age {
-        return (Some(max.as_secs_f64() / 86_400.0), "max-age".into());
-    }
-    let candidates = [
-        (
-            r.keep_within.map(|d| d.as_secs_f64() / 86_400.0),
-            "keep-within",
-        ),
-        (r.keep_hourly.map(|n| f64::from(n) / 24.0), "keep-hourly"),
-        (r.keep_daily.map(f64::from), "keep-daily"),
-        (r.keep_weekly.map(|n| 7.0 * f64::from(n)), "keep-weekly"),
-        (r.keep_monthly.map(|n| 31.0 * f64::from(n)), "keep-monthly"),
-        (r.keep_yearly.map(|n| 366.0 * f64::from(n)), "keep-yearly"),
-    ];
-    let best = candidates
-        .iter()
-        .filter_map(|(d, name)| d.map(|d| (d, *name)))
-        .max_by(|a, b| a.0.total_cmp(&b.0));
-    match best {
-        Some((d, name)) => (Some(d), format!("{name} (longest keep rule)")),
-        None if r.keep_last.is_some() => (None, "keep-last only: no age bound".into()),
-        None => (None, "no retention policy".into()),
-    }
-}
-
 /// Records the permissions of a secret given by file (other references have none).
 pub(crate) fn secret_file(setting: String, secret: &SecretRef, out: &mut Vec<SecretFileFacts>) {
     if let SecretRef::File(path) = secret {
@@ -276,7 +248,7 @@ fn is_loopback_url(url: &str) -> bool {
 }
 
 async fn location_facts(ctx: &Context, loc: &LocationConfig) -> LocationFacts {
-    let (retention_max_days, retention_max_from) = retention_max(&loc.retention);
+    let (retention_max_days, retention_max_from) = loc.retention.max_days();
     let (region, tls, bucket) = match &loc.kind {
         LocationKind::Local { .. } => ("local".to_string(), true, None),
         LocationKind::S3(s3) => {

@@ -1,4 +1,4 @@
-//! SQLite sources: an online, consistent copy with `VACUUM INTO`, and table summaries.
+//! SQLite dumps: an online, consistent copy with `VACUUM INTO`, and table summaries.
 //!
 //! `VACUUM INTO` reads the live database inside one read transaction, so the copy is a
 //! consistent snapshot even while the CRM keeps writing (WAL or rollback journal). The copy is
@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions, Connection, Row};
 
-use super::{Dump, DumpFile, SourceError, file_digest, private_workdir};
+use crate::engine::{Dump, DumpFile, EngineError, file_digest, private_workdir};
 use crate::model::{ChecksumMode, Engine, Manifest, ManifestFile, TableSummary, manifest};
 
 /// The file name a SQLite source is stored under: `<stem>.sqlite`.
@@ -32,11 +32,11 @@ pub fn stored_name(path: &Path) -> String {
     format!("{stem}.sqlite")
 }
 
-fn quote_ident(name: &str) -> String {
+pub(super) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-async fn open(path: &Path, read_only: bool) -> Result<SqliteConnection, sqlx::Error> {
+pub(super) async fn open(path: &Path, read_only: bool) -> Result<SqliteConnection, sqlx::Error> {
     SqliteConnectOptions::from_str("sqlite://")?
         .filename(path)
         .read_only(read_only)
@@ -51,8 +51,8 @@ async fn open(path: &Path, read_only: bool) -> Result<SqliteConnection, sqlx::Er
 ///
 /// # Errors
 /// When the database cannot be opened or copied, or the copy is not sound.
-pub async fn dump(source: &str, path: &Path, scratch: &Path) -> Result<Dump, SourceError> {
-    let unavailable = |e: &dyn std::fmt::Display| SourceError::Unavailable {
+pub(super) async fn dump(source: &str, path: &Path, scratch: &Path) -> Result<Dump, EngineError> {
+    let unavailable = |e: &dyn std::fmt::Display| EngineError::Unavailable {
         source_name: source.to_string(),
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -63,7 +63,7 @@ pub async fn dump(source: &str, path: &Path, scratch: &Path) -> Result<Dump, Sou
     let workdir = private_workdir(scratch, "dump-")?;
     let name = stored_name(path);
     let copy = workdir.path().join(&name);
-    let copy_text = copy.to_str().ok_or_else(|| SourceError::Scratch {
+    let copy_text = copy.to_str().ok_or_else(|| EngineError::Scratch {
         path: scratch.to_path_buf(),
         message: "scratch path is not UTF-8".into(),
     })?;
@@ -78,38 +78,42 @@ pub async fn dump(source: &str, path: &Path, scratch: &Path) -> Result<Dump, Sou
         .bind(copy_text)
         .execute(&mut conn)
         .await
-        .map_err(|e| SourceError::DumpFailed {
+        .map_err(|e| EngineError::DumpFailed {
             source_name: source.to_string(),
             message: e.to_string(),
         })?;
     conn.close().await.ok();
 
-    let mut copy_conn = open(&copy, true).await.map_err(|e| SourceError::Corrupt {
+    let mut copy_conn = open(&copy, true).await.map_err(|e| EngineError::Corrupt {
         source_name: source.to_string(),
         message: e.to_string(),
     })?;
     let check: String = sqlx::query_scalar("PRAGMA quick_check")
         .fetch_one(&mut copy_conn)
         .await
-        .map_err(|e| SourceError::Corrupt {
+        .map_err(|e| EngineError::Corrupt {
             source_name: source.to_string(),
             message: e.to_string(),
         })?;
     if check != "ok" {
-        return Err(SourceError::Corrupt {
+        return Err(EngineError::Corrupt {
             source_name: source.to_string(),
             message: check,
         });
     }
+    let summary_err = |e: sqlx::Error| EngineError::Summary {
+        path: copy.clone(),
+        message: e.to_string(),
+    };
     let tables = summarize_connection(&mut copy_conn)
         .await
-        .map_err(|e| SourceError::Summary {
-            path: copy.clone(),
-            message: e.to_string(),
-        })?;
+        .map_err(summary_err)?;
+    let objects = super::objects::describe(&mut copy_conn)
+        .await
+        .map_err(summary_err)?;
     copy_conn.close().await.ok();
 
-    let (size, sha256) = file_digest(&copy).map_err(|e| SourceError::Scratch {
+    let (size, sha256) = file_digest(&copy).map_err(|e| EngineError::Scratch {
         path: copy.clone(),
         message: e.to_string(),
     })?;
@@ -126,6 +130,7 @@ pub async fn dump(source: &str, path: &Path, scratch: &Path) -> Result<Dump, Sou
             sha256: Some(sha256.clone()),
         }],
         tables,
+        objects: Some(objects),
         custodian_version: env!("CARGO_PKG_VERSION").to_string(),
     };
     Ok(Dump {
@@ -144,8 +149,8 @@ pub async fn dump(source: &str, path: &Path, scratch: &Path) -> Result<Dump, Sou
 ///
 /// # Errors
 /// When the file cannot be opened or read as a SQLite database.
-pub async fn summarize(path: &Path) -> Result<Vec<TableSummary>, SourceError> {
-    let err = |e: sqlx::Error| SourceError::Summary {
+pub async fn summarize(path: &Path) -> Result<Vec<TableSummary>, EngineError> {
+    let err = |e: sqlx::Error| EngineError::Summary {
         path: path.to_path_buf(),
         message: e.to_string(),
     };
@@ -155,7 +160,7 @@ pub async fn summarize(path: &Path) -> Result<Vec<TableSummary>, SourceError> {
     Ok(tables)
 }
 
-async fn summarize_connection(
+pub(super) async fn summarize_connection(
     conn: &mut SqliteConnection,
 ) -> Result<Vec<TableSummary>, sqlx::Error> {
     let names: Vec<String> = sqlx::query_scalar(

@@ -1,50 +1,23 @@
-//! Scratch databases for restore drills: isolated from production, private, and always removed.
-//!
-//! * PostgreSQL: an ephemeral cluster (`initdb` into a private directory, `postgres` listening on
-//!   a Unix socket only — no TCP — with a random superuser password), or a uniquely named
-//!   database on a configured scratch server.
-//! * MariaDB/MySQL: an ephemeral `mariadbd` (`--skip-networking`, private socket, a random
-//!   password), or a database on a configured scratch server.
-//! * SQLite: a file in a private directory.
+//! Scratch databases for restore drills — isolated from production, private, and always
+//! removed — as far as they are the same for every engine: the plan recorded before anything
+//! exists, the unprivileged identity servers run as, private directories, stopping a server,
+//! and the sweep of what a killed drill left. Each engine's own instance (an ephemeral
+//! PostgreSQL cluster, an ephemeral `mariadbd`, a private SQLite file, or a database on a
+//! configured scratch server) lives in its folder and implements
+//! [`super::ScratchInstance`].
 //!
 //! When Custodian runs as root, ephemeral servers run as an unprivileged user (their
-//! directories are owned by it, mode 0700). A [`Scratch`] is torn down explicitly with
-//! [`Scratch::teardown`]; dropping it kills its server and removes its directory anyway, and
-//! [`sweep`] removes what a killed process left behind, from the catalog's record of it.
-
-mod mariadb;
-mod postgres;
-mod server;
+//! directories are owned by it, mode 0700). An instance is torn down explicitly; dropping it
+//! kills its server and removes its directory anyway, and [`sweep_instance`] removes what a
+//! killed process left behind, from the catalog's record of it.
 
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::Duration;
 
+use super::EngineError;
 use crate::model::Engine;
 use crate::secret::Secret;
-
-pub use server::ScratchServer;
-
-/// Why a scratch database could not be created or removed.
-#[derive(Debug, thiserror::Error)]
-pub enum ScratchError {
-    #[error(
-        "{what} is not installed; install it (Debian: {package}) or configure a scratch server for the source (scratch-url)"
-    )]
-    Missing {
-        what: &'static str,
-        package: &'static str,
-    },
-    #[error("cannot create the scratch {engine} instance: {message}")]
-    Create {
-        engine: &'static str,
-        message: String,
-    },
-    #[error("cannot remove scratch {what}: {message}")]
-    Remove { what: String, message: String },
-    #[error("the configured scratch server {server} failed: {message}")]
-    Server { server: String, message: String },
-}
 
 /// How a scratch database is provided for a source.
 #[derive(Clone, Debug)]
@@ -53,6 +26,52 @@ pub enum ScratchSetting {
     Ephemeral,
     /// A uniquely named database on a server the user configured as scratch.
     Server(ScratchServer),
+}
+
+/// A server the user configured for scratch restores (URL without a password): a uniquely
+/// named database is created for each drill and dropped after it. Custodian never restores
+/// into a server that is not configured as scratch.
+#[derive(Clone, Debug)]
+pub struct ScratchServer {
+    pub url: String,
+    pub password: Option<Secret>,
+}
+
+/// Names of drill databases on scratch servers start with this; only such names are dropped.
+pub const DRILL_DATABASE_PREFIX: &str = "custodian_drill_";
+
+impl ScratchServer {
+    /// `user@host:port` — for records and messages.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        url::Url::parse(&self.url).map_or_else(
+            |_| "(unparsable URL)".to_string(),
+            |u| {
+                format!(
+                    "{}@{}:{}",
+                    u.username(),
+                    u.host_str().unwrap_or("localhost"),
+                    u.port().map_or_else(String::new, |p| p.to_string())
+                )
+            },
+        )
+    }
+
+    pub(crate) fn err(&self, message: impl std::fmt::Display) -> EngineError {
+        EngineError::ScratchServer {
+            server: self.describe(),
+            message: message.to_string(),
+        }
+    }
+
+    /// Refuses a name Custodian did not make.
+    pub(crate) fn check_drill_name(&self, name: &str) -> Result<(), EngineError> {
+        if name.starts_with(DRILL_DATABASE_PREFIX) {
+            Ok(())
+        } else {
+            Err(self.err(format!("refusing to drop `{name}`: not a drill database")))
+        }
+    }
 }
 
 /// The unprivileged identity ephemeral servers run as when Custodian runs as root.
@@ -126,7 +145,7 @@ impl ScratchPlan {
                     database.to_string()
                 },
             ),
-            ScratchSetting::Server(_) => (None, format!("custodian_drill_{id}")),
+            ScratchSetting::Server(_) => (None, format!("{DRILL_DATABASE_PREFIX}{id}")),
         };
         Self {
             id: id.to_string(),
@@ -137,15 +156,22 @@ impl ScratchPlan {
         }
     }
 
-    /// The catalog's name for the kind of instance.
+    /// The catalog's name for the kind of instance: the engine (`postgres`, `mysql`,
+    /// `sqlite`) for an ephemeral one, `server-<engine>` for a database on a scratch server.
     #[must_use]
-    pub fn kind(&self) -> &'static str {
-        match (&self.setting, self.engine) {
-            (ScratchSetting::Ephemeral, Engine::Postgres) => "postgres",
-            (ScratchSetting::Ephemeral, Engine::Mysql) => "mariadb",
-            (ScratchSetting::Ephemeral, Engine::Sqlite) => "sqlite",
-            (ScratchSetting::Server(_), Engine::Mysql) => "server-mysql",
-            (ScratchSetting::Server(_), _) => "server-postgres",
+    pub fn kind(&self) -> String {
+        match &self.setting {
+            ScratchSetting::Ephemeral => self.engine.as_str().to_string(),
+            ScratchSetting::Server(_) => format!("server-{}", self.engine),
+        }
+    }
+
+    /// Whether this plan is for a database on a configured scratch server.
+    #[must_use]
+    pub fn on_server(&self) -> Option<&ScratchServer> {
+        match &self.setting {
+            ScratchSetting::Server(s) => Some(s),
+            ScratchSetting::Ephemeral => None,
         }
     }
 
@@ -159,170 +185,8 @@ impl ScratchPlan {
     }
 }
 
-/// Where a restore goes.
-pub enum ScratchTarget<'a> {
-    Postgres(&'a super::postgres::Connect),
-    Mysql(&'a super::mysql::Connect),
-    File(&'a Path),
-}
-
-/// A scratch database that exists.
-pub struct Scratch {
-    plan: ScratchPlan,
-    inner: Inner,
-    torn_down: bool,
-}
-
-enum Inner {
-    Postgres(postgres::Cluster),
-    Mariadb(mariadb::Instance),
-    Sqlite { file: PathBuf },
-    Server(server::Database),
-}
-
-impl Scratch {
-    /// Creates the planned scratch database and waits until it accepts connections.
-    ///
-    /// # Errors
-    /// When the server binaries are missing or the instance does not start.
-    pub async fn create(plan: ScratchPlan, run_as: Option<RunAs>) -> Result<Self, ScratchError> {
-        let inner = match (&plan.setting, plan.engine) {
-            (ScratchSetting::Ephemeral, engine) => {
-                let dir = plan.dir.clone().unwrap_or_default();
-                make_private_dir(&dir, run_as).map_err(|e| ScratchError::Create {
-                    engine: engine.as_str(),
-                    message: format!("creating {}: {e}", dir.display()),
-                })?;
-                // Cancelled or failed before hand-over: the directory goes (the server, if
-                // started, is stopped by its own drop first).
-                let mut guard = RemoveOnDrop(Some(dir.clone()));
-                let inner = match engine {
-                    Engine::Postgres => Inner::Postgres(
-                        postgres::Cluster::start(&dir, &plan.database, run_as).await?,
-                    ),
-                    Engine::Mysql => Inner::Mariadb(
-                        mariadb::Instance::start(&dir, &plan.database, run_as).await?,
-                    ),
-                    Engine::Sqlite => Inner::Sqlite {
-                        file: dir.join("restored.db"),
-                    },
-                };
-                guard.0 = None;
-                inner
-            }
-            (ScratchSetting::Server(server), engine) => {
-                Inner::Server(server::Database::create(server, engine, &plan.database).await?)
-            }
-        };
-        Ok(Self {
-            plan,
-            inner,
-            torn_down: false,
-        })
-    }
-
-    #[must_use]
-    pub fn plan(&self) -> &ScratchPlan {
-        &self.plan
-    }
-
-    /// The server process of an ephemeral instance.
-    #[must_use]
-    pub fn pid(&self) -> Option<u32> {
-        match &self.inner {
-            Inner::Postgres(c) => Some(c.child.id()),
-            Inner::Mariadb(m) => Some(m.child.id()),
-            Inner::Sqlite { .. } | Inner::Server(_) => None,
-        }
-    }
-
-    /// Where to restore.
-    #[must_use]
-    pub fn target(&self) -> ScratchTarget<'_> {
-        match &self.inner {
-            Inner::Postgres(c) => ScratchTarget::Postgres(&c.connect),
-            Inner::Mariadb(m) => ScratchTarget::Mysql(&m.connect),
-            Inner::Sqlite { file } => ScratchTarget::File(file),
-            Inner::Server(d) => d.target(),
-        }
-    }
-
-    /// What was restored into, for records and messages (no secrets).
-    #[must_use]
-    pub fn describe(&self) -> String {
-        match &self.inner {
-            Inner::Postgres(c) => format!(
-                "ephemeral PostgreSQL {} cluster (Unix socket only)",
-                c.version
-            ),
-            Inner::Mariadb(_) => "ephemeral MariaDB instance (Unix socket only)".to_string(),
-            Inner::Sqlite { .. } => "private SQLite file".to_string(),
-            Inner::Server(d) => format!(
-                "database {} on scratch server {}",
-                self.plan.database,
-                d.describe()
-            ),
-        }
-    }
-
-    /// Stops the instance and removes everything it wrote.
-    ///
-    /// # Errors
-    /// When something could not be removed (it is recorded and retried by the next sweep).
-    pub async fn teardown(mut self) -> Result<(), ScratchError> {
-        self.torn_down = true;
-        let dir = self.plan.dir.clone();
-        let inner = std::mem::replace(
-            &mut self.inner,
-            Inner::Sqlite {
-                file: PathBuf::new(),
-            },
-        );
-        match inner {
-            Inner::Postgres(mut c) => {
-                tokio::task::spawn_blocking(move || {
-                    stop_child(&mut c.child, nix::sys::signal::Signal::SIGQUIT)
-                })
-                .await
-                .ok();
-            }
-            Inner::Mariadb(mut m) => {
-                tokio::task::spawn_blocking(move || {
-                    stop_child(&mut m.child, nix::sys::signal::Signal::SIGKILL)
-                })
-                .await
-                .ok();
-            }
-            Inner::Sqlite { .. } => {}
-            Inner::Server(d) => d.drop_database().await?,
-        }
-        if let Some(dir) = dir {
-            remove_dir(&dir)?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if self.torn_down {
-            return;
-        }
-        match &mut self.inner {
-            Inner::Postgres(c) => stop_child(&mut c.child, nix::sys::signal::Signal::SIGQUIT),
-            Inner::Mariadb(m) => stop_child(&mut m.child, nix::sys::signal::Signal::SIGKILL),
-            Inner::Sqlite { .. } => {}
-            // Dropping a database needs the runtime; the next sweep does it.
-            Inner::Server(_) => return,
-        }
-        if let Some(dir) = &self.plan.dir {
-            let _ = remove_dir(dir);
-        }
-    }
-}
-
 /// Removes a directory when dropped, unless disarmed (`.0 = None`).
-struct RemoveOnDrop(Option<PathBuf>);
+pub(crate) struct RemoveOnDrop(pub Option<PathBuf>);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
@@ -334,7 +198,7 @@ impl Drop for RemoveOnDrop {
 
 /// Stops a server we started in its own process group: `signal` first, then SIGKILL to the
 /// whole group after 10 seconds.
-fn stop_child(child: &mut Child, signal: nix::sys::signal::Signal) {
+pub(crate) fn stop_child(child: &mut Child, signal: nix::sys::signal::Signal) {
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
     let _ = nix::sys::signal::kill(pid, signal);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -350,7 +214,7 @@ fn stop_child(child: &mut Child, signal: nix::sys::signal::Signal) {
 }
 
 /// Creates `dir` with mode 0700, owned by `run_as` when given.
-fn make_private_dir(dir: &Path, run_as: Option<RunAs>) -> std::io::Result<()> {
+pub(crate) fn make_private_dir(dir: &Path, run_as: Option<RunAs>) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new().mode(0o700).create(dir)?;
     if let Some(user) = run_as {
@@ -360,7 +224,11 @@ fn make_private_dir(dir: &Path, run_as: Option<RunAs>) -> std::io::Result<()> {
 }
 
 /// Writes a file only `run_as` (or we) can read.
-fn write_private_file(path: &Path, text: &str, run_as: Option<RunAs>) -> std::io::Result<()> {
+pub(crate) fn write_private_file(
+    path: &Path,
+    text: &str,
+    run_as: Option<RunAs>,
+) -> std::io::Result<()> {
     crate::secret::write_new_secret_file(path, &Secret::new(text.to_string()))?;
     if let Some(user) = run_as {
         std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid))?;
@@ -370,7 +238,7 @@ fn write_private_file(path: &Path, text: &str, run_as: Option<RunAs>) -> std::io
 
 /// Removes an instance's directory. A server's last children may still be writing files while
 /// they exit (seen as "directory not empty" under load), so removal is retried briefly.
-fn remove_dir(dir: &Path) -> Result<(), ScratchError> {
+pub(crate) fn remove_dir(dir: &Path) -> Result<(), EngineError> {
     let mut attempt = 0;
     loop {
         match std::fs::remove_dir_all(dir) {
@@ -381,7 +249,7 @@ fn remove_dir(dir: &Path) -> Result<(), ScratchError> {
                 std::thread::sleep(Duration::from_millis(200));
             }
             Err(e) => {
-                return Err(ScratchError::Remove {
+                return Err(EngineError::ScratchRemove {
                     what: dir.display().to_string(),
                     message: e.to_string(),
                 });
@@ -392,7 +260,7 @@ fn remove_dir(dir: &Path) -> Result<(), ScratchError> {
 
 /// Waits until a server we started accepts a login (`try_login` returns true), for at most
 /// 60 s; fails early, with the end of its log, if the server exits.
-async fn wait_ready<F, Fut>(
+pub(crate) async fn wait_ready<F, Fut>(
     child: &mut Child,
     server: &str,
     log: &Path,
@@ -438,7 +306,8 @@ pub enum Swept {
 
 /// Removes a scratch instance that its drill left behind: kills its server (only if the pid
 /// still belongs to the process that was recorded) and removes its directory. Databases on
-/// configured scratch servers are dropped by [`ScratchServer::drop_database_named`].
+/// configured scratch servers are dropped by their engine
+/// ([`super::DatabaseEngine::drop_scratch_database`]).
 ///
 /// # Errors
 /// When the directory cannot be removed.
@@ -446,7 +315,7 @@ pub fn sweep_instance(
     dir: Option<&Path>,
     pid: Option<i64>,
     pid_start: Option<i64>,
-) -> Result<Swept, ScratchError> {
+) -> Result<Swept, EngineError> {
     let mut removed = false;
     if let (Some(pid), Some(started)) = (pid, pid_start)
         && crate::model::process_start(pid) == Some(started)

@@ -1,0 +1,558 @@
+//! MariaDB/MySQL restores that are never seen half-done.
+//!
+//! A restore is built in a temporary database on the target server (`<target>__cst_<id>`),
+//! created with the backup's default character set and collation, loaded with the `mariadb`
+//! client from the dump streamed out of the repository, verified against the manifest and
+//! handed to the erasure replay. Only then is it moved into place: MySQL cannot rename a
+//! database, so its tables move in one atomic `RENAME TABLE` and its views, routines,
+//! triggers and events — which cannot move between databases — are recreated in the target
+//! from the definitions the server prints. With `--force` an existing target's contents are
+//! moved aside the same way first, and dropped once the new ones are in place; if anything
+//! fails, whatever moved is moved back and the target is as it was.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::future::BoxFuture;
+use sqlx::mysql::MySqlConnection;
+use sqlx::{Connection, Executor};
+
+use super::objects::{Definitions, charset_clause, definitions};
+use super::{Connect, quote_ident, tool};
+use crate::engine::common::{short_id, stream_into, tool_warnings};
+use crate::engine::{
+    Database, EngineError, LoadOptions, Loaded, Released, Session, SnapshotFiles, Staging,
+    Verification, private_workdir,
+};
+use crate::model::{CompareScope, Manifest, Phases};
+
+/// The temporary database a restore of `target` is built in (at most 64 characters).
+#[must_use]
+pub fn staging_name(target: &str, id: &str) -> String {
+    let suffix = format!("__cst_{}", short_id(id));
+    let keep = 64usize.saturating_sub(suffix.chars().count());
+    let head: String = target.chars().take(keep).collect();
+    format!("{head}{suffix}")
+}
+
+async fn admin(connect: &Connect) -> Result<MySqlConnection, sqlx::Error> {
+    connect.with_database("information_schema").connect().await
+}
+
+/// Tables and views in a database; `None` when it does not exist.
+async fn contents(admin: &mut MySqlConnection, database: &str) -> Result<Option<u64>, sqlx::Error> {
+    let exists: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+    )
+    .bind(database)
+    .fetch_one(&mut *admin)
+    .await?;
+    if exists == 0 {
+        return Ok(None);
+    }
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?")
+            .bind(database)
+            .fetch_one(&mut *admin)
+            .await?;
+    let routines: i64 = sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ?)
+              + (SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ?)",
+    )
+    .bind(database)
+    .bind(database)
+    .fetch_one(&mut *admin)
+    .await?;
+    Ok(Some(u64::try_from(n + routines).unwrap_or(0)))
+}
+
+/// `CREATE DATABASE name` with the backup's default character set and collation.
+pub(super) async fn create_database(
+    admin: &mut MySqlConnection,
+    name: &str,
+    manifest: &Manifest,
+) -> Result<(), sqlx::Error> {
+    let props = manifest
+        .objects
+        .as_ref()
+        .map(|o| o.database.clone())
+        .unwrap_or_default();
+    let clause = if props.contains_key("character set") {
+        charset_clause(&props)
+    } else {
+        " CHARACTER SET utf8mb4".to_string()
+    };
+    sqlx::query(&format!("CREATE DATABASE {}{clause}", quote_ident(name)))
+        .execute(&mut *admin)
+        .await?;
+    if let Some(comment) = props.get("comment") {
+        // MariaDB 10.5+ only; elsewhere the comment is not part of the description either.
+        let _ = sqlx::query(&format!(
+            "ALTER DATABASE {} COMMENT = '{}'",
+            quote_ident(name),
+            comment.replace('\\', "\\\\").replace('\'', "''")
+        ))
+        .execute(&mut *admin)
+        .await;
+    }
+    Ok(())
+}
+
+/// A restore into a MariaDB/MySQL database nothing else uses yet.
+pub(super) struct MyStaging {
+    /// The staging database (temporary, or a scratch instance's).
+    pub connect: Connect,
+    /// The database it becomes on release (`None`: a drill's, released in place).
+    pub target: Option<String>,
+    pub create_on_load: bool,
+    pub scratch_dir: PathBuf,
+    pub label: String,
+}
+
+impl MyStaging {
+    fn failed(&self, message: impl std::fmt::Display) -> EngineError {
+        EngineError::RestoreFailed {
+            target: self.label.clone(),
+            message: message.to_string(),
+        }
+    }
+}
+
+impl Database for MyStaging {
+    fn describe(&self) -> String {
+        self.label.clone()
+    }
+
+    fn verify<'a>(
+        &'a self,
+        manifest: &'a Manifest,
+        scope: CompareScope,
+    ) -> BoxFuture<'a, Verification> {
+        Box::pin(super::verify(&self.connect, manifest, scope))
+    }
+
+    fn session(&self, read_only: bool) -> BoxFuture<'_, Result<Box<dyn Session>, EngineError>> {
+        Box::pin(super::session::open(&self.connect, read_only))
+    }
+}
+
+impl Staging for MyStaging {
+    fn load<'a>(
+        &'a mut self,
+        files: Arc<dyn SnapshotFiles>,
+        manifest: &'a Manifest,
+        _opts: &'a LoadOptions,
+        phases: &'a mut Phases,
+    ) -> BoxFuture<'a, Result<Loaded, EngineError>> {
+        Box::pin(async move {
+            let database = self.connect.database();
+            if self.create_on_load {
+                let mut admin = admin(&self.connect).await.map_err(|e| self.failed(e))?;
+                create_database(&mut admin, &database, manifest)
+                    .await
+                    .map_err(|e| self.failed(format!("creating database {database}: {e}")))?;
+                let _ = admin.close().await;
+                self.create_on_load = false;
+            }
+            let workdir = private_workdir(&self.scratch_dir, "restore-")?;
+            let dump = manifest
+                .files
+                .first()
+                .map(|f| f.name.clone())
+                .ok_or_else(|| self.failed("the snapshot's manifest lists no dump file"))?;
+            let started = Instant::now();
+            let mut cmd = self
+                .connect
+                .command(tool(&["mariadb", "mysql"]), workdir.path())
+                .map_err(|e| self.failed(format!("preparing the mariadb client: {e}")))?;
+            cmd.args([
+                "--binary-mode",
+                "--default-character-set=utf8mb4",
+                &format!("--database={database}"),
+            ]);
+            let streamed = stream_into(
+                files,
+                &dump,
+                "mariadb",
+                &self.label,
+                cmd,
+                &self.connect.secret_list(),
+            )
+            .await?;
+            phases.push("restore.data", started);
+            Ok(Loaded {
+                bytes: streamed.bytes,
+                warnings: tool_warnings("mariadb", &streamed.stderr),
+            })
+        })
+    }
+
+    fn release(self: Box<Self>, force: bool) -> BoxFuture<'static, Result<Released, EngineError>> {
+        Box::pin(async move {
+            let Some(target) = self.target.clone() else {
+                return Ok(Released::default());
+            };
+            let staging = self.connect.database();
+            let result = promote(&self.connect, &staging, &target, force).await;
+            let _ = drop_database(&self.connect, &staging).await;
+            result.map_err(|message| EngineError::Promote {
+                target: self.label.clone(),
+                message,
+            })
+        })
+    }
+
+    fn discard(self: Box<Self>) -> BoxFuture<'static, Result<(), EngineError>> {
+        Box::pin(async move {
+            if self.target.is_none() || self.create_on_load {
+                return Ok(());
+            }
+            let staging = self.connect.database();
+            drop_database(&self.connect, &staging)
+                .await
+                .map_err(|message| EngineError::RestoreFailed {
+                    target: self.label.clone(),
+                    message: format!(
+                        "dropping the temporary database {staging} failed ({message}); drop it by hand"
+                    ),
+                })
+        })
+    }
+}
+
+pub(super) async fn drop_database(connect: &Connect, name: &str) -> Result<(), String> {
+    let mut admin = admin(connect).await.map_err(|e| e.to_string())?;
+    let result = sqlx::query(&format!("DROP DATABASE IF EXISTS {}", quote_ident(name)))
+        .execute(&mut admin)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    let _ = admin.close().await;
+    result
+}
+
+/// Moves everything in database `from` into `to` (which holds nothing): tables in one atomic
+/// `RENAME TABLE`, everything else recreated from its definition. On failure what moved is
+/// moved back.
+async fn move_contents(conn: &mut MySqlConnection, from: &str, to: &str) -> Result<(), String> {
+    fn err(what: &str, e: sqlx::Error) -> String {
+        format!("{what}: {e}")
+    }
+    // `USE` only works as a plain statement, not a prepared one.
+    conn.execute(format!("USE {}", quote_ident(from)).as_str())
+        .await
+        .map_err(|e| err("opening the database to move", e))?;
+    let defs = definitions(conn, from)
+        .await
+        .map_err(|e| err("reading definitions", e))?;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT CAST(TABLE_NAME AS CHAR) FROM information_schema.TABLES
+         WHERE TABLE_SCHEMA = ? AND TABLE_TYPE <> 'VIEW' ORDER BY TABLE_NAME",
+    )
+    .bind(from)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| err("listing tables", e))?;
+    drop_definitions(conn, from, &defs)
+        .await
+        .map_err(|e| err("setting views, routines, triggers and events aside", e))?;
+    if !tables.is_empty() {
+        let pairs: Vec<String> = tables
+            .iter()
+            .map(|t| {
+                format!(
+                    "{}.{} TO {}.{}",
+                    quote_ident(from),
+                    quote_ident(t),
+                    quote_ident(to),
+                    quote_ident(t)
+                )
+            })
+            .collect();
+        if let Err(e) = sqlx::query(&format!("RENAME TABLE {}", pairs.join(", ")))
+            .execute(&mut *conn)
+            .await
+        {
+            let _ = recreate(conn, from, &defs).await;
+            return Err(err("moving the tables", e));
+        }
+    }
+    if let Err(e) = recreate(conn, to, &defs).await {
+        // Put everything back where it was.
+        let _ = drop_definitions(conn, to, &defs).await;
+        if !tables.is_empty() {
+            let back: Vec<String> = tables
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{}.{} TO {}.{}",
+                        quote_ident(to),
+                        quote_ident(t),
+                        quote_ident(from),
+                        quote_ident(t)
+                    )
+                })
+                .collect();
+            let _ = sqlx::query(&format!("RENAME TABLE {}", back.join(", ")))
+                .execute(&mut *conn)
+                .await;
+        }
+        let _ = recreate(conn, from, &defs).await;
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Drops a database's views, routines, triggers and events (names qualified, statements
+/// plain: a prepared statement would keep the database it was prepared in).
+async fn drop_definitions(
+    conn: &mut MySqlConnection,
+    database: &str,
+    defs: &Definitions,
+) -> Result<(), sqlx::Error> {
+    let db = quote_ident(database);
+    let mut statements = Vec::new();
+    for (name, ..) in &defs.events {
+        statements.push(format!("DROP EVENT IF EXISTS {db}.{}", quote_ident(name)));
+    }
+    for (name, ..) in &defs.triggers {
+        statements.push(format!("DROP TRIGGER IF EXISTS {db}.{}", quote_ident(name)));
+    }
+    for (name, _) in &defs.views {
+        statements.push(format!("DROP VIEW IF EXISTS {db}.{}", quote_ident(name)));
+    }
+    for (kind_and_name, ..) in &defs.routines {
+        if let Some((kind, name)) = kind_and_name.split_once(' ') {
+            statements.push(format!("DROP {kind} IF EXISTS {db}.{name}"));
+        }
+    }
+    for statement in statements {
+        conn.execute(statement.as_str()).await?;
+    }
+    Ok(())
+}
+
+/// Recreates views, routines, triggers and events in `database`. Views may read other views:
+/// they are created in rounds until none is left (or none succeeds).
+async fn recreate(
+    conn: &mut MySqlConnection,
+    database: &str,
+    defs: &Definitions,
+) -> Result<(), String> {
+    conn.execute(format!("USE {}", quote_ident(database)).as_str())
+        .await
+        .map_err(|e| e.to_string())?;
+    let saved_mode: String = sqlx::query_scalar("SELECT CAST(@@SESSION.sql_mode AS CHAR)")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    fn set_mode(mode: &str) -> String {
+        format!("SET SESSION sql_mode = '{}'", mode.replace('\'', "''"))
+    }
+    for (name, mode, ddl) in &defs.routines {
+        sqlx::query(&set_mode(mode))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        conn.execute(ddl.as_str())
+            .await
+            .map_err(|e| format!("recreating {name}: {e}"))?;
+    }
+    let mut pending: Vec<usize> = (0..defs.views.len()).collect();
+    while !pending.is_empty() {
+        let mut failed = Vec::new();
+        let mut last_error = String::new();
+        for &i in &pending {
+            let (name, ddl) = (defs.views[i].0.clone(), defs.views[i].1.clone());
+            if let Err(e) = conn.execute(ddl.as_str()).await {
+                last_error = format!("recreating view {name}: {e}");
+                failed.push(i);
+            }
+        }
+        if failed.len() == pending.len() {
+            return Err(last_error);
+        }
+        pending = failed;
+    }
+    for (name, mode, ddl) in &defs.triggers {
+        sqlx::query(&set_mode(mode))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        conn.execute(ddl.as_str())
+            .await
+            .map_err(|e| format!("recreating trigger {name}: {e}"))?;
+    }
+    for (name, mode, zone, ddl) in &defs.events {
+        sqlx::query(&set_mode(mode))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        sqlx::query(&format!("SET time_zone = '{}'", zone.replace('\'', "''")))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        conn.execute(ddl.as_str())
+            .await
+            .map_err(|e| format!("recreating event {name}: {e}"))?;
+    }
+    sqlx::query(&set_mode(&saved_mode))
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Moves the verified staging database's contents into `target` (see the module docs).
+async fn promote(
+    connect: &Connect,
+    staging: &str,
+    target: &str,
+    force: bool,
+) -> Result<Released, String> {
+    let mut conn = admin(connect).await.map_err(|e| e.to_string())?;
+    let e = |e: sqlx::Error| e.to_string();
+    sqlx::query("SET FOREIGN_KEY_CHECKS = 0")
+        .execute(&mut conn)
+        .await
+        .map_err(e)?;
+    let mut released = Released::default();
+    let (charset, collation): (String, String) = sqlx::query_as(
+        "SELECT CAST(DEFAULT_CHARACTER_SET_NAME AS CHAR), CAST(DEFAULT_COLLATION_NAME AS CHAR)
+         FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+    )
+    .bind(staging)
+    .fetch_one(&mut conn)
+    .await
+    .map_err(e)?;
+    let clause = format!(
+        " CHARACTER SET {} COLLATE {}",
+        quote_ident(&charset),
+        quote_ident(&collation)
+    );
+    let aside = format!("{}_old", staging.chars().take(60).collect::<String>());
+    match contents(&mut conn, target).await.map_err(e)? {
+        None => {
+            sqlx::query(&format!("CREATE DATABASE {}{clause}", quote_ident(target)))
+                .execute(&mut conn)
+                .await
+                .map_err(e)?;
+        }
+        Some(0) => {}
+        Some(n) if !force => {
+            return Err(format!(
+                "database {target} was filled ({n} tables and other objects) while the restore ran; nothing was replaced (pass --force to replace it)"
+            ));
+        }
+        Some(_) => {
+            sqlx::query(&format!("CREATE DATABASE {}{clause}", quote_ident(&aside)))
+                .execute(&mut conn)
+                .await
+                .map_err(e)?;
+            move_contents(&mut conn, target, &aside)
+                .await
+                .map_err(|m| format!("setting the old contents of {target} aside failed ({m}); {target} is unchanged"))?;
+            released.replaced = true;
+        }
+    }
+    let (old_charset, old_collation): (String, String) = sqlx::query_as(
+        "SELECT CAST(DEFAULT_CHARACTER_SET_NAME AS CHAR), CAST(DEFAULT_COLLATION_NAME AS CHAR)
+         FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+    )
+    .bind(target)
+    .fetch_one(&mut conn)
+    .await
+    .map_err(e)?;
+    let moved = match sqlx::query(&format!("ALTER DATABASE {}{clause}", quote_ident(target)))
+        .execute(&mut conn)
+        .await
+    {
+        Ok(_) => move_contents(&mut conn, staging, target).await,
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(message) = moved {
+        // Put the old contents back.
+        let _ = sqlx::query(&format!(
+            "ALTER DATABASE {} CHARACTER SET {} COLLATE {}",
+            quote_ident(target),
+            quote_ident(&old_charset),
+            quote_ident(&old_collation)
+        ))
+        .execute(&mut conn)
+        .await;
+        if released.replaced {
+            let _ = move_contents(&mut conn, &aside, target).await;
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {}", quote_ident(&aside)))
+                .execute(&mut conn)
+                .await;
+        }
+        return Err(message);
+    }
+    if released.replaced
+        && let Err(err) = sqlx::query(&format!("DROP DATABASE {}", quote_ident(&aside)))
+            .execute(&mut conn)
+            .await
+    {
+        released.warnings.push(format!(
+            "the replaced contents were kept in database {aside} because dropping it failed ({err}); drop it when you no longer need it"
+        ));
+    }
+    let _ = conn.close().await;
+    Ok(released)
+}
+
+/// Prepares a restore into `target`: refuses a non-empty target without `force`, then creates
+/// the staging database.
+pub(super) async fn stage(
+    connect: &Connect,
+    staging: &str,
+    manifest: &Manifest,
+    force: bool,
+    scratch_dir: &Path,
+) -> Result<MyStaging, EngineError> {
+    let target = connect.database();
+    let label = connect.describe();
+    let unreachable = |e: sqlx::Error| EngineError::TargetUnavailable {
+        target: label.clone(),
+        message: e.to_string(),
+    };
+    let mut admin = admin(connect).await.map_err(unreachable)?;
+    if let Some(n) = contents(&mut admin, &target).await.map_err(unreachable)?
+        && n > 0
+        && !force
+    {
+        return Err(EngineError::TargetRefused {
+            target: label,
+            message: format!(
+                "database {target} is not empty ({n} tables and other objects); restore into an empty or new database, or pass --force to replace its contents once the restore is verified"
+            ),
+        });
+    }
+    create_database(&mut admin, staging, manifest)
+        .await
+        .map_err(|e| EngineError::TargetRefused {
+            target: label.clone(),
+            message: format!(
+                "the restore is built in a temporary database ({staging}) and moved into place only once verified, which needs the CREATE and DROP privileges on the server: {e}"
+            ),
+        })?;
+    let _ = admin.close().await;
+    Ok(MyStaging {
+        connect: connect.with_database(staging),
+        target: Some(target),
+        create_on_load: false,
+        scratch_dir: scratch_dir.to_path_buf(),
+        label,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn staging_names_fit() {
+        let name = super::staging_name(&"x".repeat(70), "20261201T090834.123Z-1a2b3c4d");
+        assert!(name.chars().count() <= 64, "{name}");
+        assert!(name.ends_with("__cst_123z1a2b3c4d"), "{name}");
+    }
+}
