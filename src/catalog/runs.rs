@@ -22,6 +22,7 @@ pub enum RunKind {
     Forget,
     Prune,
     Report,
+    Verify,
 }
 
 impl RunKind {
@@ -37,6 +38,7 @@ impl RunKind {
             Self::Forget => "forget",
             Self::Prune => "prune",
             Self::Report => "report",
+            Self::Verify => "verify",
         }
     }
 }

@@ -96,7 +96,8 @@ pub enum Command {
         #[arg(long, conflicts_with = "target", required_unless_present = "target")]
         to: Option<PathBuf>,
         /// PostgreSQL / MariaDB: the database to restore into, e.g.
-        /// postgres://admin@db2:5432/crm (created if missing; no password in the URL).
+        /// postgres://admin@db2:5432/crm (no password in the URL). The restore is built in a
+        /// temporary database on that server and renamed into place only once verified.
         #[arg(long)]
         target: Option<String>,
         /// File holding the target server's password (default: the source's password).
@@ -122,6 +123,32 @@ pub enum Command {
         /// Replace the target file if it exists, or the contents of a non-empty database.
         #[arg(long)]
         force: bool,
+    },
+    /// Compare a database that exists (a SQLite file or a database on a server) with a backup's
+    /// manifest: every table's rows and checksum and every schema object the manifest records.
+    /// Changes nothing; exit code 1 when anything differs.
+    Verify {
+        /// Snapshot id (a prefix is enough), backup id, or `latest`.
+        #[arg(long, default_value = "latest")]
+        snapshot: String,
+        /// SQLite: the database file to compare.
+        #[arg(long, conflicts_with = "target", required_unless_present = "target")]
+        to: Option<PathBuf>,
+        /// PostgreSQL / MariaDB: the database to compare, e.g. postgres://admin@db2/crm.
+        #[arg(long)]
+        target: Option<String>,
+        /// File holding the target server's password (default: the source's password).
+        #[arg(long, conflicts_with = "target_password_env")]
+        target_password_file: Option<PathBuf>,
+        /// Environment variable holding the target server's password.
+        #[arg(long)]
+        target_password_env: Option<String>,
+        /// Location the snapshot is read from (default: the source's primary).
+        #[arg(long)]
+        location: Option<String>,
+        /// Source the snapshot belongs to (narrows `latest`).
+        #[arg(long)]
+        source: Option<String>,
     },
     /// Restore drill: restore a snapshot into a scratch database, verify every table against
     /// the manifest, run the configured assertions, measure the RTO, and clean up. Without

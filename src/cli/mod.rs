@@ -326,6 +326,33 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
                 emit(json, &report, render::restore);
                 Exit::Ok
             }
+            Command::Verify {
+                snapshot,
+                to,
+                target,
+                target_password_file,
+                target_password_env,
+                location,
+                source,
+            } => {
+                let target_password = target_password_file
+                    .map(SecretRef::File)
+                    .or(target_password_env.map(SecretRef::Env));
+                let report = job::verify(
+                    ctx,
+                    &job::VerifyRequest {
+                        snapshot,
+                        location,
+                        source,
+                        to,
+                        target,
+                        target_password,
+                    },
+                )
+                .await?;
+                emit(json, &report, render::verify);
+                all_ok(report.verification.is_verified())
+            }
             Command::Forget { location, apply } => {
                 let outcomes = job::forget(ctx, location.as_deref(), apply).await?;
                 emit(json, &outcomes, |o| render::forgets(o));

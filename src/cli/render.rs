@@ -173,10 +173,54 @@ pub fn restore(r: &RestoreReport) -> String {
     if let Some(sha) = &r.verification.file_sha256 {
         let _ = write!(out, ", file {sha}");
     }
+    out.push_str(&verification_details(&r.verification));
+    if r.replaced {
+        out.push_str("\nthe target's previous contents were replaced (--force)");
+    }
     for w in &r.warnings {
         let _ = write!(out, "\nwarning: {w}");
     }
     out
+}
+
+/// The objects a verification compared besides tables, and what it could not see.
+fn verification_details(v: &crate::engine::Verification) -> String {
+    let mut out = String::new();
+    if !v.objects.is_empty() {
+        let counts: Vec<String> = v
+            .objects
+            .iter()
+            .map(|(class, n)| format!("{n} {class}"))
+            .collect();
+        let _ = write!(out, "\n  and: {}", counts.join(", "));
+    }
+    for m in &v.mismatches {
+        let _ = write!(out, "\n  DIFFERS: {m}");
+    }
+    for n in &v.not_verified {
+        let _ = write!(out, "\n  not verified: {n}");
+    }
+    out
+}
+
+pub fn verify(r: &crate::job::VerifyReport) -> String {
+    let rows: u64 = r.verification.tables.iter().map(|t| t.rows).sum();
+    format!(
+        "{} {} against snapshot {} of {} ({}) from {}: {} tables, {} rows{}",
+        if r.verification.is_verified() {
+            "VERIFIED"
+        } else {
+            "DIFFERENT"
+        },
+        r.target,
+        &r.snapshot_id[..8],
+        r.source,
+        r.engine,
+        r.location,
+        r.verification.tables.len(),
+        group_digits(rows),
+        verification_details(&r.verification)
+    )
 }
 
 pub fn drill(r: &DrillReport) -> String {

@@ -83,6 +83,8 @@ pub struct DrillReport {
     /// The erasure ledger replayed into the restored database (and proven) before release.
     pub erasure: Option<super::erasure::ReplayReport>,
     pub failure: Option<DrillFailure>,
+    /// Every difference the verification found (the failure names the first).
+    pub mismatches: Vec<String>,
     /// What the verification could not see (listed, never passed silently).
     pub not_verified: Vec<String>,
     /// Problems that did not fail the drill (e.g. a teardown left for the next sweep).
@@ -115,6 +117,7 @@ struct State {
     warnings: Vec<String>,
     /// What the verification could not see.
     not_verified: Vec<String>,
+    mismatches: Vec<String>,
 }
 
 fn fail(code: &str, reason: impl Into<String>) -> DrillFailure {
@@ -226,6 +229,7 @@ pub async fn drill(
         assertions: state.assertions.clone(),
         erasure: state.erasure.clone(),
         failure: result.err(),
+        mismatches: std::mem::take(&mut state.mismatches),
         not_verified: std::mem::take(&mut state.not_verified),
         warnings,
     };
@@ -393,6 +397,7 @@ async fn run(
     let v = staging.verify(&manifest, CompareScope::default()).await;
     state.phases.push("verify", t);
     state.not_verified = v.not_verified.clone();
+    state.mismatches = v.mismatches.clone();
     if !v.is_verified() {
         return Err(fail("drill.verification_failed", v.summary()));
     }

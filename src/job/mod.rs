@@ -19,6 +19,7 @@ mod restore;
 mod retention;
 mod snapshots;
 mod status;
+mod verify;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub use restore::{RestoreReport, RestoreRequest, restore};
 pub use retention::{ForgetOutcome, PruneOutcome, forget, prune};
 pub use snapshots::{LocationSnapshots, snapshots};
 pub use status::{LocationStatus, Status, status};
+pub use verify::{VerifyReport, VerifyRequest, verify};
 
 use crate::audit::{AuditLog, NewEntry};
 use crate::catalog::{Catalog, CatalogError, Outcome, RunEnd, RunStart, Trigger};

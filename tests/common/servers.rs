@@ -169,6 +169,61 @@ impl PgServer {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// Runs a SQL file as the superuser (stopping at the first error).
+    pub fn psql_file(&self, db: &str, file: &Path) -> String {
+        let out = Command::new(pg_bin("psql"))
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(self.dir.path())
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-f",
+            ])
+            .arg(file)
+            .env_remove("PGPASSWORD")
+            .output()
+            .unwrap();
+        assert_success(&out, &format!("psql -f {}", file.display()));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Everything `pg_dump` restores of a database, owners and privileges included, plus the
+    /// database-level statements of `pg_dump --create` with the database's name replaced by
+    /// `DB` — so a database and its restore under another name compare equal line by line.
+    pub fn dump_everything(&self, db: &str) -> String {
+        let run = |extra: &[&str]| {
+            let out = Command::new(pg_bin("pg_dump"))
+                .args(["-h"])
+                .arg(self.dir.path())
+                .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db])
+                .args(extra)
+                .output()
+                .unwrap();
+            assert_success(&out, "pg_dump");
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        let quoted = format!("\"{db}\"");
+        let mut lines: Vec<String> = run(&["--create", "--schema-only"])
+            .into_iter()
+            .filter(|l| l.contains("DATABASE"))
+            .map(|l| {
+                l.replace(&quoted, "DB")
+                    .replace(&format!(" {db} "), " DB ")
+                    .replace(&format!(" {db};"), " DB;")
+            })
+            .collect();
+        lines.extend(run(&[]));
+        lines.join("\n")
+    }
+
     /// A new database owned by `custodian`.
     pub fn create_db(&self, name: &str) {
         self.psql(
@@ -348,6 +403,46 @@ impl MariaServer {
 
     pub fn create_db(&self, name: &str) {
         self.sql(&format!("CREATE DATABASE {name} CHARACTER SET utf8mb4;"));
+    }
+
+    /// Runs a SQL file (with `DELIMITER` lines) in a database, as root.
+    pub fn sql_file(&self, db: &str, file: &Path) {
+        let out = self
+            .client()
+            .arg(format!("--database={db}"))
+            .stdin(Stdio::from(fs::File::open(file).unwrap()))
+            .output()
+            .unwrap();
+        assert_success(&out, &format!("mariadb < {}", file.display()));
+    }
+
+    /// Everything a restore must reproduce: the database's default character set and collation,
+    /// and a dump with routines, triggers and events (without volatile lines).
+    pub fn dump_everything(&self, db: &str) -> String {
+        let create = self.sql(&format!(
+            "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{db}'"
+        ));
+        let out = Command::new(maria_bin("mariadb-dump"))
+            .arg("--no-defaults")
+            .arg(format!(
+                "--socket={}",
+                self.dir.path().join("mysqld.sock").display()
+            ))
+            .args([
+                "-u",
+                "root",
+                "--skip-dump-date",
+                "--skip-comments",
+                "--routines",
+                "--triggers",
+                "--events",
+                "--hex-blob",
+                db,
+            ])
+            .output()
+            .unwrap();
+        assert_success(&out, "mariadb-dump");
+        format!("{create}\n{}", String::from_utf8_lossy(&out.stdout))
     }
 
     pub fn url(&self, db: &str) -> String {

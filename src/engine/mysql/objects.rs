@@ -116,7 +116,8 @@ pub async fn describe(conn: &mut MySqlConnection) -> Result<Objects, sqlx::Error
     .await?;
     for (name, kind) in tables {
         let (class, statement, column) = match kind.as_str() {
-            "VIEW" => ("view", "VIEW", "Create View"),
+            // Views are described with the other definitions below.
+            "VIEW" => continue,
             "SEQUENCE" => ("sequence", "SEQUENCE", "Create Table"),
             _ => ("table", "TABLE", "Create Table"),
         };
@@ -131,13 +132,6 @@ pub async fn describe(conn: &mut MySqlConnection) -> Result<Objects, sqlx::Error
         if class == "table" {
             ddl = without_auto_increment(&ddl);
         }
-        if class == "view" {
-            ddl.push_str(&format!(
-                " client={} connection={}",
-                text(&row, "character_set_client").unwrap_or_default(),
-                text(&row, "collation_connection").unwrap_or_default()
-            ));
-        }
         objects
             .classes
             .entry(class.into())
@@ -145,131 +139,84 @@ pub async fn describe(conn: &mut MySqlConnection) -> Result<Objects, sqlx::Error
             .insert(name, ObjectState::new(&ddl, ""));
     }
 
-    for (class, kind) in [("procedure", "PROCEDURE"), ("function", "FUNCTION")] {
-        let names: Vec<String> = sqlx::query_scalar(
-            "SELECT CAST(ROUTINE_NAME AS CHAR) FROM information_schema.ROUTINES
-             WHERE ROUTINE_SCHEMA = ? AND ROUTINE_TYPE = ? ORDER BY ROUTINE_NAME",
-        )
-        .bind(&database)
-        .bind(kind)
-        .fetch_all(&mut *conn)
-        .await?;
-        for name in names {
-            let row = sqlx::query(&format!(
-                "SHOW CREATE {kind} {}.{}",
-                quote_ident(&database),
-                quote_ident(&name)
-            ))
-            .fetch_one(&mut *conn)
-            .await?;
-            let ddl = format!(
-                "{} sql_mode={} collation={}",
-                relative(
-                    &text(&row, &format!("Create {}", capitalized(kind))).unwrap_or_default(),
-                    &database
-                ),
-                text(&row, "sql_mode").unwrap_or_default(),
-                text(&row, "Database Collation").unwrap_or_default()
+    for d in definitions(conn, &database).await? {
+        let settings = format!(
+            " sql_mode={} client={} connection={} time_zone={} collation={}",
+            d.sql_mode.as_deref().unwrap_or_default(),
+            d.client.as_deref().unwrap_or_default(),
+            d.connection.as_deref().unwrap_or_default(),
+            d.time_zone.as_deref().unwrap_or_default(),
+            d.database_collation.as_deref().unwrap_or_default()
+        );
+        objects
+            .classes
+            .entry(d.kind.keyword().to_ascii_lowercase())
+            .or_default()
+            .insert(
+                d.name,
+                ObjectState::new(&format!("{}{settings}", d.ddl), ""),
             );
-            objects
-                .classes
-                .entry(class.into())
-                .or_default()
-                .insert(name, ObjectState::new(&ddl, ""));
-        }
-    }
-
-    let triggers: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT CAST(TRIGGER_NAME AS CHAR), CAST(EVENT_OBJECT_TABLE AS CHAR), CAST(ACTION_ORDER AS SIGNED)
-         FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ? ORDER BY TRIGGER_NAME",
-    )
-    .bind(&database)
-    .fetch_all(&mut *conn)
-    .await?;
-    for (name, table, order) in triggers {
-        let row = sqlx::query(&format!(
-            "SHOW CREATE TRIGGER {}.{}",
-            quote_ident(&database),
-            quote_ident(&name)
-        ))
-        .fetch_one(&mut *conn)
-        .await?;
-        let ddl = format!(
-            "{} sql_mode={} order={order}",
-            relative(
-                &text(&row, "SQL Original Statement").unwrap_or_default(),
-                &database
-            ),
-            text(&row, "sql_mode").unwrap_or_default()
-        );
-        objects
-            .classes
-            .entry("trigger".into())
-            .or_default()
-            .insert(format!("{table}.{name}"), ObjectState::new(&ddl, ""));
-    }
-
-    let events: Vec<String> = sqlx::query_scalar(
-        "SELECT CAST(EVENT_NAME AS CHAR) FROM information_schema.EVENTS
-         WHERE EVENT_SCHEMA = ? ORDER BY EVENT_NAME",
-    )
-    .bind(&database)
-    .fetch_all(&mut *conn)
-    .await?;
-    for name in events {
-        let row = sqlx::query(&format!(
-            "SHOW CREATE EVENT {}.{}",
-            quote_ident(&database),
-            quote_ident(&name)
-        ))
-        .fetch_one(&mut *conn)
-        .await?;
-        let ddl = format!(
-            "{} sql_mode={} time_zone={}",
-            relative(&text(&row, "Create Event").unwrap_or_default(), &database),
-            text(&row, "sql_mode").unwrap_or_default(),
-            text(&row, "time_zone").unwrap_or_default()
-        );
-        objects
-            .classes
-            .entry("event".into())
-            .or_default()
-            .insert(name, ObjectState::new(&ddl, ""));
     }
     objects.classes.retain(|_, o| !o.is_empty());
     Ok(objects)
 }
 
-fn capitalized(kind: &str) -> String {
-    let lower = kind.to_ascii_lowercase();
-    let mut chars = lower.chars();
-    chars
-        .next()
-        .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
-        .unwrap_or_default()
+/// The kinds of object that cannot move between databases, in the order they are recreated:
+/// routines first (views and triggers may call them), then views (in rounds, as they may read
+/// each other), triggers (in firing order), events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    Procedure,
+    Function,
+    View,
+    Trigger,
+    Event,
 }
 
-/// The definitions of a database's views, routines, triggers and events, to recreate them
-/// under another database (`RENAME TABLE` moves tables only), in an order that works: routines,
-/// then views, then triggers (in their firing order), then events.
-pub(super) struct Definitions {
-    pub routines: Vec<(String, String, String)>,
-    pub views: Vec<(String, String)>,
-    pub triggers: Vec<(String, String, String)>,
-    pub events: Vec<(String, String, String, String)>,
+impl Kind {
+    pub(super) fn keyword(self) -> &'static str {
+        match self {
+            Self::Procedure => "PROCEDURE",
+            Self::Function => "FUNCTION",
+            Self::View => "VIEW",
+            Self::Trigger => "TRIGGER",
+            Self::Event => "EVENT",
+        }
+    }
+
+    /// The column of `SHOW CREATE …` holding the definition.
+    fn column(self) -> &'static str {
+        match self {
+            Self::Procedure => "Create Procedure",
+            Self::Function => "Create Function",
+            Self::View => "Create View",
+            Self::Trigger => "SQL Original Statement",
+            Self::Event => "Create Event",
+        }
+    }
 }
 
-/// Reads what [`Definitions`] holds from the database `conn` uses.
+/// One object's definition and the session settings it was created under (which the server
+/// keeps with it: recreating it under others would change it).
+#[derive(Clone, Debug)]
+pub(super) struct Definition {
+    pub kind: Kind,
+    pub name: String,
+    pub ddl: String,
+    pub sql_mode: Option<String>,
+    pub client: Option<String>,
+    pub connection: Option<String>,
+    pub time_zone: Option<String>,
+    pub database_collation: Option<String>,
+}
+
+/// Reads the definitions of a database's views, routines, triggers and events, in the order
+/// they can be recreated (see [`Kind`]).
 pub(super) async fn definitions(
     conn: &mut MySqlConnection,
     database: &str,
-) -> Result<Definitions, sqlx::Error> {
-    let mut out = Definitions {
-        routines: Vec::new(),
-        views: Vec::new(),
-        triggers: Vec::new(),
-        events: Vec::new(),
-    };
+) -> Result<Vec<Definition>, sqlx::Error> {
+    let mut names: Vec<(Kind, String)> = Vec::new();
     let routines: Vec<(String, String)> = sqlx::query_as(
         "SELECT CAST(ROUTINE_NAME AS CHAR), CAST(ROUTINE_TYPE AS CHAR) FROM information_schema.ROUTINES
          WHERE ROUTINE_SCHEMA = ? ORDER BY ROUTINE_TYPE, ROUTINE_NAME",
@@ -278,21 +225,12 @@ pub(super) async fn definitions(
     .fetch_all(&mut *conn)
     .await?;
     for (name, kind) in routines {
-        let row = sqlx::query(&format!(
-            "SHOW CREATE {kind} {}.{}",
-            quote_ident(database),
-            quote_ident(&name)
-        ))
-        .fetch_one(&mut *conn)
-        .await?;
-        out.routines.push((
-            format!("{kind} {}", quote_ident(&name)),
-            text(&row, "sql_mode").unwrap_or_default(),
-            relative(
-                &text(&row, &format!("Create {}", capitalized(&kind))).unwrap_or_default(),
-                database,
-            ),
-        ));
+        let kind = if kind == "FUNCTION" {
+            Kind::Function
+        } else {
+            Kind::Procedure
+        };
+        names.push((kind, name));
     }
     let views: Vec<String> = sqlx::query_scalar(
         "SELECT CAST(TABLE_NAME AS CHAR) FROM information_schema.VIEWS
@@ -301,44 +239,16 @@ pub(super) async fn definitions(
     .bind(database)
     .fetch_all(&mut *conn)
     .await?;
-    for name in views {
-        let row = sqlx::query(&format!(
-            "SHOW CREATE VIEW {}.{}",
-            quote_ident(database),
-            quote_ident(&name)
-        ))
-        .fetch_one(&mut *conn)
-        .await?;
-        out.views.push((
-            name,
-            relative(&text(&row, "Create View").unwrap_or_default(), database),
-        ));
-    }
-    let triggers: Vec<(String, String)> = sqlx::query_as(
-        "SELECT CAST(TRIGGER_NAME AS CHAR), CAST(EVENT_OBJECT_TABLE AS CHAR) FROM information_schema.TRIGGERS
+    names.extend(views.into_iter().map(|n| (Kind::View, n)));
+    let triggers: Vec<String> = sqlx::query_scalar(
+        "SELECT CAST(TRIGGER_NAME AS CHAR) FROM information_schema.TRIGGERS
          WHERE TRIGGER_SCHEMA = ?
          ORDER BY EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_ORDER",
     )
     .bind(database)
     .fetch_all(&mut *conn)
     .await?;
-    for (name, _table) in triggers {
-        let row = sqlx::query(&format!(
-            "SHOW CREATE TRIGGER {}.{}",
-            quote_ident(database),
-            quote_ident(&name)
-        ))
-        .fetch_one(&mut *conn)
-        .await?;
-        out.triggers.push((
-            name,
-            text(&row, "sql_mode").unwrap_or_default(),
-            relative(
-                &text(&row, "SQL Original Statement").unwrap_or_default(),
-                database,
-            ),
-        ));
-    }
+    names.extend(triggers.into_iter().map(|n| (Kind::Trigger, n)));
     let events: Vec<String> = sqlx::query_scalar(
         "SELECT CAST(EVENT_NAME AS CHAR) FROM information_schema.EVENTS
          WHERE EVENT_SCHEMA = ? ORDER BY EVENT_NAME",
@@ -346,20 +256,27 @@ pub(super) async fn definitions(
     .bind(database)
     .fetch_all(&mut *conn)
     .await?;
-    for name in events {
+    names.extend(events.into_iter().map(|n| (Kind::Event, n)));
+    let mut out = Vec::with_capacity(names.len());
+    for (kind, name) in names {
         let row = sqlx::query(&format!(
-            "SHOW CREATE EVENT {}.{}",
+            "SHOW CREATE {} {}.{}",
+            kind.keyword(),
             quote_ident(database),
             quote_ident(&name)
         ))
         .fetch_one(&mut *conn)
         .await?;
-        out.events.push((
+        out.push(Definition {
+            kind,
+            ddl: relative(&text(&row, kind.column()).unwrap_or_default(), database),
+            sql_mode: text(&row, "sql_mode"),
+            client: text(&row, "character_set_client"),
+            connection: text(&row, "collation_connection"),
+            time_zone: text(&row, "time_zone"),
+            database_collation: text(&row, "Database Collation"),
             name,
-            text(&row, "sql_mode").unwrap_or_default(),
-            text(&row, "time_zone").unwrap_or_default(),
-            relative(&text(&row, "Create Event").unwrap_or_default(), database),
-        ));
+        });
     }
     Ok(out)
 }

@@ -18,7 +18,7 @@ use futures_util::future::BoxFuture;
 use sqlx::mysql::MySqlConnection;
 use sqlx::{Connection, Executor};
 
-use super::objects::{Definitions, charset_clause, definitions};
+use super::objects::{Definition, Kind, charset_clause, definitions};
 use super::{Connect, quote_ident, tool};
 use crate::engine::common::{short_id, stream_into, tool_warnings};
 use crate::engine::{
@@ -309,65 +309,48 @@ async fn move_contents(conn: &mut MySqlConnection, from: &str, to: &str) -> Resu
 async fn drop_definitions(
     conn: &mut MySqlConnection,
     database: &str,
-    defs: &Definitions,
+    defs: &[Definition],
 ) -> Result<(), sqlx::Error> {
-    let db = quote_ident(database);
-    let mut statements = Vec::new();
-    for (name, ..) in &defs.events {
-        statements.push(format!("DROP EVENT IF EXISTS {db}.{}", quote_ident(name)));
-    }
-    for (name, ..) in &defs.triggers {
-        statements.push(format!("DROP TRIGGER IF EXISTS {db}.{}", quote_ident(name)));
-    }
-    for (name, _) in &defs.views {
-        statements.push(format!("DROP VIEW IF EXISTS {db}.{}", quote_ident(name)));
-    }
-    for (kind_and_name, ..) in &defs.routines {
-        if let Some((kind, name)) = kind_and_name.split_once(' ') {
-            statements.push(format!("DROP {kind} IF EXISTS {db}.{name}"));
-        }
-    }
-    for statement in statements {
+    for d in defs.iter().rev() {
+        let statement = format!(
+            "DROP {} IF EXISTS {}.{}",
+            d.kind.keyword(),
+            quote_ident(database),
+            quote_ident(&d.name)
+        );
         conn.execute(statement.as_str()).await?;
     }
     Ok(())
 }
 
-/// Recreates views, routines, triggers and events in `database`. Views may read other views:
-/// they are created in rounds until none is left (or none succeeds).
+/// Recreates views, routines, triggers and events in `database`, each under the session
+/// settings it was made with (`sql_mode`, character sets, time zone), as mariadb-dump does.
+/// Views may read other views: they are created in rounds until none is left, or none succeeds.
 async fn recreate(
     conn: &mut MySqlConnection,
     database: &str,
-    defs: &Definitions,
+    defs: &[Definition],
 ) -> Result<(), String> {
     conn.execute(format!("USE {}", quote_ident(database)).as_str())
         .await
         .map_err(|e| e.to_string())?;
-    let saved_mode: String = sqlx::query_scalar("SELECT CAST(@@SESSION.sql_mode AS CHAR)")
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(|e| e.to_string())?;
-    fn set_mode(mode: &str) -> String {
-        format!("SET SESSION sql_mode = '{}'", mode.replace('\'', "''"))
-    }
-    for (name, mode, ddl) in &defs.routines {
-        sqlx::query(&set_mode(mode))
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| e.to_string())?;
-        conn.execute(ddl.as_str())
-            .await
-            .map_err(|e| format!("recreating {name}: {e}"))?;
-    }
-    let mut pending: Vec<usize> = (0..defs.views.len()).collect();
+    let (mode, zone): (String, String) = sqlx::query_as(
+        "SELECT CAST(@@SESSION.sql_mode AS CHAR), CAST(@@SESSION.time_zone AS CHAR)",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut pending: Vec<&Definition> = defs.iter().collect();
     while !pending.is_empty() {
         let mut failed = Vec::new();
         let mut last_error = String::new();
-        for &i in &pending {
-            let (name, ddl) = (defs.views[i].0.clone(), defs.views[i].1.clone());
-            if let Err(e) = conn.execute(ddl.as_str()).await {
-                last_error = format!("recreating view {name}: {e}");
-                failed.push(i);
+        for d in &pending {
+            if let Err(e) = create_one(conn, d).await {
+                if d.kind != Kind::View {
+                    return Err(e);
+                }
+                last_error = e;
+                failed.push(*d);
             }
         }
         if failed.len() == pending.len() {
@@ -375,33 +358,50 @@ async fn recreate(
         }
         pending = failed;
     }
-    for (name, mode, ddl) in &defs.triggers {
-        sqlx::query(&set_mode(mode))
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| e.to_string())?;
-        conn.execute(ddl.as_str())
-            .await
-            .map_err(|e| format!("recreating trigger {name}: {e}"))?;
-    }
-    for (name, mode, zone, ddl) in &defs.events {
-        sqlx::query(&set_mode(mode))
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| e.to_string())?;
-        sqlx::query(&format!("SET time_zone = '{}'", zone.replace('\'', "''")))
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| e.to_string())?;
-        conn.execute(ddl.as_str())
-            .await
-            .map_err(|e| format!("recreating event {name}: {e}"))?;
-    }
-    sqlx::query(&set_mode(&saved_mode))
-        .execute(&mut *conn)
+    let reset = format!(
+        "SET NAMES utf8mb4, SESSION sql_mode = '{}', SESSION time_zone = '{}'",
+        mode.replace('\'', "''"),
+        zone.replace('\'', "''")
+    );
+    conn.execute(reset.as_str())
         .await
         .map_err(|e| e.to_string())?;
     Ok(())
+}
+
+async fn create_one(conn: &mut MySqlConnection, d: &Definition) -> Result<(), String> {
+    let quote = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "''"));
+    let mut settings = Vec::new();
+    if let Some(mode) = &d.sql_mode {
+        settings.push(format!("sql_mode = {}", quote(mode)));
+    }
+    if let Some(zone) = &d.time_zone {
+        settings.push(format!("time_zone = {}", quote(zone)));
+    }
+    if let Some(client) = &d.client {
+        settings.push(format!("character_set_client = {}", quote(client)));
+    }
+    if let Some(connection) = &d.connection {
+        settings.push(format!("collation_connection = {}", quote(connection)));
+    }
+    if !settings.is_empty() {
+        conn.execute(format!("SET SESSION {}", settings.join(", ")).as_str())
+            .await
+            .map_err(|e| {
+                format!(
+                    "recreating {} {}: {e}",
+                    d.kind.keyword().to_lowercase(),
+                    d.name
+                )
+            })?;
+    }
+    conn.execute(d.ddl.as_str()).await.map(|_| ()).map_err(|e| {
+        format!(
+            "recreating {} {}: {e}",
+            d.kind.keyword().to_lowercase(),
+            d.name
+        )
+    })
 }
 
 /// Moves the verified staging database's contents into `target` (see the module docs).

@@ -151,7 +151,11 @@ fn class_queries() -> Vec<(&'static str, String)> {
                          FROM pg_aggregate a WHERE a.aggfnoid = p.oid)
                     ELSE pg_get_functiondef(p.oid) END || {},
                     {}
-                 FROM pg_proc p WHERE {} AND {}",
+                 FROM pg_proc p WHERE {} AND {}
+                   -- A range type's constructors belong to the type (and to the bootstrap
+                   -- superuser, whoever created the type): described with the type.
+                   AND NOT EXISTS (SELECT 1 FROM pg_depend i WHERE i.classid = 'pg_proc'::regclass
+                                   AND i.objid = p.oid AND i.deptype = 'i')",
                 comment("p.oid", "pg_proc"),
                 acl("p.proacl", 'f', "p.proowner"),
                 user_ns("p.pronamespace"),
@@ -399,19 +403,18 @@ async fn describe_in_catalog_path(
     Ok(objects)
 }
 
-/// The database's own properties: what `pg_dump --create` would set on a new database.
+/// The database's own properties: what `pg_dump --create` would set on a new database. Its
+/// privileges keep their order (a restore grants them in that order, so it is reproduced).
 async fn database_properties(
     conn: &mut PgConnection,
 ) -> Result<BTreeMap<String, String>, sqlx::Error> {
-    let row = sqlx::query(&format!(
-        "SELECT pg_encoding_to_char(d.encoding)::text, d.datcollate::text, d.datctype::text,
-                d.datconnlimit::text, {},
+    let row = sqlx::query("SELECT pg_encoding_to_char(d.encoding)::text, d.datcollate::text, d.datctype::text,
+                d.datconnlimit::text,
+                pg_get_userbyid(d.datdba) || ' ' || array_to_string(coalesce(d.datacl, acldefault('d', d.datdba)), ','),
                 coalesce(shobj_description(d.oid, 'pg_database'), ''),
                 to_jsonb(d) ->> 'datlocprovider', coalesce(to_jsonb(d) ->> 'daticulocale', to_jsonb(d) ->> 'datlocale'),
                 to_jsonb(d) ->> 'daticurules'
-         FROM pg_database d WHERE d.datname = current_database()",
-        acl("d.datacl", 'd', "d.datdba")
-    ))
+         FROM pg_database d WHERE d.datname = current_database()")
     .fetch_one(&mut *conn)
     .await?;
     let mut out = BTreeMap::new();

@@ -207,7 +207,7 @@ async fn apply_properties(
     problems
 }
 
-/// `GRANT` statements for a sorted ACL text (`grantee=privs/grantor,…`; an empty grantee is
+/// `GRANT` statements for an ACL text (`grantee=privs/grantor,…`; an empty grantee is
 /// PUBLIC; `*` after a privilege letter is the grant option).
 fn grants(db: &str, acl: &str) -> Vec<String> {
     let mut out = Vec::new();

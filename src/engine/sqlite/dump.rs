@@ -196,9 +196,11 @@ async fn summarize_table(
         .join(" || char(31) || ");
     let mut key: Vec<&(String, i64)> = cols.iter().filter(|(_, pk)| *pk > 0).collect();
     key.sort_by_key(|(_, pk)| *pk);
+    // Without a primary key, every column in binary order: a total order on distinct rows
+    // (and identical rows are indistinguishable), whatever the columns' collations.
     let order = if key.is_empty() {
-        (1..=cols.len())
-            .map(|i| i.to_string())
+        cols.iter()
+            .map(|(c, _)| format!("{} COLLATE BINARY", quote_ident(c)))
             .collect::<Vec<_>>()
             .join(", ")
     } else {
