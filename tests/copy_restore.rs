@@ -6,7 +6,7 @@ mod common;
 
 use std::fs;
 
-use common::{Workspace, assert_success, sha256_file, stderr};
+use common::{Workspace, assert_success, sha256_file, stderr, stdout};
 
 #[test]
 fn copies_are_idempotent_and_recorded() {
@@ -159,7 +159,8 @@ fn damaged_data_is_found_by_check_and_never_restored() {
     let mut packs: Vec<_> = walk(&ws.repo("local").join("data"));
     packs.sort_by_key(|p| fs::metadata(p).unwrap().len());
     let pack = packs.last().unwrap();
-    let mut bytes = fs::read(pack).unwrap();
+    let original = fs::read(pack).unwrap();
+    let mut bytes = original.clone();
     let middle = bytes.len() / 2;
     for b in &mut bytes[middle..middle + 64] {
         *b ^= 0x5a;
@@ -177,6 +178,56 @@ fn damaged_data_is_found_by_check_and_never_restored() {
     assert_eq!(check[0]["status"], "damaged");
     assert_eq!(check[0]["error_code"], "check.found_errors");
     assert!(!check[0]["errors"].as_array().unwrap().is_empty());
+    // One sentence naming the location and the pack, with what to do; never the library's
+    // chain or a backtrace, whatever RUST_BACKTRACE says.
+    let name = pack.file_name().unwrap().to_string_lossy().to_string();
+    let sentence = check[0]["errors"][0].as_str().unwrap();
+    assert!(
+        sentence.starts_with(&format!("location local: pack {} is damaged", &name[..8]))
+            && sentence.contains("restore from another location"),
+        "{sentence}"
+    );
+    let mut cmd = common::custodian_cmd();
+    cmd.arg("--config")
+        .arg(ws.config_path())
+        .args(["check", "--location", "local", "--read-data-subset", "all"])
+        .env("RUST_BACKTRACE", "1");
+    for out in [cmd.output().unwrap(), {
+        let mut json = common::custodian_cmd();
+        json.arg("--config")
+            .arg(ws.config_path())
+            .args([
+                "--json",
+                "check",
+                "--location",
+                "local",
+                "--read-data-subset",
+                "all",
+            ])
+            .env("RUST_BACKTRACE", "1");
+        json.output().unwrap()
+    }] {
+        assert_eq!(out.status.code(), Some(1));
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        for noise in [
+            "Caused by",
+            "Backtrace",
+            "nonce",
+            "aead::Error",
+            "rustic_core::",
+        ] {
+            assert!(!text.contains(noise), "{noise} in:\n{text}");
+        }
+    }
+
+    // From now on the location is damaged: status says so and exits 1, until a check that
+    // reads the damaged pack again passes. A structural check does not clear it.
+    let status = ws.custodian_json(&["status"], 1);
+    let local = &status["locations"][0];
+    assert_eq!(local["name"], "local");
+    assert_eq!(local["damage"][0]["pack"].as_str().unwrap(), &name[..8]);
+    ws.custodian_json(&["check", "--location", "local"], 0);
+    ws.custodian_json(&["status"], 1);
     let structural = ws.custodian_json(
         &[
             "check",
@@ -228,6 +279,20 @@ fn damaged_data_is_found_by_check_and_never_restored() {
         0,
     );
     assert_eq!(report["verification"]["status"], "verified");
+
+    // Repaired (the pack's bytes are back): a check that reads it passes and clears the damage.
+    fs::write(pack, &original).unwrap();
+    ws.custodian_json(
+        &["check", "--location", "local", "--read-data-subset", "all"],
+        0,
+    );
+    let status = ws.custodian_json(&["status"], 0);
+    assert!(
+        status["locations"][0]["damage"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

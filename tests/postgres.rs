@@ -517,3 +517,131 @@ fn a_table_larger_than_custodians_memory_streams_through() {
         "restic check",
     );
 }
+
+/// Files under a directory, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_restore_that_fails_leaves_the_target_exactly_as_it_was() {
+    let server = PgServer::start();
+    let ws = setup(&server, "crm", "0.002");
+    ws.custodian_json(&["backup"], 0);
+    let target = server.url("target");
+    let first = ws.custodian_json(&["restore", "--snapshot", "latest", "--target", &target], 0);
+    assert_eq!(first["verification"]["status"], "verified");
+    server.psql(
+        "target",
+        "CREATE TABLE marker (note text); INSERT INTO marker VALUES ('mine')",
+    );
+    let before = server.dump_sql("target");
+
+    // Damage every data pack of the primary location: the restore from it must fail while it
+    // streams, and the target must not change at all (not emptied, not half-loaded).
+    for pack in files_under(&ws.repo("local").join("data")) {
+        let mut bytes = std::fs::read(&pack).unwrap();
+        let (middle, len) = (bytes.len() / 2, bytes.len());
+        for b in &mut bytes[middle..(middle + 64).min(len)] {
+            *b ^= 0x5a;
+        }
+        let mut perms = std::fs::metadata(&pack).unwrap().permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perms.set_readonly(false);
+        std::fs::set_permissions(&pack, perms).unwrap();
+        std::fs::write(&pack, bytes).unwrap();
+    }
+    let failed = ws.custodian_json(
+        &[
+            "restore",
+            "--location",
+            "local",
+            "--snapshot",
+            "latest",
+            "--target",
+            &target,
+            "--force",
+        ],
+        1,
+    );
+    assert_eq!(failed["error_code"], "repo.unreadable_pack", "{failed:#}");
+    let message = failed["error"].as_str().unwrap();
+    assert!(
+        message.contains("location local") && message.contains("restore from another location"),
+        "{message}"
+    );
+    assert_same_dump(
+        &before,
+        &server.dump_sql("target"),
+        "target after a failed restore",
+    );
+    assert_eq!(
+        server.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname LIKE '%\\_\\_custodian\\_%'"
+        ),
+        "0",
+        "the temporary database is gone"
+    );
+    let runs = ws.custodian_json(&["runs"], 0);
+    let restore_run = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "restore" && r["outcome"] == "failed")
+        .unwrap();
+    assert_eq!(restore_run["error_code"], "repo.unreadable_pack");
+    // The damage is the location's from now on.
+    ws.custodian_json(&["status"], 1);
+
+    // From the other location, with --force, the target is replaced.
+    let out = ws.custodian_json(
+        &[
+            "restore",
+            "--location",
+            "offsite",
+            "--snapshot",
+            "latest",
+            "--target",
+            &target,
+            "--force",
+        ],
+        0,
+    );
+    assert_eq!(out["verification"]["status"], "verified");
+    assert_eq!(out["replaced"], true);
+    assert_eq!(
+        server.psql(
+            "target",
+            "SELECT count(*) FROM pg_class WHERE relname = 'marker'"
+        ),
+        "0"
+    );
+
+    // An unreachable target is named as the restore target, not as the source.
+    let out = ws.custodian_json(
+        &[
+            "restore",
+            "--location",
+            "offsite",
+            "--snapshot",
+            "latest",
+            "--target",
+            "postgres://custodian@127.0.0.1:1/nowhere",
+        ],
+        1,
+    );
+    assert_eq!(out["error_code"], "restore.target_unavailable", "{out:#}");
+    let message = out["error"].as_str().unwrap();
+    assert!(message.starts_with("restore target "), "{message}");
+    assert!(!message.contains("source"), "{message}");
+}

@@ -149,3 +149,65 @@ fn custodian_reads_and_writes_repositories_made_by_restic() {
     assert_success(&out, "restic dump of restic's own snapshot");
     assert_eq!(stdout(&out), "hello from restic");
 }
+
+/// The README's plain-restic commands, in a repository holding two sources: `latest` alone is
+/// the newest snapshot of any source; `--path /custodian/<source>` (or `--tag source:<source>`)
+/// picks the right one.
+#[test]
+fn the_readme_restic_commands_pick_the_right_source() {
+    let ws = Workspace::new();
+    common::make_crm(&ws.path("billing.sqlite"), 40);
+    ws.write_config(&format!(
+        "{}\n[source.billing]\nkind = \"sqlite\"\npath = \"billing.sqlite\"\nlocations = [\"local\"]\n",
+        common::default_config()
+    ));
+    ws.custodian_json(&["init"], 0);
+    ws.custodian_json(&["backup", "--source", "crm"], 0);
+    // The other source's backup is the newest snapshot of the repository.
+    ws.custodian_json(&["backup", "--source", "billing"], 0);
+
+    let listed = ws.restic("local", &["snapshots", "--tag", "source:crm", "--json"]);
+    assert_success(&listed, "restic snapshots --tag");
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["paths"], serde_json::json!(["/custodian/crm"]));
+
+    let wrong = ws.restic("local", &["dump", "latest", "/custodian/crm/crm.sqlite"]);
+    assert!(
+        !wrong.status.success(),
+        "without --path, latest is billing's snapshot, which has no crm.sqlite"
+    );
+    let dumped = ws.restic(
+        "local",
+        &[
+            "dump",
+            "--path",
+            "/custodian/crm",
+            "latest",
+            "/custodian/crm/crm.sqlite",
+        ],
+    );
+    assert_success(&dumped, "restic dump --path");
+    let path = ws.path("dumped.sqlite");
+    fs::write(&path, &dumped.stdout).unwrap();
+    assert_eq!(
+        common::sqlite(&path, "SELECT count(*) FROM contacts;").trim(),
+        "300"
+    );
+    let target = ws.path("restored");
+    let out = ws.restic(
+        "local",
+        &[
+            "restore",
+            "latest",
+            "--path",
+            "/custodian/crm",
+            "--target",
+            target.to_str().unwrap(),
+            "--verify",
+        ],
+    );
+    assert_success(&out, "restic restore --path --verify");
+    assert!(target.join("custodian/crm/crm.sqlite").exists());
+    assert!(!target.join("custodian/billing").exists());
+}

@@ -168,6 +168,25 @@ impl Catalog {
             out.push(Sample { name: "custodian_check_last_ok", labels: labels.clone(), value: f64::from(r.get::<i64, _>("ok") as i32) });
             out.push(Sample { name: "custodian_check_last_timestamp_seconds", labels, value: epoch(&r.get::<String, _>("checked_at")) });
         }
+        // Damage found and not yet cleared by a check that read it again, per location (0 for
+        // every location ever checked, so an alert can tell "no damage" from "no data").
+        for r in sqlx::query(
+            "SELECT location, sum(open) AS open FROM (
+                 SELECT location, 0 AS open FROM checks
+                 UNION ALL
+                 SELECT location, CASE WHEN cleared_at IS NULL THEN 1 ELSE 0 END FROM damage)
+             GROUP BY location",
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(query_err("computing metrics"))?
+        {
+            out.push(Sample {
+                name: "custodian_location_damage_open",
+                labels: vec![("location", r.get::<String, _>("location"))],
+                value: r.get::<i64, _>("open") as f64,
+            });
+        }
         // Check coverage: the share of each location's data read by successful checks within
         // the check window (a full read counts whole; rotating parts `k/n` count k of n).
         let since = crate::model::time::format(
@@ -195,7 +214,7 @@ impl Catalog {
             let location: String = r.get("location");
             let subset: String = r.get("read_data_subset");
             let entry = coverage.entry(location).or_default();
-            if subset == "100%" || subset == "1/1" {
+            if subset == "all" || subset == "100%" || subset == "1/1" {
                 entry.0 = true;
             } else if let Some((k, n)) = subset.split_once('/')
                 && let (Ok(k), Ok(n)) = (k.parse::<u32>(), n.parse::<u32>())

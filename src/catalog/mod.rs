@@ -5,6 +5,7 @@
 //! daemon and a CLI invocation can use it at the same time.
 
 mod approvals;
+mod damage;
 mod drills;
 mod erasures;
 mod evidence;
@@ -23,6 +24,7 @@ use sqlx::ConnectOptions;
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
+pub use damage::DamageRecord;
 pub use drills::{DrillEnd, DrillRecord, DrillStart, ScratchRecord};
 pub use erasures::{ErasureRecord, ReplayRecord};
 pub use evidence::{AlertRecord, DeliveryRecord, ReportRecord};
@@ -116,6 +118,13 @@ impl<'s> MigrationSource<'s> for Embedded {
                     Cow::Borrowed("erasures"),
                     MigrationType::Simple,
                     Cow::Borrowed(include_str!("migrations/0006_erasures.sql")),
+                    false,
+                ),
+                Migration::new(
+                    7,
+                    Cow::Borrowed("damage"),
+                    MigrationType::Simple,
+                    Cow::Borrowed(include_str!("migrations/0007_damage.sql")),
                     false,
                 ),
             ])

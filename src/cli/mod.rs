@@ -21,22 +21,7 @@ use crate::config::{Config, ConfigError, Diagnostic, Severity};
 use crate::job::{self, Context, JobError};
 use crate::secret::SecretRef;
 
-/// Stable exit codes (documented in the README).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Exit {
-    /// Everything asked for succeeded.
-    Ok = 0,
-    /// A job ran and failed (or part of it did); details are in the output and the catalog.
-    JobFailed = 1,
-    /// The configuration or the command line is wrong; nothing was done.
-    Usage = 2,
-}
-
-impl From<Exit> for ExitCode {
-    fn from(e: Exit) -> Self {
-        Self::from(e as u8)
-    }
-}
+pub use crate::model::Exit;
 
 /// Entry point used by `main`.
 #[must_use]
@@ -58,11 +43,14 @@ pub fn main() -> ExitCode {
 
 fn init_logging(verbose: u8, daemon: bool) {
     use tracing_subscriber::EnvFilter;
+    // rustic_core logs its own errors with their whole chain (and a backtrace when
+    // RUST_BACKTRACE is set); Custodian reports every outcome in its own sentences, so the
+    // library's log is for `-vv` only.
     let default = match verbose {
         // The daemon's log is the journal: what it does is worth keeping.
-        0 if daemon => "info,rustic_core=warn",
-        0 => "warn",
-        1 => "info,rustic_core=warn",
+        0 if daemon => "info,rustic_core=off",
+        0 => "warn,rustic_core=off",
+        1 => "info,rustic_core=off",
         _ => "debug",
     };
     let mut filter =
@@ -184,7 +172,13 @@ async fn run(cli: Cli) -> Exit {
         Command::Config {
             command: ConfigCommand::Check,
         } => config_check(&config_path, json),
-        Command::Demo { dir } => crate::demo::run(&dir, json).await,
+        Command::Demo { dir } => match crate::demo::run(&dir).await {
+            Ok(out) => {
+                emit(json, &out, crate::demo::render);
+                if out.ok { Exit::Ok } else { Exit::JobFailed }
+            }
+            Err(e) => job_failure(json, &e),
+        },
         Command::Daemon => crate::daemon::run(&config_path).await,
         Command::Ctl { socket, command } => {
             use crate::daemon::protocol::Request;
@@ -246,7 +240,21 @@ async fn run(cli: Cli) -> Exit {
             scale,
             size,
             churn,
-        } => crate::demo::generate_crm(&url, password_file, scale, size, churn, json).await,
+        } => match crate::demo::generate_crm(&url, password_file, scale, size, churn).await {
+            Ok(out) => {
+                emit(json, &out, |o| {
+                    format!(
+                        "{} {}: {} rows in {:.1} s",
+                        o["action"].as_str().unwrap_or(""),
+                        o["database"].as_str().unwrap_or(""),
+                        o["rows"],
+                        o["seconds"].as_f64().unwrap_or(0.0)
+                    )
+                });
+                Exit::Ok
+            }
+            Err(e) => job_failure(json, &e),
+        },
         command => {
             let ctx = match context(&config_path, json, Trigger::Cli).await {
                 Ok(ctx) => ctx,

@@ -262,6 +262,12 @@ pub fn drill(r: &DrillReport) -> String {
             a.expected
         );
     }
+    for m in r.mismatches.iter().skip(1) {
+        let _ = writeln!(out, "  also differs: {m}");
+    }
+    for n in &r.not_verified {
+        let _ = writeln!(out, "  not verified: {n}");
+    }
     for w in &r.warnings {
         let _ = writeln!(out, "  warning: {w}");
     }
@@ -470,7 +476,13 @@ pub fn status(s: &Status) -> String {
         &s.config_sha256[..15.min(s.config_sha256.len())]
     );
     for l in &s.locations {
-        let health = if l.healthy { "ok" } else { "PROBLEM" };
+        let health = if !l.damage.is_empty() {
+            "DAMAGED"
+        } else if l.healthy {
+            "ok"
+        } else {
+            "PROBLEM"
+        };
         let _ = writeln!(
             out,
             "location {} [{}] {}: {health}",

@@ -60,6 +60,14 @@ const HELP: &[(&str, &str)] = &[
         "custodian_check_last_timestamp_seconds",
         "Time of the latest check of a location.",
     ),
+    (
+        "custodian_check_coverage_ratio",
+        "Share of a location's pack data read by passing checks within the check window.",
+    ),
+    (
+        "custodian_location_damage_open",
+        "Damage a check, drill or restore found in a location and no later check that read it cleared (0: none).",
+    ),
 ];
 
 fn escape(value: &str) -> String {
@@ -69,7 +77,8 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Renders samples in the Prometheus text exposition format.
+/// Renders samples in the Prometheus text exposition format. Every sample's metric must have a
+/// HELP line above (a test checks it: a metric without one would silently vanish).
 #[must_use]
 pub fn render(samples: &[Sample]) -> String {
     let mut out = String::new();
@@ -157,5 +166,27 @@ async fn respond(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("# the catalog cannot be read: {e}\n"),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HELP;
+
+    #[test]
+    fn every_metric_the_catalog_samples_has_a_help_line() {
+        let source = include_str!("../catalog/metrics.rs");
+        let names: Vec<&str> = source
+            .split("name: \"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        assert!(names.len() > 5, "{names:?}");
+        for name in names {
+            assert!(
+                HELP.iter().any(|(n, _)| *n == name),
+                "{name} has no HELP line, so it would never be served"
+            );
+        }
     }
 }

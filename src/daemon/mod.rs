@@ -29,10 +29,10 @@ use tokio::sync::{Mutex, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::catalog::Trigger;
-use crate::cli::Exit;
 use crate::config::Config;
 use crate::config::schedules::{JobKind, Missed, ScheduledJob};
 use crate::job::{self, Context, JobError};
+use crate::model::Exit;
 
 /// How long running jobs may take to finish after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(60);

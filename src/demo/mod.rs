@@ -17,7 +17,6 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::catalog::Trigger;
-use crate::cli::{Exit, emit};
 use crate::config::Config;
 use crate::engine::{Verification, VerificationStatus};
 use crate::job::{self, BackupReport, CheckOutcome, Context, InitReport, JobError};
@@ -56,8 +55,9 @@ struct DemoVerification {
 }
 
 #[derive(Serialize)]
-struct DemoOutput {
-    ok: bool,
+pub struct DemoOutput {
+    /// Every step succeeded.
+    pub ok: bool,
     dir: PathBuf,
     config: PathBuf,
     crm: DemoCrm,
@@ -93,32 +93,13 @@ struct DemoReport {
     verified: bool,
 }
 
-/// Runs the demo and prints its summary.
-pub async fn run(dir: &Path, json: bool) -> Exit {
-    match run_inner(dir).await {
-        Ok(out) => {
-            let exit = if out.ok { Exit::Ok } else { Exit::JobFailed };
-            emit(json, &out, render);
-            exit
-        }
-        Err(err) => {
-            let exit = if err.is_usage() {
-                Exit::Usage
-            } else {
-                Exit::JobFailed
-            };
-            if json {
-                emit(
-                    true,
-                    &serde_json::json!({"ok": false, "error": err.to_string(), "error_code": err.code()}),
-                    |_| String::new(),
-                );
-            } else {
-                eprintln!("custodian demo: {err}");
-            }
-            exit
-        }
-    }
+/// Runs the demo; the command line prints its summary (see [`render`]).
+///
+/// # Errors
+/// When a step of the demo cannot run at all (a failed step is in the output, with `ok`
+/// false).
+pub async fn run(dir: &Path) -> Result<DemoOutput, JobError> {
+    run_inner(dir).await
 }
 
 fn private_dir(path: &Path) -> Result<(), JobError> {
@@ -395,7 +376,9 @@ async fn verify_copy(ctx: &Context, backup: &BackupReport) -> Result<DemoVerific
     })
 }
 
-fn render(out: &DemoOutput) -> String {
+/// The demo's summary for a terminal.
+#[must_use]
+pub fn render(out: &DemoOutput) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let _ = writeln!(s, "Custodian demo in {}", out.dir.display());
@@ -574,46 +557,17 @@ fn render(out: &DemoOutput) -> String {
 }
 
 /// `custodian generate-crm`: the demo CRM on a database server, or churn applied to it.
+///
+/// # Errors
+/// For a bad request or a database that cannot be written.
 pub async fn generate_crm(
     url: &str,
     password_file: Option<PathBuf>,
     scale: Option<f64>,
     size: Option<String>,
     churn: Option<String>,
-    json: bool,
-) -> Exit {
-    let result = generate_inner(url, password_file, scale, size, churn).await;
-    match result {
-        Ok(out) => {
-            emit(json, &out, |o| {
-                format!(
-                    "{} {}: {} rows in {:.1} s",
-                    o["action"].as_str().unwrap_or(""),
-                    o["database"].as_str().unwrap_or(""),
-                    o["rows"],
-                    o["seconds"].as_f64().unwrap_or(0.0)
-                )
-            });
-            Exit::Ok
-        }
-        Err(err) => {
-            let exit = if err.is_usage() {
-                Exit::Usage
-            } else {
-                Exit::JobFailed
-            };
-            if json {
-                emit(
-                    true,
-                    &serde_json::json!({"ok": false, "error": err.to_string(), "error_code": err.code()}),
-                    |_| String::new(),
-                );
-            } else {
-                eprintln!("custodian generate-crm: {err}");
-            }
-            exit
-        }
-    }
+) -> Result<serde_json::Value, JobError> {
+    generate_inner(url, password_file, scale, size, churn).await
 }
 
 async fn generate_inner(

@@ -146,7 +146,10 @@ async fn check_one(
     subset: Option<ReadSubset>,
 ) -> Result<CheckReport, JobError> {
     let repo = ctx.repo(name).await?;
-    let report = blocking(move || repo.check(subset.as_ref())).await?;
+    let report = {
+        let subset = subset.clone();
+        blocking(move || repo.check(subset.as_ref())).await?
+    };
     ctx.catalog
         .record_check(&CheckRecord {
             run_id: run_id.to_string(),
@@ -156,5 +159,22 @@ async fn check_one(
             warnings: report.warnings.clone(),
         })
         .await?;
+    if report.ok() {
+        // Damage found earlier is cleared only by a check that read the damaged pack again.
+        if let Some(subset) = &subset {
+            for open in ctx.catalog.open_damage(Some(name)).await? {
+                if subset.reads(open.pack.as_deref()) {
+                    ctx.catalog.clear_damage(open.id, run_id).await?;
+                    tracing::info!(location = name, pack = ?open.pack, "damage cleared: the pack was read again and is sound");
+                }
+            }
+        }
+    } else {
+        for (error, pack) in report.errors.iter().zip(&report.packs) {
+            ctx.catalog
+                .record_damage(name, run_id, "check", pack.as_deref(), error)
+                .await?;
+        }
+    }
     Ok(report)
 }

@@ -55,6 +55,9 @@ pub struct AssertionResult {
 pub struct DrillFailure {
     pub code: String,
     pub reason: String,
+    /// The damaged pack, when the snapshot could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pack: Option<String>,
 }
 
 /// A finished drill (passed or failed).
@@ -124,13 +127,20 @@ fn fail(code: &str, reason: impl Into<String>) -> DrillFailure {
     DrillFailure {
         code: code.to_string(),
         reason: reason.into(),
+        pack: None,
     }
 }
 
 /// Failure code and sentence for an error met while reading or restoring.
 fn failure_of(err: &JobError) -> DrillFailure {
     match err {
-        JobError::Repo(e) => fail("drill.snapshot_unreadable", e.to_string()),
+        JobError::Repo(e) => DrillFailure {
+            pack: match e {
+                crate::repo::RepoError::Unreadable { pack, .. } => Some(pack.clone()),
+                _ => None,
+            },
+            ..fail("drill.snapshot_unreadable", e.to_string())
+        },
         JobError::Engine(EngineError::RestoreToolFailed { failure, .. }) => {
             fail("drill.restore_failed", format!("{failure}"))
         }
@@ -265,6 +275,21 @@ async fn record(ctx: &Context, report: &DrillReport) {
     };
     if let Err(e) = ctx.catalog.finish_drill(&report.run_id, &end).await {
         tracing::error!(run_id = report.run_id, error = %e, "could not record the drill");
+    }
+    if let Some(f) = &report.failure
+        && let Some(pack) = &f.pack
+        && let Err(e) = ctx
+            .catalog
+            .record_damage(
+                &report.location,
+                &report.run_id,
+                "drill",
+                Some(pack),
+                &f.reason,
+            )
+            .await
+    {
+        tracing::error!(run_id = report.run_id, error = %e, "could not record the damage found");
     }
     let (outcome, error) = match &report.failure {
         None => (crate::catalog::Outcome::Succeeded, None),
@@ -663,11 +688,11 @@ async fn sweep_server_database(
             record.server.as_deref().unwrap_or("?")
         ));
     };
-    let engine = if record.kind == format!("server-{}", Engine::Mysql) {
-        Engine::Mysql
-    } else {
-        Engine::Postgres
-    };
+    let engine: Engine = record
+        .kind
+        .strip_prefix("server-")
+        .and_then(|e| e.parse().ok())
+        .ok_or_else(|| format!("unknown scratch kind `{}`", record.kind))?;
     engine::of(engine)
         .drop_scratch_database(&server, database)
         .await

@@ -64,7 +64,7 @@ pub enum JobError {
     Io { what: String, message: String },
     #[error("{0}")]
     Busy(String),
-    #[error("location {location}: the check found {} error(s): {}", errors.len(), errors.join("; "))]
+    #[error("{}", damaged_summary(location, errors))]
     Damaged {
         location: String,
         errors: Vec<String>,
@@ -108,6 +108,19 @@ impl JobError {
             what: what.into(),
             message: err.to_string(),
         }
+    }
+}
+
+/// The first error a check found (each names its location), and how many more.
+fn damaged_summary(location: &str, errors: &[String]) -> String {
+    match errors {
+        [] => format!("location {location}: the check failed"),
+        [one] => one.clone(),
+        [first, rest @ ..] => format!(
+            "{first} (and {} more error{}; `custodian check --location {location} --json` lists them)",
+            rest.len(),
+            if rest.len() == 1 { "" } else { "s" }
+        ),
     }
 }
 
@@ -326,6 +339,22 @@ impl Context {
         };
         if let Err(err) = self.catalog.finish_run(run_id, outcome, &end).await {
             tracing::error!(run_id, error = %err, "could not record the end of a run in the catalog");
+        }
+        if let Err(JobError::Repo(RepoError::Unreadable { location, pack, .. })) = result {
+            let kind = self
+                .started
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(run_id)
+                .map_or("restore", |s| s.kind.as_str());
+            let detail = end.error_message.clone().unwrap_or_default();
+            if let Err(e) = self
+                .catalog
+                .record_damage(location, run_id, kind, Some(pack), &detail)
+                .await
+            {
+                tracing::error!(run_id, error = %e, "could not record the damage found");
+            }
         }
         self.audit_run(run_id, outcome.as_str(), end.error_code.as_deref());
     }

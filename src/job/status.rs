@@ -40,6 +40,9 @@ pub struct LocationStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub object_lock: Option<LockStatus>,
     pub coverage: Coverage,
+    /// Damage found by a check, drill or restore and not cleared by a later check that read it
+    /// again: the location is damaged until then.
+    pub damage: Vec<crate::catalog::DamageRecord>,
     pub problems: Vec<String>,
 }
 
@@ -54,12 +57,13 @@ pub struct Status {
 }
 
 impl Status {
-    /// Whether every location is healthy and every declared lock holds.
+    /// Whether every location is healthy (reachable, opens, no open damage) and every
+    /// declared lock holds.
     #[must_use]
     pub fn all_ok(&self) -> bool {
-        self.locations
-            .iter()
-            .all(|l| l.healthy && l.object_lock.as_ref().is_none_or(|o| o.immutable))
+        self.locations.iter().all(|l| {
+            l.healthy && l.damage.is_empty() && l.object_lock.as_ref().is_none_or(|o| o.immutable)
+        })
     }
 }
 
@@ -87,8 +91,15 @@ pub async fn status(ctx: &Context) -> Result<Status, JobError> {
                 window_days: window.as_secs() / 86_400,
                 percent: 0.0,
             },
+            damage: ctx.catalog.open_damage(Some(&loc.name)).await?,
             problems: Vec::new(),
         };
+        for d in &status.damage {
+            status.problems.push(format!(
+                "DAMAGED since {} (found by {} {}): {}",
+                d.found_at, d.found_by, d.run_id, d.detail
+            ));
+        }
         if let Some(lock) = loc.object_lock() {
             match ctx.backend(loc) {
                 Ok((storage, _)) => {

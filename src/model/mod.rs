@@ -1,6 +1,7 @@
 //! Domain types shared by every layer: names, timestamps, the dump manifest and the naming
 //! convention that maps Custodian's world onto restic snapshots.
 
+pub mod exit;
 pub mod manifest;
 pub mod naming;
 pub mod objects;
@@ -8,6 +9,7 @@ pub mod phases;
 pub mod subset;
 pub mod time;
 
+pub use exit::Exit;
 pub use manifest::{
     ChecksumMode, Comparison, Engine, Manifest, ManifestFile, Mismatch, TableSummary,
 };

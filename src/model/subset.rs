@@ -27,6 +27,29 @@ impl ReadSubset {
     pub fn is_all(&self) -> bool {
         self.0 == "all" || self.0 == "100%" || self.0 == "1/1"
     }
+
+    /// Whether a check with this subset certainly reads the pack whose id starts with `pack`
+    /// (at least 8 hex digits). A part `n/m` reads the packs whose id, its first four bytes
+    /// read as a little-endian number, is `n` modulo `m` (as rustic_core selects them);
+    /// percentages and sizes pick packs at random, so they never certainly read a given one.
+    /// Without a pack id, only a check of everything does.
+    #[must_use]
+    pub fn reads(&self, pack: Option<&str>) -> bool {
+        if self.is_all() {
+            return true;
+        }
+        let (Some(pack), Some((n, m))) = (pack, self.0.split_once('/')) else {
+            return false;
+        };
+        let (Ok(n), Ok(m)) = (n.parse::<u32>(), m.parse::<u32>()) else {
+            return false;
+        };
+        let Some(bytes) = pack.get(..8).and_then(|h| hex::decode(h).ok()) else {
+            return false;
+        };
+        let id = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        m > 0 && id % m == n % m
+    }
 }
 
 impl FromStr for ReadSubset {
@@ -71,5 +94,17 @@ mod tests {
         }
         assert!(ReadSubset::all().is_all());
         assert!("100%".parse::<ReadSubset>().unwrap().is_all());
+    }
+
+    #[test]
+    fn a_part_reads_the_packs_rustic_selects_for_it() {
+        // 9ade5a10: bytes 9a de 5a 10, little-endian 0x105ade9a = 274390682; mod 7 = 6.
+        let part = |s: &str| s.parse::<ReadSubset>().unwrap();
+        assert!(part("6/7").reads(Some("9ade5a10")));
+        assert!(!part("5/7").reads(Some("9ade5a10")));
+        assert!(part("all").reads(None));
+        assert!(!part("6/7").reads(None));
+        assert!(!part("50%").reads(Some("9ade5a10")));
+        assert!(!part("6/7").reads(Some("zz")));
     }
 }

@@ -211,6 +211,9 @@ pub struct Evidence {
     pub erasures: Vec<crate::job::erasure::SubjectStatus>,
     /// Every replay of the ledger up to the period's end.
     pub erasure_replays: Vec<crate::catalog::ReplayRecord>,
+    /// Damage open at some time in the period (found by checks, drills or restores).
+    #[serde(default)]
+    pub damage: Vec<crate::catalog::DamageRecord>,
 }
 
 fn typed<T: serde::de::DeserializeOwned>(
@@ -481,9 +484,11 @@ pub async fn gather(ctx: &Context, period: &Period, now: Timestamp) -> Result<Ev
         )
         .await?,
     )?;
+    let damage = c.damage_between(&from, &end_s).await?;
     Ok(Evidence {
         erasures,
         erasure_replays,
+        damage,
         period: period.clone(),
         now,
         end,

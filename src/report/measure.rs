@@ -276,7 +276,7 @@ fn subset_part(subset: &str) -> Option<Option<(u32, u32)>> {
 }
 
 fn integrity(ev: &Evidence, cfg: &Config) -> Measure {
-    if ev.checks.is_empty() {
+    if ev.checks.is_empty() && ev.damage.is_empty() {
         return Measure::none("no repository check has ever run");
     }
     let mut m = Measure::default();
@@ -312,20 +312,46 @@ fn integrity(ev: &Evidence, cfg: &Config) -> Measure {
             100.0 * read.len() as f64 / f64::from(parts)
         };
         worst = worst.min(coverage);
-        // An error is open if no clean check of the location followed within 24 hours.
-        for bad in mine.iter().filter(|c| c.ok == 0) {
-            let Some(at) = ts(&bad.checked_at) else {
+        // Damage stays open until a check that read the damaged pack again passed: a location
+        // is damaged from the first sign of it; damage cleared within 24 hours is a finding.
+        for d in ev.damage.iter().filter(|d| d.location == loc.name) {
+            let Some(found) = ts(&d.found_at) else {
                 continue;
             };
-            let cleared = mine.iter().any(|c| {
-                c.ok == 1 && ts(&c.checked_at).is_some_and(|t| t > at && hours(at, t) <= 24.0)
-            });
-            if !cleared && hours(at, ev.end) > 24.0 && at >= ev.period.from {
-                m.fail.push(format!(
-                    "{}: check {} at {} found {} error(s), not cleared within 24 h",
-                    loc.name, bad.run_id, bad.checked_at, bad.errors
-                ));
-                m.evidence.push(bad.run_id.clone());
+            let cleared = d
+                .cleared_at
+                .as_deref()
+                .and_then(ts)
+                .filter(|t| *t <= ev.end);
+            let what = d
+                .pack
+                .as_ref()
+                .map_or_else(|| "damage".to_string(), |p| format!("pack {p}"));
+            match cleared {
+                None => {
+                    m.fail.push(format!(
+                        "{}: {what} found damaged by {} {} at {} and not cleared by a check that read it again",
+                        loc.name, d.found_by, d.run_id, d.found_at
+                    ));
+                    m.evidence.push(d.run_id.clone());
+                }
+                Some(t) if hours(found, t) > 24.0 => {
+                    m.fail.push(format!(
+                        "{}: {what} found damaged at {} stayed damaged {:.0} h (cleared by check {})",
+                        loc.name,
+                        d.found_at,
+                        hours(found, t),
+                        d.cleared_by.as_deref().unwrap_or("?")
+                    ));
+                    m.evidence.push(d.run_id.clone());
+                }
+                Some(t) => m.findings.push(format!(
+                    "{}: {what} found damaged at {} was cleared within {:.0} h by check {}",
+                    loc.name,
+                    d.found_at,
+                    hours(found, t),
+                    d.cleared_by.as_deref().unwrap_or("?")
+                )),
             }
         }
         let last = mine.last();
