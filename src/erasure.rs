@@ -54,6 +54,20 @@ pub struct Copy {
     pub lock_days: Option<u32>,
 }
 
+/// One ledger entry with its horizon (`erasure status`, and the report's evidence).
+#[derive(Clone, Debug, Serialize)]
+pub struct SubjectStatus {
+    pub id: String,
+    pub source: String,
+    pub subject: String,
+    pub request: String,
+    pub recorded_at: String,
+    pub recorded_by: String,
+    pub horizon: Horizon,
+    /// Every copy that may hold the subject is gone (at the time of asking).
+    pub gone: bool,
+}
+
 /// When a subject is gone from one location, or from all.
 #[derive(Clone, Debug, Serialize)]
 pub struct Horizon {

@@ -1,6 +1,6 @@
 //! Restore drills and the scratch databases they create.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::{Catalog, CatalogError, query_err};
@@ -37,8 +37,45 @@ pub struct DrillEnd {
     pub assertions: serde_json::Value,
 }
 
+/// How a drill ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DrillVerdict {
+    Running,
+    Passed,
+    Failed,
+    Interrupted,
+}
+
+impl DrillVerdict {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Passed => "passed",
+            Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
+        }
+    }
+
+    fn parse(text: &str) -> Self {
+        match text {
+            "running" => Self::Running,
+            "passed" => Self::Passed,
+            "interrupted" => Self::Interrupted,
+            _ => Self::Failed,
+        }
+    }
+}
+
+impl std::fmt::Display for DrillVerdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A drill as listed by `custodian drills` and read by reports.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DrillRecord {
     pub run_id: String,
     pub source: String,
@@ -52,7 +89,7 @@ pub struct DrillRecord {
     pub scratch: Option<String>,
     pub started_at: String,
     pub finished_at: Option<String>,
-    pub verdict: String,
+    pub verdict: DrillVerdict,
     pub failure_code: Option<String>,
     pub failure_reason: Option<String>,
     pub rto_seconds: Option<f64>,
@@ -64,7 +101,7 @@ pub struct DrillRecord {
 }
 
 /// A scratch database, recorded before it exists so that nothing can be left unaccounted for.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ScratchRecord {
     pub id: String,
     pub run_id: String,
@@ -76,6 +113,10 @@ pub struct ScratchRecord {
     pub server: Option<String>,
     pub created_at: String,
     pub expires_at: String,
+    #[serde(default)]
+    pub removed_at: Option<String>,
+    #[serde(default)]
+    pub removed_by: Option<String>,
 }
 
 fn opt_i64(n: Option<u64>) -> Option<i64> {
@@ -85,6 +126,49 @@ fn opt_i64(n: Option<u64>) -> Option<i64> {
 fn json_column(text: Option<String>) -> serde_json::Value {
     text.and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or(serde_json::Value::Null)
+}
+
+fn scratch_record(r: &sqlx::sqlite::SqliteRow) -> ScratchRecord {
+    ScratchRecord {
+        id: r.get("id"),
+        run_id: r.get("run_id"),
+        kind: r.get("kind"),
+        path: r.get("path"),
+        pid: r.get("pid"),
+        pid_start: r.get("pid_start"),
+        database: r.get("database"),
+        server: r.get("server"),
+        created_at: r.get("created_at"),
+        expires_at: r.get("expires_at"),
+        removed_at: r.get("removed_at"),
+        removed_by: r.get("removed_by"),
+    }
+}
+
+fn drill_record(r: &sqlx::sqlite::SqliteRow) -> DrillRecord {
+    DrillRecord {
+        run_id: r.get("run_id"),
+        source: r.get("source"),
+        location: r.get("location"),
+        selection: r.get("selection"),
+        snapshot_id: r.get("snapshot_id"),
+        backup_id: r.get("backup_id"),
+        snapshot_taken_at: r.get("snapshot_taken_at"),
+        snapshot_age_seconds: r.get("snapshot_age_seconds"),
+        engine: r.get("engine"),
+        scratch: r.get("scratch"),
+        started_at: r.get("started_at"),
+        finished_at: r.get("finished_at"),
+        verdict: DrillVerdict::parse(r.get::<&str, _>("verdict")),
+        failure_code: r.get("failure_code"),
+        failure_reason: r.get("failure_reason"),
+        rto_seconds: r.get("rto_seconds"),
+        phases: json_column(r.get("phases")),
+        tables: r.get("tables"),
+        rows: r.get("rows"),
+        bytes: r.get("bytes"),
+        assertions: json_column(r.get("assertions")),
+    }
 }
 
 impl Catalog {
@@ -182,32 +266,41 @@ impl Catalog {
         .fetch_all(self.pool())
         .await
         .map_err(query_err("listing drills"))?;
-        Ok(rows
-            .iter()
-            .map(|r| DrillRecord {
-                run_id: r.get("run_id"),
-                source: r.get("source"),
-                location: r.get("location"),
-                selection: r.get("selection"),
-                snapshot_id: r.get("snapshot_id"),
-                backup_id: r.get("backup_id"),
-                snapshot_taken_at: r.get("snapshot_taken_at"),
-                snapshot_age_seconds: r.get("snapshot_age_seconds"),
-                engine: r.get("engine"),
-                scratch: r.get("scratch"),
-                started_at: r.get("started_at"),
-                finished_at: r.get("finished_at"),
-                verdict: r.get("verdict"),
-                failure_code: r.get("failure_code"),
-                failure_reason: r.get("failure_reason"),
-                rto_seconds: r.get("rto_seconds"),
-                phases: json_column(r.get("phases")),
-                tables: r.get("tables"),
-                rows: r.get("rows"),
-                bytes: r.get("bytes"),
-                assertions: json_column(r.get("assertions")),
-            })
-            .collect())
+        Ok(rows.iter().map(drill_record).collect())
+    }
+
+    /// Every drill started before `until`, oldest first (reports judge drill age from them).
+    ///
+    /// # Errors
+    /// When the catalog cannot be read.
+    pub async fn drills_until(&self, until: &str) -> Result<Vec<DrillRecord>, CatalogError> {
+        let rows = sqlx::query("SELECT * FROM drills WHERE started_at < ? ORDER BY started_at")
+            .bind(until)
+            .fetch_all(self.pool())
+            .await
+            .map_err(query_err("reading drills"))?;
+        Ok(rows.iter().map(drill_record).collect())
+    }
+
+    /// Scratch instances created in `[from, to)`, oldest first.
+    ///
+    /// # Errors
+    /// When the catalog cannot be read.
+    pub async fn scratch_between(
+        &self,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<ScratchRecord>, CatalogError> {
+        let rows = sqlx::query(
+            "SELECT * FROM scratch_instances WHERE created_at >= ? AND created_at < ?
+             ORDER BY created_at",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.pool())
+        .await
+        .map_err(query_err("reading scratch instances"))?;
+        Ok(rows.iter().map(scratch_record).collect())
     }
 
     /// Records a scratch database about to be created.
@@ -288,23 +381,7 @@ impl Catalog {
         .map_err(query_err("listing scratch databases"))?;
         Ok(rows
             .iter()
-            .map(|r| {
-                (
-                    ScratchRecord {
-                        id: r.get("id"),
-                        run_id: r.get("run_id"),
-                        kind: r.get("kind"),
-                        path: r.get("path"),
-                        pid: r.get("pid"),
-                        pid_start: r.get("pid_start"),
-                        database: r.get("database"),
-                        server: r.get("server"),
-                        created_at: r.get("created_at"),
-                        expires_at: r.get("expires_at"),
-                    },
-                    r.get("outcome"),
-                )
-            })
+            .map(|r| (scratch_record(r), r.get("outcome")))
             .collect())
     }
 }

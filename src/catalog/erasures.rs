@@ -1,6 +1,7 @@
 //! The erasure ledger and its replays.
 
 use serde::{Deserialize, Serialize};
+use sqlx::Row;
 
 use super::{Catalog, CatalogError, query_err};
 use crate::model::time;
@@ -61,27 +62,23 @@ impl Catalog {
     /// # Errors
     /// When the catalog cannot be read.
     pub async fn erasures(&self, source: Option<&str>) -> Result<Vec<ErasureRecord>, CatalogError> {
-        let rows = match source {
-            Some(s) => {
-                self.rows_json(
-                    "reading the erasure ledger",
-                    "SELECT * FROM erasures WHERE source = ? ORDER BY recorded_at, id",
-                    &[s],
-                )
-                .await?
-            }
-            None => {
-                self.rows_json(
-                    "reading the erasure ledger",
-                    "SELECT * FROM erasures ORDER BY recorded_at, id",
-                    &[],
-                )
-                .await?
-            }
-        };
+        let rows = sqlx::query(
+            "SELECT * FROM erasures WHERE (?1 IS NULL OR source = ?1) ORDER BY recorded_at, id",
+        )
+        .bind(source)
+        .fetch_all(self.pool())
+        .await
+        .map_err(query_err("reading the erasure ledger"))?;
         Ok(rows
-            .into_iter()
-            .filter_map(|r| serde_json::from_value(serde_json::Value::Object(r)).ok())
+            .iter()
+            .map(|r| ErasureRecord {
+                id: r.get("id"),
+                source: r.get("source"),
+                subject: r.get("subject"),
+                request: r.get("request"),
+                recorded_at: r.get("recorded_at"),
+                recorded_by: r.get("recorded_by"),
+            })
             .collect())
     }
 
@@ -114,5 +111,34 @@ impl Catalog {
         .await
         .map_err(query_err("recording an erasure replay"))?;
         Ok(())
+    }
+
+    /// Every replay of the ledger before `until`, oldest first.
+    ///
+    /// # Errors
+    /// When the catalog cannot be read.
+    pub async fn replays_until(&self, until: &str) -> Result<Vec<ReplayRecord>, CatalogError> {
+        let rows =
+            sqlx::query("SELECT * FROM erasure_replays WHERE replayed_at < ? ORDER BY replayed_at")
+                .bind(until)
+                .fetch_all(self.pool())
+                .await
+                .map_err(query_err("reading erasure replays"))?;
+        Ok(rows
+            .iter()
+            .map(|r| ReplayRecord {
+                run_id: r.get("run_id"),
+                kind: r.get("kind"),
+                source: r.get("source"),
+                snapshot_id: r.get("snapshot_id"),
+                replayed_at: r.get("replayed_at"),
+                ledger_size: r.get("ledger_size"),
+                found: r.get("found"),
+                remaining: r.get("remaining"),
+                ok: r.get("ok"),
+                seconds: r.get("seconds"),
+                error: r.get("error"),
+            })
+            .collect())
     }
 }

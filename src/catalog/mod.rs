@@ -25,9 +25,12 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 pub use damage::DamageRecord;
-pub use drills::{DrillEnd, DrillRecord, DrillStart, ScratchRecord};
+pub use drills::{DrillEnd, DrillRecord, DrillStart, DrillVerdict, ScratchRecord};
 pub use erasures::{ErasureRecord, ReplayRecord};
-pub use evidence::{AlertRecord, DeliveryRecord, ReportRecord};
+pub use evidence::{
+    AlertRecord, DeliveryRecord, HeldSnapshot, ReportRecord, StoredAlert, StoredApproval,
+    StoredCheck, StoredDelivery,
+};
 pub use metrics::Sample;
 pub use records::{BackupRecord, CheckRecord, CountedTable, SnapshotRecord};
 pub use runs::{Outcome, RunEnd, RunKind, RunRecord, RunStart, Trigger};

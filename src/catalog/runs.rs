@@ -3,14 +3,14 @@
 use std::fmt;
 
 use rand::RngExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::{Catalog, CatalogError, query_err};
 use crate::model::{process_start, time};
 
 /// What a run did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunKind {
     Init,
@@ -41,10 +41,29 @@ impl RunKind {
             Self::Verify => "verify",
         }
     }
+
+    /// The kind stored as `text`.
+    #[must_use]
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Self::Init,
+            Self::Backup,
+            Self::Copy,
+            Self::Check,
+            Self::Restore,
+            Self::Drill,
+            Self::Forget,
+            Self::Prune,
+            Self::Report,
+            Self::Verify,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
+    }
 }
 
 /// Who or what started a run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Trigger {
     Cli,
@@ -64,10 +83,21 @@ impl Trigger {
             Self::Socket => "socket",
         }
     }
+
+    /// The trigger stored as `text` (unknown ones read as the command line).
+    #[must_use]
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "demo" => Self::Demo,
+            "schedule" => Self::Schedule,
+            "socket" => Self::Socket,
+            _ => Self::Cli,
+        }
+    }
 }
 
 /// How a run ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Running,
@@ -94,7 +124,7 @@ impl Outcome {
         }
     }
 
-    fn parse(text: &str) -> Self {
+    pub(crate) fn parse(text: &str) -> Self {
         match text {
             "running" => Self::Running,
             "succeeded" => Self::Succeeded,
@@ -103,6 +133,18 @@ impl Outcome {
             "skipped" => Self::Skipped,
             _ => Self::Failed,
         }
+    }
+}
+
+impl fmt::Display for RunKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -135,11 +177,11 @@ pub struct RunEnd {
 }
 
 /// A run as stored.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunRecord {
     pub id: String,
-    pub kind: String,
-    pub trigger: String,
+    pub kind: RunKind,
+    pub trigger: Trigger,
     pub actor: String,
     pub source: Option<String>,
     pub location: Option<String>,
@@ -152,6 +194,37 @@ pub struct RunRecord {
     pub bytes_read: Option<i64>,
     pub bytes_added: Option<i64>,
     pub snapshot_id: Option<String>,
+    /// What the run reported beyond the columns (JSON), as stored.
+    #[serde(default)]
+    pub details: Option<serde_json::Value>,
+}
+
+const RUN_COLUMNS: &str =
+    "id, kind, trigger, actor, source, location, target, started_at, finished_at,
+     outcome, error_code, error_message, bytes_read, bytes_added, snapshot_id, details";
+
+/// A stored run; `None` for a kind this version does not know.
+fn run_record(r: &sqlx::sqlite::SqliteRow) -> Option<RunRecord> {
+    Some(RunRecord {
+        id: r.get("id"),
+        kind: RunKind::parse(r.get::<&str, _>("kind"))?,
+        trigger: Trigger::parse(r.get::<&str, _>("trigger")),
+        actor: r.get("actor"),
+        source: r.get("source"),
+        location: r.get("location"),
+        target: r.get("target"),
+        started_at: r.get("started_at"),
+        finished_at: r.get("finished_at"),
+        outcome: Outcome::parse(r.get::<&str, _>("outcome")),
+        error_code: r.get("error_code"),
+        error_message: r.get("error_message"),
+        bytes_read: r.get("bytes_read"),
+        bytes_added: r.get("bytes_added"),
+        snapshot_id: r.get("snapshot_id"),
+        details: r
+            .get::<Option<String>, _>("details")
+            .and_then(|d| serde_json::from_str(&d).ok()),
+    })
 }
 
 /// A new run id: start time plus randomness, so ids sort by time.
@@ -261,35 +334,46 @@ impl Catalog {
     /// # Errors
     /// When the catalog cannot be read.
     pub async fn recent_runs(&self, limit: u32) -> Result<Vec<RunRecord>, CatalogError> {
-        let rows = sqlx::query(
-            "SELECT id, kind, trigger, actor, source, location, target, started_at, finished_at,
-                    outcome, error_code, error_message, bytes_read, bytes_added, snapshot_id
-             FROM runs ORDER BY started_at DESC, id DESC LIMIT ?",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at DESC, id DESC LIMIT ?"
+        ))
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await
         .map_err(query_err("listing runs"))?;
-        Ok(rows
-            .iter()
-            .map(|r| RunRecord {
-                id: r.get("id"),
-                kind: r.get("kind"),
-                trigger: r.get("trigger"),
-                actor: r.get("actor"),
-                source: r.get("source"),
-                location: r.get("location"),
-                target: r.get("target"),
-                started_at: r.get("started_at"),
-                finished_at: r.get("finished_at"),
-                outcome: Outcome::parse(r.get::<&str, _>("outcome")),
-                error_code: r.get("error_code"),
-                error_message: r.get("error_message"),
-                bytes_read: r.get("bytes_read"),
-                bytes_added: r.get("bytes_added"),
-                snapshot_id: r.get("snapshot_id"),
-            })
-            .collect())
+        Ok(rows.iter().filter_map(run_record).collect())
+    }
+
+    /// Runs started in `[from, to)`, oldest first.
+    ///
+    /// # Errors
+    /// When the catalog cannot be read.
+    pub async fn runs_between(&self, from: &str, to: &str) -> Result<Vec<RunRecord>, CatalogError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE started_at >= ? AND started_at < ?
+             ORDER BY started_at, id"
+        ))
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.pool())
+        .await
+        .map_err(query_err("reading runs"))?;
+        Ok(rows.iter().filter_map(run_record).collect())
+    }
+
+    /// When the catalog first recorded anything, and the first scheduled backup.
+    ///
+    /// # Errors
+    /// When the catalog cannot be read.
+    pub async fn first_activity(&self) -> Result<(Option<String>, Option<String>), CatalogError> {
+        sqlx::query_as(
+            "SELECT min(started_at),
+                    (SELECT min(started_at) FROM runs WHERE kind = 'backup' AND trigger = 'schedule')
+             FROM runs",
+        )
+        .fetch_one(self.pool())
+        .await
+        .map_err(query_err("reading the first activity"))
     }
 }
 

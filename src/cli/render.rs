@@ -671,7 +671,7 @@ pub fn erasure_recorded(r: &crate::job::erasure::Recorded) -> String {
     )
 }
 
-pub fn erasure_status(list: &[crate::job::erasure::SubjectStatus]) -> String {
+pub fn erasure_status(list: &[crate::erasure::SubjectStatus]) -> String {
     if list.is_empty() {
         return "the erasure ledger is empty\n".into();
     }

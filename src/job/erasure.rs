@@ -13,7 +13,7 @@ use super::{Context, JobError};
 use crate::audit::NewEntry;
 use crate::catalog::{ErasureRecord, ReplayRecord};
 use crate::engine::{Database, QueryError};
-use crate::erasure::{self, Copy, Horizon};
+use crate::erasure::{self, Copy, SubjectStatus};
 use crate::model::time;
 use crate::secret::{Secret, SecretRef};
 
@@ -280,20 +280,6 @@ pub fn read_import(path: &Path) -> Result<Vec<ErasureRequest>, JobError> {
     Ok(out)
 }
 
-/// One ledger entry with its horizon.
-#[derive(Clone, Debug, Serialize)]
-pub struct SubjectStatus {
-    pub id: String,
-    pub source: String,
-    pub subject: String,
-    pub request: String,
-    pub recorded_at: String,
-    pub recorded_by: String,
-    pub horizon: Horizon,
-    /// Every copy that may hold the subject is gone (at the time of asking).
-    pub gone: bool,
-}
-
 /// `erasure status`: every recorded subject (or one) and when it is gone from every copy.
 ///
 /// # Errors
@@ -350,28 +336,17 @@ pub async fn status(
 
 /// Every snapshot of a source in the catalog, with its location's retention and lock.
 async fn copies(ctx: &Context, source: &str) -> Result<Vec<Copy>, JobError> {
-    let rows = ctx
-        .catalog
-        .rows_json(
-            "reading the copies of a source",
-            "SELECT s.location, b.taken_at, s.removed_at FROM snapshots s
-             JOIN backups b ON b.id = s.backup_id WHERE b.source = ?",
-            &[source],
-        )
-        .await?;
+    let rows = ctx.catalog.snapshots_of_source(source).await?;
     Ok(rows
-        .iter()
-        .filter_map(|r| {
-            let location = r.get("location")?.as_str()?.to_string();
+        .into_iter()
+        .filter_map(|(location, taken_at, removed_at)| {
             let loc = ctx.config.location(&location)?;
+            let (retention_max_days, retention_rule) = loc.retention.max_days();
             Some(Copy {
-                taken_at: time::parse(r.get("taken_at")?.as_str()?).ok()?,
-                removed_at: r
-                    .get("removed_at")
-                    .and_then(|v| v.as_str())
-                    .and_then(|t| time::parse(t).ok()),
-                retention_max_days: loc.retention.max_days().0,
-                retention_rule: loc.retention.max_days().1,
+                taken_at: time::parse(&taken_at).ok()?,
+                removed_at: removed_at.and_then(|t| time::parse(&t).ok()),
+                retention_max_days,
+                retention_rule,
                 lock_days: loc.object_lock().map(|l| l.days),
                 location,
             })

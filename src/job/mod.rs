@@ -11,6 +11,7 @@ mod check;
 mod copy;
 mod drill;
 pub mod erasure;
+mod evidence;
 mod init;
 mod lock;
 mod meter;
@@ -32,7 +33,7 @@ pub use check::{CheckOutcome, Coverage, check};
 pub use copy::{CopyReport, copy};
 pub use drill::{AssertionResult, DrillFailure, DrillReport, DrillRequest, drill, sweep_scratch};
 pub use init::{InitReport, init};
-pub use report::{Delivery, ReportOutcome, ReportRequest, report};
+pub use report::{Delivery, Generated, ReportOutcome, ReportRequest, report};
 pub use restore::{RestoreReport, RestoreRequest, restore};
 pub use retention::{ForgetOutcome, PruneOutcome, forget, prune};
 pub use snapshots::{LocationSnapshots, snapshots};
@@ -74,6 +75,8 @@ pub enum JobError {
     /// The erasure ledger could not be replayed and proven: the restored data is withheld.
     #[error("{reason}")]
     Erasure { code: &'static str, reason: String },
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
     #[error("internal error: {0}; please report it")]
     Internal(String),
 }
@@ -93,6 +96,7 @@ impl JobError {
             Self::Damaged { .. } => "check.found_errors",
             Self::Verification(_) => "verify.mismatch",
             Self::Erasure { code, .. } => code,
+            Self::Report(e) => e.code(),
             Self::Internal(_) => "internal",
         }
     }

@@ -3,14 +3,208 @@
 //! complete period once: it generates the report if there is none yet and (re)delivers it until
 //! a delivery succeeds, so a relay outage is retried at the next fire, never dropped.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use jiff::Timestamp;
 use serde::Serialize;
 
 use super::{Context, JobError};
 use crate::audit::NewEntry;
 use crate::catalog::{DeliveryRecord, ReportRecord, RunEnd, RunKind};
-use crate::report::{self, Generated, Period, Verification, bundle, mail, sign};
+use crate::model::time;
+use crate::report::evidence::Evidence;
+use crate::report::render::Charts;
+use crate::report::rules::Verdict;
+use crate::report::{self, Period, Report, Verification, bundle, mail, sign};
+
+/// A generated, signed report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Generated {
+    pub id: String,
+    pub period: String,
+    pub dir: PathBuf,
+    pub html: PathBuf,
+    pub evidence: PathBuf,
+    /// The file the signature covers.
+    pub signed: PathBuf,
+    pub signature: PathBuf,
+    pub public_key: PathBuf,
+    pub key_id: String,
+    pub manifest_sha256: String,
+    pub overall: Verdict,
+    pub verdicts: BTreeMap<String, Verdict>,
+    #[serde(skip)]
+    pub report: Box<Report>,
+    #[serde(skip)]
+    pub charts: Charts,
+}
+
+/// Generates, signs, writes and records the report for `period`: gathers the evidence, has
+/// the report layer evaluate and sign it, writes the bundle (complete or absent) and records
+/// it in the chain.
+///
+/// # Errors
+/// When the signing key is missing or does not match its public key, the evidence cannot be
+/// read, or the bundle cannot be written.
+pub async fn generate(
+    ctx: &Context,
+    period: &Period,
+    out: &Path,
+    run_id: Option<&str>,
+    now: Timestamp,
+) -> Result<Generated, JobError> {
+    let cfg = &ctx.config;
+    let (sk_path, pk_path) = report::generate::key_paths(cfg);
+    let sign_err = |e: sign::SignError| JobError::Usage(e.to_string());
+    let secret =
+        sign::read_secret(&sk_path, cfg.reports.secret_key_password.as_ref()).map_err(sign_err)?;
+    let public = minisign::PublicKey::from_secret_key(&secret)
+        .map_err(|e| JobError::Internal(format!("deriving the public key: {e}")))?;
+    if let Ok(configured) = sign::read_public(&pk_path)
+        && sign::key_id(&configured) != sign::key_id(&public)
+    {
+        return Err(JobError::Usage(format!(
+            "the public key {} (key id {}) does not belong to the secret key {} (key id {}); regenerate the pair with `custodian keys generate --force`",
+            pk_path.display(),
+            sign::key_id(&configured),
+            sk_path.display(),
+            sign::key_id(&public)
+        )));
+    }
+    let mut ev: Evidence = super::evidence::gather(ctx, period, now).await?;
+    super::evidence::secret_file(
+        "reports.secret-key-file".into(),
+        &crate::secret::SecretRef::File(sk_path.clone()),
+        &mut ev.secret_files,
+    );
+    let records_problems = records_problems(&ev, &public, cfg.reports.period);
+    let request = report::Request {
+        config: cfg,
+        period,
+        now,
+        records_problems,
+    };
+    let signer = report::Signer { secret, public };
+    let bundle = report::generate(ev, &request, &signer).map_err(JobError::Report)?;
+    let dir = bundle::fresh_dir(out, &period.label);
+    bundle::write_dir(&dir, &bundle.files).map_err(|e| JobError::io("writing the report", &e))?;
+    ctx.catalog
+        .record_report(&ReportRecord {
+            id: bundle.id.clone(),
+            run_id: run_id.map(str::to_string),
+            period: period.label.clone(),
+            period_from: time::format(period.from),
+            period_to: time::format(period.to),
+            generated_at: time::format(now),
+            dir: dir.display().to_string(),
+            manifest_sha256: bundle.manifest_sha256.clone(),
+            key_id: bundle.key_id.clone(),
+            previous_id: bundle.previous_id.clone(),
+            overall: bundle.overall.as_str().to_string(),
+            verdicts: serde_json::to_string(
+                &bundle
+                    .verdicts
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str()))
+                    .collect::<BTreeMap<_, _>>(),
+            )
+            .unwrap_or_default(),
+        })
+        .await?;
+    Ok(Generated {
+        id: bundle.id,
+        period: period.label.clone(),
+        html: dir.join("report.html"),
+        evidence: dir.join("evidence.json"),
+        signed: dir.join(bundle::MANIFEST),
+        signature: dir.join(bundle::SIGNATURE),
+        public_key: dir.join(bundle::PUBLIC_KEY),
+        dir,
+        key_id: bundle.key_id,
+        manifest_sha256: bundle.manifest_sha256,
+        overall: bundle.overall,
+        verdicts: bundle.verdicts,
+        report: bundle.report,
+        charts: bundle.charts,
+    })
+}
+
+/// Re-verifies earlier reports and checks that reports cover every period since the catalog's
+/// first record: the RECORDS rule's problems.
+pub(crate) fn records_problems(
+    ev: &Evidence,
+    pk: &minisign::PublicKey,
+    kind: crate::config::ReportPeriod,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for r in &ev.reports {
+        let v = bundle::verify_bundle(Path::new(&r.dir), Some(pk));
+        if let Err(e) = &v.signature {
+            problems.push(format!("report {} ({}): {e}", r.period, r.dir));
+        } else if v.manifest_sha256.as_deref() != Some(r.manifest_sha256.as_str()) {
+            problems.push(format!(
+                "report {} ({}): its manifest is not the one recorded when it was signed",
+                r.period, r.dir
+            ));
+        }
+        for f in v.files.iter().filter(|f| !f.ok) {
+            problems.push(format!(
+                "report {}: {} {}",
+                r.period,
+                f.name,
+                f.problem.as_deref().unwrap_or("is bad")
+            ));
+        }
+    }
+    // The chain, over the latest report of each period (a regenerated report supersedes the
+    // earlier version of its period, which stays verifiable but out of the chain).
+    let mut chain: Vec<&ReportRecord> = Vec::new();
+    for r in &ev.reports {
+        match chain.last() {
+            Some(last) if last.period == r.period => {
+                chain.pop();
+                chain.push(r);
+            }
+            _ => chain.push(r),
+        }
+    }
+    for (i, r) in chain.iter().enumerate() {
+        let expected = i.checked_sub(1).map(|j| chain[j].id.as_str());
+        if expected.is_some() && r.previous_id.as_deref() != expected {
+            problems.push(format!(
+                "report {} does not embed the hash of the report before it ({})",
+                r.period,
+                chain[i - 1].period
+            ));
+        }
+    }
+    // Coverage: every period from the first activity up to this one has a report.
+    if let Some(first) = ev.first_activity.as_deref().and_then(report::measure::ts)
+        && let Ok(mut p) = Period::containing(kind, first)
+    {
+        for _ in 0..1000 {
+            if p.from >= ev.period.from {
+                break;
+            }
+            let covered = ev.reports.iter().any(|r| {
+                r.period_from.as_str() <= time::format(p.from).as_str()
+                    && r.period_to.as_str() >= time::format(p.to.min(ev.period.from)).as_str()
+            });
+            if !covered {
+                problems.push(format!(
+                    "no report covers {} although Custodian was keeping evidence then",
+                    p.label
+                ));
+            }
+            match Period::containing(kind, p.to) {
+                Ok(next) => p = next,
+                Err(_) => break,
+            }
+        }
+    }
+    problems
+}
 
 /// What to report on.
 #[derive(Clone, Debug, Default)]
@@ -62,8 +256,8 @@ pub async fn report(ctx: &Context, req: &ReportRequest) -> Result<ReportOutcome,
         .start(RunKind::Report, None, None, Some(&period.label))
         .await?;
     let result = async {
-        let out = report::generate::out_dir(ctx, req.out.as_deref());
-        let generated = report::generate(ctx, &period, &out, Some(&run_id), now).await?;
+        let out = report::generate::out_dir(&ctx.config, req.out.as_deref());
+        let generated = generate(ctx, &period, &out, Some(&run_id), now).await?;
         let pk = sign::read_public(&generated.public_key)
             .map_err(|e| JobError::Internal(format!("reading back the report's key: {e}")))?;
         let verification = report::verify_bundle(&generated.dir, Some(&pk));
@@ -152,15 +346,12 @@ pub async fn scheduled(ctx: &Context) -> Result<(), JobError> {
 }
 
 async fn delivered(ctx: &Context, r: &ReportRecord) -> Result<bool, JobError> {
-    let rows = ctx
+    Ok(ctx
         .catalog
-        .rows_json(
-            "reading report deliveries",
-            "SELECT 1 AS ok FROM report_deliveries WHERE report_id = ? AND delivered = 1",
-            &[&r.id],
-        )
-        .await?;
-    Ok(!rows.is_empty())
+        .deliveries("", "", Some(&r.id))
+        .await?
+        .iter()
+        .any(|d| d.delivered))
 }
 
 fn content_type(name: &str) -> &'static str {

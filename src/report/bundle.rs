@@ -50,17 +50,35 @@ pub fn fresh_dir(out: &Path, label: &str) -> PathBuf {
     dir
 }
 
-/// Writes the files, the manifest and its signature; returns the manifest's sha256.
+/// Adds the manifest of `files` (in `sha256sum` format) and its signature to them; returns the
+/// manifest's sha256.
 ///
 /// # Errors
-/// A sentence naming the path that could not be written, or the signing failure.
-pub fn write(
-    dir: &Path,
-    files: &[(&str, Vec<u8>)],
+/// When signing fails.
+pub fn sign_files(
+    files: &mut Vec<(String, Vec<u8>)>,
     pk: &PublicKey,
     sk: &SecretKey,
     trusted_comment: &str,
 ) -> Result<String, String> {
+    let mut manifest = String::new();
+    for (file, bytes) in files.iter() {
+        manifest.push_str(&format!("{}  {file}\n", sha256_hex(bytes)));
+    }
+    let signature =
+        sign::sign(pk, sk, manifest.as_bytes(), trusted_comment).map_err(|e| e.to_string())?;
+    let digest = sha256_hex(manifest.as_bytes());
+    files.push((MANIFEST.into(), manifest.into_bytes()));
+    files.push((SIGNATURE.into(), signature.into_bytes()));
+    Ok(digest)
+}
+
+/// Writes a bundle's files into `dir` (0750, files 0640), through a hidden temporary directory
+/// renamed into place: the bundle is complete or absent.
+///
+/// # Errors
+/// A sentence naming the path that could not be written.
+pub fn write_dir(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), String> {
     let parent = dir
         .parent()
         .ok_or_else(|| format!("{} has no parent directory", dir.display()))?;
@@ -80,17 +98,10 @@ pub fn write(
         .create(&tmp)
         .map_err(|e| io_err(&tmp, &e))?;
     let result = (|| {
-        let mut manifest = String::new();
         for (file, bytes) in files {
             write_file(&tmp.join(file), bytes)?;
-            manifest.push_str(&format!("{}  {file}\n", sha256_hex(bytes)));
         }
-        let signature =
-            sign::sign(pk, sk, manifest.as_bytes(), trusted_comment).map_err(|e| e.to_string())?;
-        write_file(&tmp.join(MANIFEST), manifest.as_bytes())?;
-        write_file(&tmp.join(SIGNATURE), signature.as_bytes())?;
-        fs::rename(&tmp, dir).map_err(|e| io_err(dir, &e))?;
-        Ok(sha256_hex(manifest.as_bytes()))
+        fs::rename(&tmp, dir).map_err(|e| io_err(dir, &e))
     })();
     if result.is_err() {
         let _ = fs::remove_dir_all(&tmp);

@@ -168,7 +168,7 @@ pub fn rto_trend(ev: &Evidence, cfg: &Config) -> Result<Option<String>, String> 
     let passed: Vec<_> = ev
         .drills
         .iter()
-        .filter(|d| d.verdict == "passed" && d.rto_seconds.is_some())
+        .filter(|d| d.verdict == crate::catalog::DrillVerdict::Passed && d.rto_seconds.is_some())
         .filter_map(|d| ts(&d.started_at).map(|t| (t, d)))
         .collect();
     let Some(first) = passed.iter().map(|p| p.0).min() else {
@@ -237,10 +237,10 @@ pub fn calendar(ev: &Evidence) -> Vec<Vec<Option<Day>>> {
         let (succeeded, failed) = ev
             .runs
             .iter()
-            .filter(|r| r.kind == "backup" && r.started_at.starts_with(&key))
-            .fold((0, 0), |(s, f), r| match r.outcome.as_str() {
-                "succeeded" => (s + 1, f),
-                "running" => (s, f),
+            .filter(|r| r.kind == crate::catalog::RunKind::Backup && r.started_at.starts_with(&key))
+            .fold((0, 0), |(s, f), r| match r.outcome {
+                crate::catalog::Outcome::Succeeded => (s + 1, f),
+                crate::catalog::Outcome::Running => (s, f),
                 _ => (s, f + 1),
             });
         let state = if d > today {

@@ -1,20 +1,23 @@
-//! Generating a report: evidence → rules → charts → HTML and evidence.json → privacy scan →
-//! signed bundle → catalog record.
+//! Generating a report — a pure function of what it is given: evidence → rules → charts → HTML
+//! and evidence.json → privacy scan → signed bundle, all in memory. The report job gathers the
+//! evidence, writes the bundle and records it; nothing here reads or writes anything.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use jiff::Timestamp;
 use serde::Serialize;
 
-use super::evidence::{self, Evidence};
+use super::evidence::Evidence;
 use super::measure::{Inputs, Measure};
 use super::period::Period;
 use super::render::Charts;
 use super::rules::{self, Verdict};
-use super::{RuleResult, bundle, charts, evaluate_rule, overall, privacy, render, sign};
-use crate::catalog::ReportRecord;
-use crate::job::{Context, JobError};
+use super::{
+    ReportError, RuleResult, bundle, charts, evaluate_rule, overall, privacy, render, sign,
+};
+use crate::catalog::{DrillVerdict, Outcome, ReportRecord, RunKind};
+use crate::config::Config;
 use crate::model::time;
 
 /// The report as rendered and as serialized into `evidence.json`.
@@ -30,7 +33,7 @@ pub struct Report {
     pub scope: Scope,
     pub config: ConfigView,
     pub policy: BTreeMap<&'static str, f64>,
-    pub signer: Signer,
+    pub signer: SignerView,
     pub previous: Option<Previous>,
     pub overall: Verdict,
     pub overall_label: &'static str,
@@ -72,7 +75,7 @@ pub struct ConfigView {
 }
 
 #[derive(Clone, Debug, Serialize)]
-pub struct Signer {
+pub struct SignerView {
     pub key_id: String,
     /// The one-line base64 public key (`minisign -P`).
     pub public_key: String,
@@ -134,28 +137,6 @@ pub struct Population {
     pub alerts: usize,
 }
 
-/// A generated, signed report.
-#[derive(Clone, Debug, Serialize)]
-pub struct Generated {
-    pub id: String,
-    pub period: String,
-    pub dir: PathBuf,
-    pub html: PathBuf,
-    pub evidence: PathBuf,
-    /// The file the signature covers.
-    pub signed: PathBuf,
-    pub signature: PathBuf,
-    pub public_key: PathBuf,
-    pub key_id: String,
-    pub manifest_sha256: String,
-    pub overall: Verdict,
-    pub verdicts: BTreeMap<String, Verdict>,
-    #[serde(skip)]
-    pub report: Box<Report>,
-    #[serde(skip)]
-    pub charts: Charts,
-}
-
 pub(crate) fn duration_text(hours: f64) -> String {
     if hours.is_infinite() {
         "never".into()
@@ -168,82 +149,6 @@ pub(crate) fn duration_text(hours: f64) -> String {
     } else {
         format!("{:.1} s", hours * 3600.0)
     }
-}
-
-/// Re-verifies earlier reports and checks that reports cover every period since the catalog's
-/// first record: the RECORDS rule's problems.
-fn records_problems(
-    ev: &Evidence,
-    pk: &minisign::PublicKey,
-    kind: crate::config::ReportPeriod,
-) -> Vec<String> {
-    let mut problems = Vec::new();
-    for r in &ev.reports {
-        let v = bundle::verify_bundle(Path::new(&r.dir), Some(pk));
-        if let Err(e) = &v.signature {
-            problems.push(format!("report {} ({}): {e}", r.period, r.dir));
-        } else if v.manifest_sha256.as_deref() != Some(r.manifest_sha256.as_str()) {
-            problems.push(format!(
-                "report {} ({}): its manifest is not the one recorded when it was signed",
-                r.period, r.dir
-            ));
-        }
-        for f in v.files.iter().filter(|f| !f.ok) {
-            problems.push(format!(
-                "report {}: {} {}",
-                r.period,
-                f.name,
-                f.problem.as_deref().unwrap_or("is bad")
-            ));
-        }
-    }
-    // The chain, over the latest report of each period (a regenerated report supersedes the
-    // earlier version of its period, which stays verifiable but out of the chain).
-    let mut chain: Vec<&ReportRecord> = Vec::new();
-    for r in &ev.reports {
-        match chain.last() {
-            Some(last) if last.period == r.period => {
-                chain.pop();
-                chain.push(r);
-            }
-            _ => chain.push(r),
-        }
-    }
-    for (i, r) in chain.iter().enumerate() {
-        let expected = i.checked_sub(1).map(|j| chain[j].id.as_str());
-        if expected.is_some() && r.previous_id.as_deref() != expected {
-            problems.push(format!(
-                "report {} does not embed the hash of the report before it ({})",
-                r.period,
-                chain[i - 1].period
-            ));
-        }
-    }
-    // Coverage: every period from the first activity up to this one has a report.
-    if let Some(first) = ev.first_activity.as_deref().and_then(super::measure::ts)
-        && let Ok(mut p) = Period::containing(kind, first)
-    {
-        for _ in 0..1000 {
-            if p.from >= ev.period.from {
-                break;
-            }
-            let covered = ev.reports.iter().any(|r| {
-                r.period_from.as_str() <= time::format(p.from).as_str()
-                    && r.period_to.as_str() >= time::format(p.to.min(ev.period.from)).as_str()
-            });
-            if !covered {
-                problems.push(format!(
-                    "no report covers {} although Custodian was keeping evidence then",
-                    p.label
-                ));
-            }
-            match Period::containing(kind, p.to) {
-                Ok(next) => p = next,
-                Err(_) => break,
-            }
-        }
-    }
-    problems
 }
 
 fn drill_views(ev: &Evidence) -> Vec<DrillView> {
@@ -259,10 +164,10 @@ fn drill_views(ev: &Evidence) -> Vec<DrillView> {
                 .as_deref()
                 .map_or("-".into(), |s| s[..s.len().min(8)].to_string()),
             selection: d.selection.clone(),
-            verdict: d.verdict.clone(),
-            badge: match d.verdict.as_str() {
-                "passed" => "pass",
-                "failed" => "fail",
+            verdict: d.verdict.as_str().to_string(),
+            badge: match d.verdict {
+                DrillVerdict::Passed => "pass",
+                DrillVerdict::Failed => "fail",
                 _ => "not-evaluated",
             },
             failure: d
@@ -276,8 +181,7 @@ fn drill_views(ev: &Evidence) -> Vec<DrillView> {
             rows: d.rows.unwrap_or(0),
             phases: d
                 .phases
-                .as_deref()
-                .and_then(|p| serde_json::from_str::<Vec<serde_json::Value>>(p).ok())
+                .as_array()
                 .map(|ps| {
                     ps.iter()
                         .map(|p| {
@@ -298,15 +202,20 @@ fn drill_views(ev: &Evidence) -> Vec<DrillView> {
 fn summary(
     ev: &Evidence,
     rules: &[RuleResult],
-    cfg: &crate::config::Config,
+    cfg: &Config,
     prev: Option<&ReportRecord>,
 ) -> Summary {
     let backups: Vec<_> = ev
         .runs
         .iter()
-        .filter(|r| r.kind == "backup" && r.outcome != "running" && r.outcome != "skipped")
+        .filter(|r| {
+            r.kind == RunKind::Backup && !matches!(r.outcome, Outcome::Running | Outcome::Skipped)
+        })
         .collect();
-    let ok = backups.iter().filter(|r| r.outcome == "succeeded").count();
+    let ok = backups
+        .iter()
+        .filter(|r| r.outcome == Outcome::Succeeded)
+        .count();
     let value = |metric: &str| {
         rules
             .iter()
@@ -372,10 +281,10 @@ fn summary(
 
 /// Where reports go: `--out`, else `[reports] out-dir`, else `STATE/reports`.
 #[must_use]
-pub fn out_dir(ctx: &Context, out: Option<&Path>) -> PathBuf {
-    out.map(Path::to_path_buf)
-        .or_else(|| ctx.config.reports.out_dir.clone())
-        .unwrap_or_else(|| ctx.config.state_dir.join("reports"))
+pub fn out_dir(config: &Config, out: Option<&std::path::Path>) -> PathBuf {
+    out.map(std::path::Path::to_path_buf)
+        .or_else(|| config.reports.out_dir.clone())
+        .unwrap_or_else(|| config.state_dir.join("reports"))
 }
 
 /// The signing key files: configured, else `STATE/keys/report.{key,pub}`.
@@ -396,55 +305,57 @@ pub fn key_paths(config: &crate::config::Config) -> (PathBuf, PathBuf) {
     )
 }
 
-/// Generates, signs, writes and records the report for `period`.
+/// Who signs: the secret key and its public key.
+pub struct Signer {
+    pub secret: minisign::SecretKey,
+    pub public: minisign::PublicKey,
+}
+
+/// What a report is generated for, besides the evidence.
+pub struct Request<'a> {
+    pub config: &'a Config,
+    pub period: &'a Period,
+    pub now: Timestamp,
+    /// Problems re-verifying earlier reports (signatures, chain, gaps): the RECORDS rule's.
+    pub records_problems: Vec<String>,
+}
+
+/// A generated, signed report, in memory: every file of the bundle, manifest and signature
+/// included.
+pub struct Bundle {
+    pub id: String,
+    pub report: Box<Report>,
+    pub charts: Charts,
+    /// Name and content of every file, in the order they are written.
+    pub files: Vec<(String, Vec<u8>)>,
+    pub manifest_sha256: String,
+    pub key_id: String,
+    pub previous_id: Option<String>,
+    pub overall: Verdict,
+    pub verdicts: BTreeMap<String, Verdict>,
+}
+
+/// Evaluates every rule on the evidence, renders the report, scans it for personal data and
+/// signs the bundle.
 ///
 /// # Errors
-/// When the signing key is missing, evidence cannot be read, or the bundle cannot be written.
-pub async fn generate(
-    ctx: &Context,
-    period: &Period,
-    out: &Path,
-    run_id: Option<&str>,
-    now: Timestamp,
-) -> Result<Generated, JobError> {
-    let cfg = &ctx.config;
-    let (sk_path, pk_path) = key_paths(cfg);
-    let sign_err = |e: sign::SignError| JobError::Usage(e.to_string());
-    let sk =
-        sign::read_secret(&sk_path, cfg.reports.secret_key_password.as_ref()).map_err(sign_err)?;
-    let pk = minisign::PublicKey::from_secret_key(&sk)
-        .map_err(|e| JobError::Internal(format!("deriving the public key: {e}")))?;
-    if let Ok(configured) = sign::read_public(&pk_path)
-        && sign::key_id(&configured) != sign::key_id(&pk)
-    {
-        return Err(JobError::Usage(format!(
-            "the public key {} (key id {}) does not belong to the secret key {} (key id {}); regenerate the pair with `custodian keys generate --force`",
-            pk_path.display(),
-            sign::key_id(&configured),
-            sk_path.display(),
-            sign::key_id(&pk)
-        )));
-    }
+/// When the rule catalog, a chart, the rendering or the signing fails.
+pub fn generate(ev: Evidence, req: &Request<'_>, signer: &Signer) -> Result<Bundle, ReportError> {
+    let (cfg, period, now) = (req.config, req.period, req.now);
+    let pk = &signer.public;
     let catalog = rules::load(rules::RULES_TOML, super::measure::METRICS)
-        .map_err(|e| JobError::Internal(e.to_string()))?;
+        .map_err(|e| ReportError::Rules(e.to_string()))?;
     let params = rules::parameters(cfg);
-    let mut ev = evidence::gather(ctx, period, now).await?;
-    evidence::secret_file(
-        "reports.secret-key-file".into(),
-        &crate::secret::SecretRef::File(sk_path.clone()),
-        &mut ev.secret_files,
-    );
-    let problems = records_problems(&ev, &pk, cfg.reports.period);
     let previous_record = ev.reports.last().cloned();
     let inputs = Inputs {
         config: cfg,
-        records_problems: Some(problems),
+        records_problems: Some(req.records_problems.clone()),
     };
     let charts = Charts {
         rpo: charts::rpo_timeline(&ev, cfg)
-            .map_err(|e| JobError::Internal(format!("drawing the RPO chart: {e}")))?,
+            .map_err(|e| ReportError::Chart(format!("the RPO chart: {e}")))?,
         rto: charts::rto_trend(&ev, cfg)
-            .map_err(|e| JobError::Internal(format!("drawing the RTO chart: {e}")))?,
+            .map_err(|e| ReportError::Chart(format!("the RTO chart: {e}")))?,
     };
     let calendar = charts::calendar(&ev);
     let id = format!(
@@ -454,13 +365,12 @@ pub async fn generate(
             format!("{}{}{}", time::format(now), cfg.sha256, std::process::id()).as_bytes()
         )[..8]
     );
-    let dir = bundle::fresh_dir(out, &period.label);
     let previous = previous_record.as_ref().map(|p| Previous {
         id: p.id.clone(),
         period: p.period.clone(),
         manifest_sha256: p.manifest_sha256.clone(),
         dir: p.dir.clone(),
-        dir_name: Path::new(&p.dir)
+        dir_name: std::path::Path::new(&p.dir)
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
@@ -548,9 +458,10 @@ pub async fn generate(
                 sha256: cfg.sha256.clone(),
             },
             policy: params.clone(),
-            signer: Signer {
-                key_id: sign::key_id(&pk),
-                public_key: sign::public_base64(&pk).map_err(sign_err)?,
+            signer: SignerView {
+                key_id: sign::key_id(pk),
+                public_key: sign::public_base64(pk)
+                    .map_err(|e| ReportError::Sign(e.to_string()))?,
             },
             previous: previous.clone(),
             overall: verdict,
@@ -576,9 +487,9 @@ pub async fn generate(
             },
             evidence: ev.clone(),
         };
-        let html = render::report(&report, &charts, &calendar).map_err(JobError::Internal)?;
+        let html = render::report(&report, &charts, &calendar).map_err(ReportError::Render)?;
         let json = serde_json::to_vec_pretty(&report)
-            .map_err(|e| JobError::Internal(format!("serializing the evidence: {e}")))?;
+            .map_err(|e| ReportError::Render(format!("serializing the evidence: {e}")))?;
         if pass == 0 {
             let mut findings = privacy::scan("report.html", &html, &staff);
             findings.extend(privacy::scan(
@@ -602,20 +513,22 @@ pub async fn generate(
         }
     }
     let Some((report, html, json)) = rendered else {
-        return Err(JobError::Internal("the report was not rendered".into()));
+        return Err(ReportError::Render("the report was not rendered".into()));
     };
-    let mut files: Vec<(&str, Vec<u8>)> =
-        vec![("report.html", html.into_bytes()), ("evidence.json", json)];
+    let mut files: Vec<(String, Vec<u8>)> = vec![
+        ("report.html".into(), html.into_bytes()),
+        ("evidence.json".into(), json),
+    ];
     if let Some(svg) = &charts.rpo {
-        files.push(("rpo.svg", svg.clone().into_bytes()));
+        files.push(("rpo.svg".into(), svg.clone().into_bytes()));
     }
     if let Some(svg) = &charts.rto {
-        files.push(("rto.svg", svg.clone().into_bytes()));
+        files.push(("rto.svg".into(), svg.clone().into_bytes()));
     }
     files.push((
-        bundle::PUBLIC_KEY,
+        bundle::PUBLIC_KEY.into(),
         pk.to_box()
-            .map_err(|e| JobError::Internal(e.to_string()))?
+            .map_err(|e| ReportError::Sign(e.to_string()))?
             .to_string()
             .into_bytes(),
     ));
@@ -626,49 +539,22 @@ pub async fn generate(
         report.overall.as_str(),
         cfg.sha256
     );
-    let manifest_sha256 = bundle::write(&dir, &files, &pk, &sk, &comment)
-        .map_err(|e| JobError::io("writing the report", &e))?;
+    let manifest_sha256 =
+        bundle::sign_files(&mut files, pk, &signer.secret, &comment).map_err(ReportError::Sign)?;
     let verdicts: BTreeMap<String, Verdict> = report
         .rules
         .iter()
         .map(|r| (r.id.clone(), r.verdict))
         .collect();
-    ctx.catalog
-        .record_report(&ReportRecord {
-            id: id.clone(),
-            run_id: run_id.map(str::to_string),
-            period: period.label.clone(),
-            period_from: time::format(period.from),
-            period_to: time::format(period.to),
-            generated_at: time::format(now),
-            dir: dir.display().to_string(),
-            manifest_sha256: manifest_sha256.clone(),
-            key_id: sign::key_id(&pk),
-            previous_id: previous.as_ref().map(|p| p.id.clone()),
-            overall: report.overall.as_str().to_string(),
-            verdicts: serde_json::to_string(
-                &verdicts
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_str()))
-                    .collect::<BTreeMap<_, _>>(),
-            )
-            .unwrap_or_default(),
-        })
-        .await?;
-    Ok(Generated {
+    Ok(Bundle {
         id,
-        period: period.label.clone(),
-        html: dir.join("report.html"),
-        evidence: dir.join("evidence.json"),
-        signed: dir.join(bundle::MANIFEST),
-        signature: dir.join(bundle::SIGNATURE),
-        public_key: dir.join(bundle::PUBLIC_KEY),
-        dir,
-        key_id: sign::key_id(&pk),
-        manifest_sha256,
+        key_id: sign::key_id(pk),
+        previous_id: previous.as_ref().map(|p| p.id.clone()),
         overall: report.overall,
         verdicts,
         report: Box::new(report),
         charts,
+        files,
+        manifest_sha256,
     })
 }

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use jiff::Timestamp;
 use serde::Serialize;
 
-use super::evidence::{Evidence, SnapshotRow};
+use super::evidence::Evidence;
+use crate::catalog::{DrillRecord, DrillVerdict, HeldSnapshot, Outcome, RunKind, Trigger};
 use crate::config::Config;
 
 /// Every metric rules may name.
@@ -111,18 +112,18 @@ fn schedule(ev: &Evidence, cfg: &Config) -> Measure {
     let scheduled: Vec<_> = ev
         .runs
         .iter()
-        .filter(|r| r.kind == "backup" && r.trigger == "schedule")
+        .filter(|r| r.kind == RunKind::Backup && r.trigger == Trigger::Schedule)
         .collect();
     let mut ok = 0usize;
     for run in &scheduled {
-        let good = match run.outcome.as_str() {
-            "succeeded" => true,
-            "failed" => {
+        let good = match run.outcome {
+            Outcome::Succeeded => true,
+            Outcome::Failed => {
                 // A retry within 60 minutes that produced a snapshot of the same source.
                 let started = ts(&run.started_at);
                 ev.runs.iter().any(|r| {
-                    r.kind == "backup"
-                        && r.outcome == "succeeded"
+                    r.kind == RunKind::Backup
+                        && r.outcome == Outcome::Succeeded
                         && r.source == run.source
                         && r.source.is_some()
                         && match (started, ts(&r.started_at)) {
@@ -141,7 +142,7 @@ fn schedule(ev: &Evidence, cfg: &Config) -> Measure {
                 run.kind,
                 run.source.as_deref().unwrap_or("(job)"),
                 run.started_at,
-                run.error_code.as_deref().unwrap_or(&run.outcome)
+                run.error_code.as_deref().unwrap_or(run.outcome.as_str())
             ));
             m.evidence.push(run.id.clone());
         }
@@ -294,7 +295,7 @@ fn integrity(ev: &Evidence, cfg: &Config) -> Measure {
             .collect();
         let mut read: BTreeSet<u32> = BTreeSet::new();
         let mut full = false;
-        for c in mine.iter().filter(|c| c.ok == 1) {
+        for c in mine.iter().filter(|c| c.ok) {
             if ts(&c.checked_at).is_none_or(|t| t < window_start) {
                 continue;
             }
@@ -375,14 +376,12 @@ fn has_backups(ev: &Evidence) -> bool {
     !ev.snapshots.is_empty()
 }
 
-fn last_passed<'a>(
-    ev: &'a Evidence,
-    source: &str,
-    location: &str,
-) -> Option<&'a super::evidence::DrillRow> {
+fn last_passed<'a>(ev: &'a Evidence, source: &str, location: &str) -> Option<&'a DrillRecord> {
     ev.drills
         .iter()
-        .filter(|d| d.source == source && d.location == location && d.verdict == "passed")
+        .filter(|d| {
+            d.source == source && d.location == location && d.verdict == DrillVerdict::Passed
+        })
         .rfind(|d| {
             d.finished_at
                 .as_deref()
@@ -427,11 +426,9 @@ fn drill_age(ev: &Evidence, cfg: &Config) -> Measure {
             }
         }
     }
-    for d in ev
-        .drills
-        .iter()
-        .filter(|d| d.verdict == "failed" && ts(&d.started_at).is_some_and(|t| t >= ev.period.from))
-    {
+    for d in ev.drills.iter().filter(|d| {
+        d.verdict == DrillVerdict::Failed && ts(&d.started_at).is_some_and(|t| t >= ev.period.from)
+    }) {
         m.findings.push(format!(
             "{}/{}: drill {} failed: {}",
             d.source,
@@ -477,7 +474,7 @@ fn drill_rto(ev: &Evidence, cfg: &Config) -> Measure {
 
 fn copy_lag(ev: &Evidence, cfg: &Config) -> Measure {
     let mut m = Measure::default();
-    let mut by_backup: BTreeMap<&str, Vec<&SnapshotRow>> = BTreeMap::new();
+    let mut by_backup: BTreeMap<&str, Vec<&HeldSnapshot>> = BTreeMap::new();
     for s in &ev.snapshots {
         by_backup.entry(s.backup_id.as_str()).or_default().push(s);
     }
@@ -804,7 +801,11 @@ fn audit(ev: &Evidence) -> Measure {
 }
 
 fn monitoring(ev: &Evidence, cfg: &Config) -> Measure {
-    let scheduled: Vec<_> = ev.runs.iter().filter(|r| r.trigger == "schedule").collect();
+    let scheduled: Vec<_> = ev
+        .runs
+        .iter()
+        .filter(|r| r.trigger == Trigger::Schedule)
+        .collect();
     if scheduled.is_empty() {
         return Measure::none("no scheduled jobs ran in the period");
     }
@@ -812,26 +813,25 @@ fn monitoring(ev: &Evidence, cfg: &Config) -> Measure {
     let mut m = Measure::default();
     let failures: Vec<_> = scheduled
         .iter()
-        .filter(|r| matches!(r.outcome.as_str(), "failed" | "missed"))
+        .filter(|r| matches!(r.outcome, Outcome::Failed | Outcome::Missed))
         .collect();
     let mut silent = 0usize;
     for run in &failures {
         let job = run
             .details
-            .as_deref()
-            .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+            .as_ref()
             .and_then(|d| d.get("job").and_then(|j| j.as_str()).map(str::to_string));
         let Some(end) = run.finished_at.as_deref().and_then(ts) else {
             continue;
         };
         let alerted = ev.alerts.iter().any(|a| {
-            a.delivered == 1
+            a.delivered
                 && a.status != "succeeded"
                 && job.as_deref().is_none_or(|j| j == a.job)
                 && ts(&a.sent_at).is_some_and(|t| {
                     let h = hours(end, t);
                     // A missed run is alerted when the daemon is back; it cannot be earlier.
-                    h >= -1.0 / 60.0 && (run.outcome == "missed" || h <= latency)
+                    h >= -1.0 / 60.0 && (run.outcome == Outcome::Missed || h <= latency)
                 })
         });
         if !alerted {
@@ -1022,7 +1022,9 @@ fn erasure(ev: &Evidence, cfg: &Config) -> Measure {
     let released: Vec<_> = ev
         .runs
         .iter()
-        .filter(|r| matches!(r.kind.as_str(), "restore" | "drill") && r.outcome == "succeeded")
+        .filter(|r| {
+            matches!(r.kind, RunKind::Restore | RunKind::Drill) && r.outcome == Outcome::Succeeded
+        })
         .collect();
     let mut unreplayed = 0usize;
     for run in &released {

@@ -21,13 +21,39 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 pub use bundle::{Verification, verify_bundle};
-pub use generate::{Generated, Report, generate};
+pub use generate::{Bundle, Report, Request, Signer, generate};
 pub use period::Period;
 pub use rules::Verdict;
 
 use crate::config::Config;
 use evidence::Evidence;
 use measure::{Inputs, Measure};
+
+/// Why a report could not be generated.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("the rule catalog is invalid: {0}")]
+    Rules(String),
+    #[error("cannot draw {0}")]
+    Chart(String),
+    #[error("cannot render the report: {0}")]
+    Render(String),
+    #[error("cannot sign the report: {0}")]
+    Sign(String),
+}
+
+impl ReportError {
+    /// Stable error code.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Rules(_) => "report.rules",
+            Self::Chart(_) => "report.chart",
+            Self::Render(_) => "report.render",
+            Self::Sign(_) => "report.sign",
+        }
+    }
+}
 
 /// One evaluated check.
 #[derive(Clone, Debug, Serialize)]
