@@ -16,6 +16,7 @@ pub mod erasure;
 pub mod job;
 pub mod location;
 pub mod model;
+pub mod notify;
 pub mod repo;
 pub mod report;
 pub mod secret;

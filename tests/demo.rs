@@ -146,6 +146,16 @@ fn check_report(dir: &Path, report: &serde_json::Value) {
     assert_eq!(verdicts["PRIVACY-OF-REPORT"], "pass");
     // The demo configures erasure rules: its restore and drill replayed the (empty) ledger.
     assert_eq!(verdicts["ERASURE"], "pass");
+    // Its own restore went into Custodian's scratch directory: no four-eyes breach. It fails
+    // only for what a real deployment would also fix: no immutable copy, a location never
+    // drilled.
+    assert_eq!(verdicts["ACCESS"], "pass");
+    let failing: Vec<&str> = verdicts
+        .iter()
+        .filter(|(_, v)| *v == "fail")
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert_eq!(failing, ["COPIES", "DRILL", "IMMUTABILITY"], "{verdicts:?}");
 
     // No e-mail address, telephone number or full name from the CRM appears in the report.
     let crm = dir.join("crm.sqlite");
@@ -174,4 +184,90 @@ fn check_report(dir: &Path, report: &serde_json::Value) {
         }
     }
     assert!(!html.contains("@customer") && !evidence.contains("@customer"));
+}
+
+/// The layout probe appended to a copy of the report: it measures the page as Chromium laid it
+/// out and writes the result into the DOM, which `--dump-dom` prints.
+const PROBE: &str = r#"<script>
+window.addEventListener('load', () => {
+  const main = document.querySelector('main').getBoundingClientRect();
+  const scrolls = (e) => { for (let p = e; p; p = p.parentElement) { const o = getComputedStyle(p).overflowX; if (o === 'auto' || o === 'scroll' || o === 'hidden') return true; } return false; };
+  const overflowing = [];
+  for (const e of document.querySelectorAll('main *')) {
+    const r = e.getBoundingClientRect();
+    if (r.width === 0 || scrolls(e.parentElement)) continue;
+    const name = e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + (e.className && typeof e.className === 'string' ? '.' + e.className.split(' ')[0] : '');
+    if (r.right > main.right + 1 || r.left < main.left - 1) overflowing.push(name + ' leaves the page');
+    const box = getComputedStyle(e).display;
+    if ((box === 'block' || box === 'table-cell' || box === 'flex') && e.scrollWidth > e.clientWidth + 1 && e.clientWidth > 0) overflowing.push(name + ' overflows its box');
+  }
+  const summary = document.getElementById('executive-summary').getBoundingClientRect();
+  const charts = [...document.querySelectorAll('.chart svg')].map(s => { const r = s.getBoundingClientRect(); return { width: r.width, height: r.height, texts: s.querySelectorAll('text').length }; });
+  const sparklines = [...document.querySelectorAll('#scorecard td.trend svg')].length;
+  const rows = document.querySelectorAll('#scorecard tr').length - 1;
+  const out = document.createElement('pre');
+  out.id = 'layout-probe';
+  out.textContent = JSON.stringify({ viewport: [innerWidth, innerHeight], page_width: document.documentElement.scrollWidth, overflowing, summary_bottom: summary.bottom, summary_items: document.querySelectorAll('#executive-summary tr').length, charts, sparklines, rows });
+  document.body.appendChild(out);
+});
+</script>"#;
+
+#[test]
+fn the_demo_report_lays_out_in_a_real_browser() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let report = demo(&dir)["report"].clone();
+    let html = std::fs::read_to_string(report["html"].as_str().unwrap()).unwrap();
+    let probed = tmp.path().join("probed.html");
+    std::fs::write(&probed, html.replace("</body>", &format!("{PROBE}</body>"))).unwrap();
+    let out = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1280,800",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+        ])
+        .arg(format!("file://{}", probed.display()))
+        .output()
+        .expect("Debian's chromium is required (scripts/test-all installs it)");
+    assert_success(&out, "chromium --dump-dom");
+    let dom = common::stdout(&out);
+    let marker = "<pre id=\"layout-probe\">";
+    let start = dom.find(marker).expect("the probe ran") + marker.len();
+    let end = start + dom[start..].find("</pre>").unwrap();
+    let text = dom[start..end]
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    let layout: serde_json::Value = serde_json::from_str(&text).unwrap();
+    // A 1280×800 window; headless Chromium keeps some of it for its own frame, so the page's
+    // viewport (the fold) is at most 800 pixels high.
+    assert_eq!(layout["viewport"][0], 1280, "{layout:#}");
+    let fold = layout["viewport"][1].as_f64().unwrap();
+    assert!(fold <= 800.0, "{layout:#}");
+    assert!(
+        layout["page_width"].as_f64().unwrap() <= 1280.0,
+        "{layout:#}"
+    );
+    assert_eq!(layout["overflowing"], serde_json::json!([]), "{layout:#}");
+    // A manager sees the verdict and every failing rule with its action without scrolling.
+    assert!(
+        layout["summary_bottom"].as_f64().unwrap() <= fold,
+        "{layout:#}"
+    );
+    assert!(layout["summary_items"].as_u64().unwrap() >= 3, "{layout:#}");
+    // Both charts (RPO timeline, RTO trend) are drawn, with their labels, and every rule has
+    // its trend sparkline.
+    let charts = layout["charts"].as_array().unwrap();
+    assert_eq!(charts.len(), 2, "{layout:#}");
+    for c in charts {
+        assert!(c["width"].as_f64().unwrap() > 300.0 && c["height"].as_f64().unwrap() > 150.0);
+        assert!(c["texts"].as_u64().unwrap() > 5, "{c}");
+    }
+    assert_eq!(layout["sparklines"], layout["rows"], "{layout:#}");
+    assert_eq!(layout["rows"], 16);
 }

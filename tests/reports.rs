@@ -340,10 +340,15 @@ fn bundles_verify_with_minisign_chain_and_detect_tampering_and_missing_predecess
     assert_success(&sha256sum_check(&oct), "sha256sum -c");
     let v = ws.custodian_json(&["report", "verify", oct.to_str().unwrap()], 0);
     assert_eq!(v["ok"], true);
-    assert!(
-        v["chain"]["Ok"].as_str().unwrap().contains("2026-09"),
-        "{v:#}"
-    );
+    // One chain in generation order: this October, September, the first October.
+    assert_eq!(v["chain"]["ok"], true, "{v:#}");
+    let walked: Vec<&str> = v["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["period"].as_str().unwrap())
+        .collect();
+    assert_eq!(walked, ["2026-09", "2026-10"], "{v:#}");
 
     // Tampering with evidence.json or the HTML breaks verification (the signature still
     // covers the manifest, so minisign alone passes: the manifest check catches the edit).
@@ -378,7 +383,7 @@ fn bundles_verify_with_minisign_chain_and_detect_tampering_and_missing_predecess
     std::fs::write(copy.join("SHA256SUMS"), text.replacen('a', "b", 1)).unwrap();
     assert!(!minisign_verify(&copy, &public).status.success());
     let v = ws.custodian_json(&["report", "verify", copy.to_str().unwrap()], 1);
-    assert!(v["signature"]["Err"].as_str().is_some(), "{v:#}");
+    assert_eq!(v["signature"]["ok"], false, "{v:#}");
     // A key that did not sign the report does not verify it.
     let other = setup("");
     let v = ws.custodian_json(
@@ -392,7 +397,7 @@ fn bundles_verify_with_minisign_chain_and_detect_tampering_and_missing_predecess
         1,
     );
     assert!(
-        v["signature"]["Err"].as_str().unwrap().contains("key"),
+        v["signature"]["ok"] == false && v["signature"]["detail"].as_str().unwrap().contains("key"),
         "{v:#}"
     );
 
@@ -406,7 +411,11 @@ fn bundles_verify_with_minisign_chain_and_detect_tampering_and_missing_predecess
     std::fs::rename(&sep, ws.path("moved-away")).unwrap();
     let v = ws.custodian_json(&["report", "verify", oct.to_str().unwrap()], 1);
     assert!(
-        v["chain"]["Err"].as_str().unwrap().contains("is missing"),
+        v["chain"]["ok"] == false
+            && v["chain"]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("is missing"),
         "{v:#}"
     );
     let out = ws.custodian(&["report", "verify", oct.to_str().unwrap()]);
@@ -415,13 +424,152 @@ fn bundles_verify_with_minisign_chain_and_detect_tampering_and_missing_predecess
         "{}",
         common::stdout(&out)
     );
-    let (_, e) = report(&ws, "2026-11");
+    // The next report is still written and signed, and says so: its RECORDS fails, and its
+    // own chain check names the break.
+    let out = ws.custodian_json(&["report", "--period", "2026-11", "--no-mail"], 0);
+    assert_eq!(out["verification"]["signature"]["ok"], true, "{out:#}");
+    assert_eq!(out["verification"]["chain"]["ok"], false, "{out:#}");
+    let e: Value = serde_json::from_slice(
+        &std::fs::read(Path::new(out["report"]["dir"].as_str().unwrap()).join("evidence.json"))
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(verdict(&e, "RECORDS"), "fail");
     assert!(
         rule(&e, "RECORDS").to_string().contains("2026-09"),
         "{:#}",
         rule(&e, "RECORDS")
     );
+}
+
+/// The one-line base64 key of a minisign `.pub` file (its second line), as an auditor would
+/// receive it by another channel.
+fn base64_key(public: &Path) -> String {
+    std::fs::read_to_string(public)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// `custodian --json report verify --public-key KEY DIR` on a machine without Custodian: no
+/// configuration, no state directory, an empty working directory and home.
+fn verify_elsewhere(key: &str, dir: &Path, expected_code: i32) -> Value {
+    let nowhere = tempfile::tempdir().unwrap();
+    let out = common::custodian_cmd()
+        .current_dir(nowhere.path())
+        .env("HOME", nowhere.path())
+        .args(["--json", "report", "verify", "--public-key", key])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(!Path::new("/etc/custodian/custodian.toml").exists());
+    assert_eq!(
+        out.status.code(),
+        Some(expected_code),
+        "stdout: {}\nstderr: {}",
+        common::stdout(&out),
+        stderr(&out)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_regenerated_period_is_chained_and_verifies_with_nothing_but_the_key() {
+    let ws = setup("");
+    sqlite(&catalog(&ws), &daily(10, 1..=31));
+    let key = base64_key(&ws.path("state/keys/report.pub"));
+
+    let (first, e1) = report(&ws, "2026-10");
+    assert!(e1["supersedes"].as_array().unwrap().is_empty());
+    // The regeneration names the report it supersedes (id, manifest hash, verdict) and chains
+    // to it: nothing can be regenerated without trace.
+    let out = ws.custodian(&["report", "--period", "2026-10", "--no-mail"]);
+    assert_success(&out, "report (regenerated)");
+    let printed = common::stdout(&out);
+    // The printed hint verifies with the signer's key spelled out, never the bundle's own copy.
+    assert!(!printed.contains("custodian-report.pub"), "{printed}");
+    assert!(printed.contains(&format!("-P {key}")), "{printed}");
+    let second = ws.path("state/reports").join(
+        std::fs::read_dir(ws.path("state/reports"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with("2026-10") && ws.path("state/reports").join(n) != first)
+            .max()
+            .expect("the regenerated report's directory"),
+    );
+    let e2: Value =
+        serde_json::from_slice(&std::fs::read(second.join("evidence.json")).unwrap()).unwrap();
+    assert_eq!(e2["previous"]["id"], e1["id"]);
+    let superseded = &e2["supersedes"][0];
+    assert_eq!(superseded["id"], e1["id"], "{:#}", e2["supersedes"]);
+    assert_eq!(superseded["overall"], e1["overall"]);
+    assert_eq!(
+        format!("sha256:{}", superseded["manifest_sha256"].as_str().unwrap()),
+        common::sha256_file(&first.join("SHA256SUMS"))
+    );
+    assert!(
+        rule(&e2, "RECORDS").to_string().contains(&format!(
+            "this report supersedes {}",
+            e1["id"].as_str().unwrap()
+        )),
+        "{:#}",
+        rule(&e2, "RECORDS")
+    );
+    // As a browser shows it (minijinja escapes `/` in keys as `&#x2f;`).
+    let html = std::fs::read_to_string(second.join("report.html"))
+        .unwrap()
+        .replace("&#x2f;", "/");
+    assert!(
+        html.contains(e1["id"].as_str().unwrap()),
+        "the cover lists the superseded report"
+    );
+    assert!(html.contains(&format!("minisign -Vm SHA256SUMS -P {key}")));
+    assert!(html.contains("1–31 October 2026"));
+
+    // The auditor copies the reports elsewhere; the originals are gone from where they were.
+    let archive = ws.path("auditor/reports");
+    for dir in [&first, &second] {
+        copy_dir(dir, &archive.join(dir.file_name().unwrap()));
+    }
+    std::fs::rename(ws.path("state/reports"), ws.path("state/reports-moved")).unwrap();
+    let copied = archive.join(second.file_name().unwrap());
+    let v = verify_elsewhere(&key, &copied, 0);
+    assert_eq!(v["ok"], true, "{v:#}");
+    assert_eq!(v["signature"]["ok"], true);
+    assert_eq!(v["chain"]["ok"], true);
+    assert_eq!(v["period"], "2026-10");
+    assert_eq!(v["links"].as_array().unwrap().len(), 1, "{v:#}");
+    assert_eq!(v["links"][0]["signature_ok"], true);
+    // The key as a file works the same.
+    let key_file = ws.path("auditor/custodian.pub");
+    std::fs::copy(ws.path("state/keys/report.pub"), &key_file).unwrap();
+    assert_eq!(
+        verify_elsewhere(key_file.to_str().unwrap(), &copied, 0)["ok"],
+        true
+    );
+    // A missing link is a break, named.
+    std::fs::remove_dir_all(archive.join(first.file_name().unwrap())).unwrap();
+    let v = verify_elsewhere(&key, &copied, 1);
+    assert_eq!(v["signature"]["ok"], true);
+    assert_eq!(v["chain"]["ok"], false);
+    assert!(
+        v["chain"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("is missing"),
+        "{v:#}"
+    );
+    // A key that is not the signer's is refused.
+    let other = setup("");
+    let v = verify_elsewhere(
+        &base64_key(&other.path("state/keys/report.pub")),
+        &copied,
+        1,
+    );
+    assert_eq!(v["signature"]["ok"], false, "{v:#}");
 }
 
 #[test]
@@ -510,11 +658,21 @@ fn the_report_is_mailed_over_starttls_with_auth_and_the_attached_bundle_verifies
     ] {
         assert!(attached.contains(&f), "{f} not attached: {attached:?}");
     }
+    // Charts inline as PNG (common mail clients show no SVG); the SVGs stay in the bundle.
+    let chart = parts
+        .iter()
+        .find(|p| p["content_id"] == "rpo-chart")
+        .unwrap_or_else(|| panic!("no inline RPO chart: {parts:#?}"));
+    assert_eq!(chart["disposition"], "inline");
+    assert_eq!(chart["content_type"], "image/png");
+    let png = std::fs::read(msg.join("parts").join(chart["saved_as"].as_str().unwrap())).unwrap();
     assert!(
-        parts
-            .iter()
-            .any(|p| p["content_id"] == "rpo-chart" && p["disposition"] == "inline")
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 5000,
+        "{}",
+        png.len()
     );
+    assert!(attached.contains(&"rpo.svg"), "{attached:?}");
+    assert!(!attached.contains(&"rpo.png"), "{attached:?}");
     let body = parts
         .iter()
         .find(|p| p["content_type"] == "text/html" && p["filename"].is_null())
@@ -525,6 +683,36 @@ fn the_report_is_mailed_over_starttls_with_auth_and_the_attached_bundle_verifies
         html.contains("cid:rpo-chart") && html.contains("RPO"),
         "{html}"
     );
+    // The summary in plain words, and every rule that did not pass with its reason, action
+    // and owner — in the HTML and the plain-text part alike.
+    let e: Value = serde_json::from_slice(
+        &std::fs::read(PathBuf::from(out["report"]["dir"].as_str().unwrap()).join("evidence.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(msg.join("parts/body.txt")).unwrap();
+    let headline = e["executive"]["headline"].as_str().unwrap();
+    assert!(headline.starts_with("Not compliant") || headline.starts_with("Compliant"));
+    let items = e["executive"]["items"].as_array().unwrap();
+    assert!(!items.is_empty());
+    for body in [&html, &text] {
+        assert!(body.contains(headline), "{body}");
+        for item in items {
+            let owner = item["owner"].as_str().unwrap();
+            assert!(body.contains(owner), "{body}");
+            // Quotes and markup are escaped in the HTML; a stretch of plain words is not.
+            let reason = item["reason"].as_str().unwrap();
+            let words: String = reason
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == ' ')
+                .collect();
+            assert!(
+                body.contains(words.trim()),
+                "{} not in {body}",
+                words.trim()
+            );
+        }
+    }
 
     // What the manager received verifies with the minisign CLI and sha256sum.
     let received = msg.join("parts");

@@ -23,6 +23,9 @@ pub struct ReportRecord {
     pub overall: String,
     /// JSON object: rule id → verdict.
     pub verdicts: String,
+    /// JSON object: rule id → `{"value": …, "display": …}` of its first check.
+    #[serde(default)]
+    pub metrics: String,
 }
 
 /// One attempt to deliver a report by e-mail.
@@ -307,8 +310,8 @@ impl Catalog {
     pub async fn record_report(&self, r: &ReportRecord) -> Result<(), CatalogError> {
         sqlx::query(
             "INSERT INTO reports (id, run_id, period, period_from, period_to, generated_at, dir,
-                 manifest_sha256, key_id, previous_id, overall, verdicts)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 manifest_sha256, key_id, previous_id, overall, verdicts, metrics)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&r.id)
         .bind(&r.run_id)
@@ -322,18 +325,19 @@ impl Catalog {
         .bind(&r.previous_id)
         .bind(&r.overall)
         .bind(&r.verdicts)
+        .bind(&r.metrics)
         .execute(self.pool())
         .await
         .map_err(query_err("recording a report"))?;
         Ok(())
     }
 
-    /// Every recorded report, oldest period first.
+    /// Every recorded report, in the order they were generated (the chain's order).
     ///
     /// # Errors
     /// When the catalog cannot be read.
     pub async fn reports(&self) -> Result<Vec<ReportRecord>, CatalogError> {
-        let rows = sqlx::query("SELECT * FROM reports ORDER BY period_to, generated_at")
+        let rows = sqlx::query("SELECT * FROM reports ORDER BY generated_at, id")
             .fetch_all(self.pool())
             .await
             .map_err(query_err("listing reports"))?;
@@ -352,6 +356,7 @@ impl Catalog {
                 previous_id: r.get("previous_id"),
                 overall: r.get("overall"),
                 verdicts: r.get("verdicts"),
+                metrics: r.get("metrics"),
             })
             .collect())
     }

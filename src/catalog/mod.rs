@@ -130,6 +130,13 @@ impl<'s> MigrationSource<'s> for Embedded {
                     Cow::Borrowed(include_str!("migrations/0007_damage.sql")),
                     false,
                 ),
+                Migration::new(
+                    8,
+                    Cow::Borrowed("report metrics"),
+                    MigrationType::Simple,
+                    Cow::Borrowed(include_str!("migrations/0008_report_metrics.sql")),
+                    false,
+                ),
             ])
         })
     }

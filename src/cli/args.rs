@@ -359,9 +359,11 @@ pub enum ReportCommand {
     Verify {
         /// The bundle directory.
         dir: PathBuf,
-        /// The trusted public key (default: [reports] public-key-file, else STATE/keys/report.pub).
-        #[arg(long)]
-        public_key: Option<PathBuf>,
+        /// The trusted public key: a minisign .pub file or the base64 key itself, as received
+        /// independently (without it: [reports] public-key-file, else STATE/keys/report.pub).
+        /// With it, no configuration is read: an auditor needs nothing but the key.
+        #[arg(long, value_name = "KEY_OR_FILE")]
+        public_key: Option<String>,
     },
 }
 

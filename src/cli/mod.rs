@@ -172,6 +172,22 @@ async fn run(cli: Cli) -> Exit {
         Command::Config {
             command: ConfigCommand::Check,
         } => config_check(&config_path, json),
+        // An auditor verifies with nothing but the key: no configuration, no state directory.
+        Command::Report {
+            command:
+                Some(ReportCommand::Verify {
+                    dir,
+                    public_key: Some(key),
+                }),
+            ..
+        } => match crate::report::sign::public_from_arg(&key) {
+            Ok(pk) => {
+                let v = crate::report::verify_bundle(&dir, Some(&pk));
+                emit(json, &v, render::report_verification);
+                if v.ok { Exit::Ok } else { Exit::JobFailed }
+            }
+            Err(e) => fail(json, &e.to_string(), "report.key", &[], Exit::Usage),
+        },
         Command::Demo { dir } => match crate::demo::run(&dir).await {
             Ok(out) => {
                 emit(json, &out, crate::demo::render);
@@ -443,8 +459,10 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
                 command: Some(ReportCommand::Verify { dir, public_key }),
                 ..
             } => {
-                let path =
-                    public_key.unwrap_or_else(|| crate::report::generate::key_paths(&ctx.config).1);
+                let path = public_key.map_or_else(
+                    || crate::report::generate::key_paths(&ctx.config).1,
+                    PathBuf::from,
+                );
                 let pk = crate::report::sign::read_public(&path)
                     .map_err(|e| JobError::Usage(e.to_string()))?;
                 let v = crate::report::verify_bundle(&dir, Some(&pk));
@@ -462,13 +480,21 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
             } => {
                 use crate::report::Period;
                 let period = match (period, from, to, current) {
-                    (Some(p), ..) => Some(Period::parse(&p).map_err(JobError::Usage)?),
-                    (None, Some(f), Some(t), _) => {
-                        Some(Period::between(&f, &t).map_err(JobError::Usage)?)
-                    }
+                    (Some(p), ..) => Some(
+                        Period::parse(&p, &ctx.config.reports.time_zone)
+                            .map_err(|e| JobError::Usage(e.to_string()))?,
+                    ),
+                    (None, Some(f), Some(t), _) => Some(
+                        Period::between(&f, &t, &ctx.config.reports.time_zone)
+                            .map_err(|e| JobError::Usage(e.to_string()))?,
+                    ),
                     (None, _, _, true) => Some(
-                        Period::containing(ctx.config.reports.period, crate::model::time::now())
-                            .map_err(JobError::Usage)?,
+                        Period::containing(
+                            ctx.config.reports.period,
+                            crate::model::time::now(),
+                            &ctx.config.reports.time_zone,
+                        )
+                        .map_err(|e| JobError::Usage(e.to_string()))?,
                     ),
                     _ => None,
                 };

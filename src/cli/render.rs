@@ -561,18 +561,23 @@ pub fn report(o: &crate::job::ReportOutcome) -> String {
     }
     let _ = writeln!(
         out,
-        "  signed by key {} · verify: cd {} && minisign -Vm SHA256SUMS -p {} && sha256sum -c SHA256SUMS",
+        "  signed by key {} · verify with the key you hold (not the .pub shipped in the bundle):\n    cd {} && minisign -Vm SHA256SUMS -P {} && sha256sum -c SHA256SUMS\n    or: custodian report verify --public-key {} {}",
         r.key_id,
         r.dir.display(),
-        r.public_key.display()
+        r.report.signer.public_key,
+        r.report.signer.public_key,
+        r.dir.display()
     );
     let _ = writeln!(
         out,
         "  verification: {}",
         if o.verification.ok {
-            "signature, files and chain OK"
+            "signature, files and chain OK".to_string()
         } else {
-            "FAILED"
+            format!(
+                "signature and files OK; chain BROKEN: {}",
+                o.verification.chain.detail
+            )
         }
     );
     if let Some(d) = &o.delivery {
@@ -603,9 +608,10 @@ pub fn report_verification(v: &crate::report::Verification) -> String {
         out,
         "  signature (key {}): {}",
         v.key_id.as_deref().unwrap_or("?"),
-        match &v.signature {
-            Ok(comment) => format!("good — {comment}"),
-            Err(e) => format!("BAD — {e}"),
+        if v.signature.ok {
+            format!("good — {}", v.signature.detail)
+        } else {
+            format!("BAD — {}", v.signature.detail)
         }
     );
     for f in &v.files {
@@ -623,11 +629,26 @@ pub fn report_verification(v: &crate::report::Verification) -> String {
     let _ = writeln!(
         out,
         "  chain: {}",
-        match &v.chain {
-            Ok(t) => t.clone(),
-            Err(e) => format!("BROKEN — {e}"),
+        if v.chain.ok {
+            v.chain.detail.clone()
+        } else {
+            format!("BROKEN — {}", v.chain.detail)
         }
     );
+    for l in &v.links {
+        let _ = writeln!(
+            out,
+            "    {} {} (manifest sha256 {}){}",
+            l.period,
+            l.dir,
+            &l.manifest_sha256[..16.min(l.manifest_sha256.len())],
+            if l.signature_ok {
+                ""
+            } else {
+                " NOT SIGNED BY THIS KEY"
+            }
+        );
+    }
     out
 }
 

@@ -21,8 +21,8 @@ use std::time::Duration;
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use erasure::{Erasure, ErasureRules};
 pub use policy::{
-    Access, Assertion, Comparison, Drills, Notifications, ReportPeriod, Reports, Retention, Smtp,
-    SmtpTls, Targets,
+    Access, Assertion, Comparison, Drills, FRAMEWORKS, Notifications, ReportPeriod, Reports,
+    Retention, Smtp, SmtpTls, Targets,
 };
 
 use crate::model::Engine;
@@ -346,6 +346,33 @@ impl Config {
     #[must_use]
     pub fn scratch_dir(&self) -> PathBuf {
         self.state_dir.join("scratch")
+    }
+
+    /// Whether a restore into this target is a scratch restore — into a file under Custodian's
+    /// private scratch directory, or into the server the source names as its scratch server —
+    /// rather than one that overwrites or exposes data elsewhere (which needs four eyes).
+    #[must_use]
+    pub fn is_scratch_target(&self, source: Option<&str>, target: &str) -> bool {
+        let path = Path::new(target);
+        if path.is_absolute() {
+            // No `..`: a path that climbs out of the scratch directory is not in it.
+            let plain = path
+                .components()
+                .all(|c| !matches!(c, std::path::Component::ParentDir));
+            return plain && path.starts_with(self.scratch_dir());
+        }
+        let Ok(target) = url::Url::parse(target) else {
+            return false;
+        };
+        self.sources
+            .iter()
+            .filter(|s| source.is_none_or(|n| n == s.name))
+            .filter_map(|s| match &s.kind {
+                SourceKind::Postgres(c) | SourceKind::Mysql(c) => c.scratch.as_ref(),
+                SourceKind::Sqlite { .. } => None,
+            })
+            .filter_map(|scratch| url::Url::parse(&scratch.url).ok())
+            .any(|s| s.host_str() == target.host_str() && s.port() == target.port())
     }
 
     /// Cache for remote repositories.

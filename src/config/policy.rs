@@ -184,8 +184,17 @@ pub struct Reports {
     pub public_key_file: Option<PathBuf>,
     pub secret_key_password: Option<SecretRef>,
     pub allowed_regions: Vec<String>,
+    /// The time zone reports show times in (`UTC` by default).
+    pub time_zone: jiff::tz::TimeZone,
+    /// Its IANA name, as configured.
+    pub time_zone_name: String,
+    /// Control frameworks in scope (`iso27001`, `gdpr`, `soc2`, `nis2`).
+    pub frameworks: Vec<String>,
     pub targets: Targets,
 }
+
+/// Control frameworks the shipped mappings cover (`reports/frameworks.toml`).
+pub const FRAMEWORKS: &[&str] = &["iso27001", "gdpr", "soc2", "nis2"];
 
 /// TLS mode for SMTP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -442,8 +451,46 @@ pub(super) fn reports(
         base,
         false,
     );
+    let time_zone_name = raw.time_zone.clone().unwrap_or_else(|| "UTC".into());
+    let time_zone = match jiff::tz::TimeZone::get(&time_zone_name) {
+        Ok(tz) => tz,
+        Err(_) => {
+            let line = doc.line(diags, "reports.time-zone");
+            diags.push(
+                Severity::Error,
+                line,
+                "reports.time-zone",
+                format!(
+                    "`{time_zone_name}` is not a time zone; use an IANA name like `Europe/Berlin` or `UTC`"
+                ),
+            );
+            jiff::tz::TimeZone::UTC
+        }
+    };
+    let frameworks = raw
+        .frameworks
+        .clone()
+        .unwrap_or_else(|| vec!["iso27001".into(), "gdpr".into()]);
+    for (i, f) in frameworks.iter().enumerate() {
+        if !FRAMEWORKS.contains(&f.as_str()) {
+            let key = format!("reports.frameworks.{i}");
+            let line = doc.line(diags, &key);
+            diags.push(
+                Severity::Error,
+                line,
+                key,
+                format!(
+                    "`{f}` is not a framework; use any of: {}",
+                    FRAMEWORKS.join(", ")
+                ),
+            );
+        }
+    }
     Reports {
         period,
+        time_zone,
+        time_zone_name,
+        frameworks,
         out_dir: raw.out_dir.map(|p| resolve_path(base, &p)),
         secret_key_file: raw.secret_key_file.map(|p| resolve_path(base, &p)),
         public_key_file: raw.public_key_file.map(|p| resolve_path(base, &p)),

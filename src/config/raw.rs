@@ -217,6 +217,10 @@ pub struct RawReports {
     /// Regions locations may be in (RESIDENCY); local disks are `local`.
     #[serde(default)]
     pub allowed_regions: Vec<String>,
+    /// The time zone reports show times in (IANA name); default UTC.
+    pub time_zone: Option<String>,
+    /// Control frameworks the report maps its rules to.
+    pub frameworks: Option<Vec<String>>,
     #[serde(default)]
     pub targets: RawTargets,
 }

@@ -59,7 +59,7 @@ pub async fn send(ctx: &crate::job::Context, event: &JobEvent) {
             event.time,
             event.detail.as_deref().unwrap_or("")
         );
-        let outgoing = crate::report::mail::Outgoing {
+        let outgoing = crate::notify::mail::Outgoing {
             to: notifications.alert_to.clone(),
             subject: format!(
                 "[Custodian] {} {}: {}",
@@ -76,8 +76,8 @@ pub async fn send(ctx: &crate::job::Context, event: &JobEvent) {
             inline: Vec::new(),
             attachments: Vec::new(),
         };
-        let id = crate::report::mail::message_id(smtp, "alert");
-        let attempts = crate::report::mail::send(smtp, &outgoing, &id).await;
+        let id = crate::notify::mail::message_id(smtp, "alert");
+        let attempts = crate::notify::mail::send(smtp, &outgoing, &id).await;
         let result = attempts.last().map_or(Err("no attempt".to_string()), |a| {
             a.result.clone().map(|_| ())
         });

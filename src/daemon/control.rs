@@ -337,24 +337,21 @@ fn request_json(request: &Request) -> serde_json::Value {
     serde_json::to_value(request).unwrap_or_default()
 }
 
-/// A restore is dangerous unless it goes into the source's configured scratch server.
+/// A restore is dangerous unless it goes into scratch: the source's scratch server, or a file
+/// in Custodian's private scratch directory.
 fn needs_approval(ctx: &Context, request: &Request) -> bool {
-    let Request::Restore { target, source, .. } = request else {
+    let Request::Restore {
+        target, to, source, ..
+    } = request
+    else {
         return false;
     };
-    let scratch = ctx.config.sources.iter().find_map(|s| match &s.kind {
-        crate::config::SourceKind::Postgres(c) | crate::config::SourceKind::Mysql(c)
-            if source.as_ref().is_none_or(|n| *n == s.name) =>
-        {
-            c.scratch.as_ref().map(|x| x.url.clone())
-        }
-        _ => None,
-    });
-    let same_server = |a: &str, b: &str| match (url::Url::parse(a), url::Url::parse(b)) {
-        (Ok(a), Ok(b)) => a.host_str() == b.host_str() && a.port() == b.port(),
-        _ => false,
+    let target = match (target, to) {
+        (Some(url), _) => url.clone(),
+        (None, Some(path)) => path.display().to_string(),
+        (None, None) => return true,
     };
-    !matches!((target, scratch), (Some(t), Some(s)) if same_server(t, &s))
+    !ctx.config.is_scratch_target(source.as_deref(), &target)
 }
 
 async fn run(ctx: &Context, shared: &Arc<Shared>, request: Request) -> Response {
@@ -383,8 +380,12 @@ async fn run(ctx: &Context, shared: &Arc<Shared>, request: Request) -> Response 
             Err(e) => Response::failure("audit.unreadable", e.to_string()),
         },
         Request::Report { period } => {
-            let period = match period.as_deref().map(crate::report::Period::parse) {
-                Some(Err(e)) => return to_json(Err(job::JobError::Usage(e))),
+            let tz = &ctx.config.reports.time_zone;
+            let period = match period
+                .as_deref()
+                .map(|p| crate::report::Period::parse(p, tz))
+            {
+                Some(Err(e)) => return to_json(Err(job::JobError::Usage(e.to_string()))),
                 Some(Ok(p)) => Some(p),
                 None => None,
             };

@@ -117,9 +117,12 @@ async fn demo_report(ctx: &Context) -> Result<DemoReport, JobError> {
     if !secret.exists() {
         job::report::generate_keys(ctx, false).await?;
     }
-    let period =
-        crate::report::Period::containing(ctx.config.reports.period, crate::model::time::now())
-            .map_err(JobError::Usage)?;
+    let period = crate::report::Period::containing(
+        ctx.config.reports.period,
+        crate::model::time::now(),
+        &ctx.config.reports.time_zone,
+    )
+    .map_err(|e| JobError::Usage(e.to_string()))?;
     let outcome = job::report(
         ctx,
         &job::ReportRequest {

@@ -123,11 +123,14 @@ pub async fn gather(ctx: &Context, period: &Period, now: Timestamp) -> Result<Ev
         let verified = ctx.audit.verify().map_err(|e| e.to_string());
         (listed.unwrap_or_default(), verified)
     };
+    // Every report generated before this one, of any period: one chain, regenerations and
+    // previews of running periods included.
+    let now_s = time::format(now);
     let reports = c
         .reports()
         .await?
         .into_iter()
-        .filter(|r| r.period_to.as_str() <= from.as_str())
+        .filter(|r| r.generated_at.as_str() <= now_s.as_str())
         .collect();
     let mut locations = Vec::new();
     let mut secret_files = Vec::new();

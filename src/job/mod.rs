@@ -299,6 +299,13 @@ impl Context {
             return;
         };
         let target = start.source.clone().or_else(|| start.location.clone());
+        // Recorded with the action, so that the report's ACCESS rule need not re-derive from
+        // today's configuration whether a past restore went into scratch.
+        let scratch = start.kind == crate::catalog::RunKind::Restore
+            && start
+                .target
+                .as_deref()
+                .is_some_and(|t| self.config.is_scratch_target(start.source.as_deref(), t));
         let entry = NewEntry {
             actor: self.actor.clone(),
             uid: self.uid,
@@ -311,6 +318,7 @@ impl Context {
                 "source": start.source,
                 "location": start.location,
                 "target": start.target,
+                "scratch": scratch,
             }),
             outcome: outcome.to_string(),
             detail: error_code.map(str::to_string),

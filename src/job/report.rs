@@ -13,10 +13,11 @@ use super::{Context, JobError};
 use crate::audit::NewEntry;
 use crate::catalog::{DeliveryRecord, ReportRecord, RunEnd, RunKind};
 use crate::model::time;
+use crate::notify::mail;
 use crate::report::evidence::Evidence;
 use crate::report::render::Charts;
 use crate::report::rules::Verdict;
-use crate::report::{self, Period, Report, Verification, bundle, mail, sign};
+use crate::report::{self, Period, Report, Verification, bundle, sign};
 
 /// A generated, signed report.
 #[derive(Clone, Debug, Serialize)]
@@ -88,7 +89,7 @@ pub async fn generate(
     let signer = report::Signer { secret, public };
     let bundle = report::generate(ev, &request, &signer).map_err(JobError::Report)?;
     let dir = bundle::fresh_dir(out, &period.label);
-    bundle::write_dir(&dir, &bundle.files).map_err(|e| JobError::io("writing the report", &e))?;
+    bundle::write_dir(&dir, &bundle.files)?;
     ctx.catalog
         .record_report(&ReportRecord {
             id: bundle.id.clone(),
@@ -110,6 +111,7 @@ pub async fn generate(
                     .collect::<BTreeMap<_, _>>(),
             )
             .unwrap_or_default(),
+            metrics: serde_json::to_string(&bundle.metrics).unwrap_or_default(),
         })
         .await?;
     Ok(Generated {
@@ -130,8 +132,8 @@ pub async fn generate(
     })
 }
 
-/// Re-verifies earlier reports and checks that reports cover every period since the catalog's
-/// first record: the RECORDS rule's problems.
+/// Re-verifies every earlier report, checks the chain link by link, and checks that reports
+/// cover every period since the catalog's first record: the RECORDS rule's problems.
 pub(crate) fn records_problems(
     ev: &Evidence,
     pk: &minisign::PublicKey,
@@ -140,8 +142,11 @@ pub(crate) fn records_problems(
     let mut problems = Vec::new();
     for r in &ev.reports {
         let v = bundle::verify_bundle(Path::new(&r.dir), Some(pk));
-        if let Err(e) = &v.signature {
-            problems.push(format!("report {} ({}): {e}", r.period, r.dir));
+        if !v.signature.ok {
+            problems.push(format!(
+                "report {} ({}): {}",
+                r.period, r.dir, v.signature.detail
+            ));
         } else if v.manifest_sha256.as_deref() != Some(r.manifest_sha256.as_str()) {
             problems.push(format!(
                 "report {} ({}): its manifest is not the one recorded when it was signed",
@@ -157,31 +162,29 @@ pub(crate) fn records_problems(
             ));
         }
     }
-    // The chain, over the latest report of each period (a regenerated report supersedes the
-    // earlier version of its period, which stays verifiable but out of the chain).
-    let mut chain: Vec<&ReportRecord> = Vec::new();
-    for r in &ev.reports {
-        match chain.last() {
-            Some(last) if last.period == r.period => {
-                chain.pop();
-                chain.push(r);
-            }
-            _ => chain.push(r),
-        }
-    }
-    for (i, r) in chain.iter().enumerate() {
-        let expected = i.checked_sub(1).map(|j| chain[j].id.as_str());
-        if expected.is_some() && r.previous_id.as_deref() != expected {
+    // One chain, in the order reports were generated: each names the one generated before it
+    // (regenerations and previews of a running period included), so no report can be
+    // regenerated, or dropped, without it showing.
+    for pair in ev.reports.windows(2) {
+        let (before, r) = (&pair[0], &pair[1]);
+        if r.previous_id.as_deref() != Some(before.id.as_str()) {
             problems.push(format!(
-                "report {} does not embed the hash of the report before it ({})",
-                r.period,
-                chain[i - 1].period
+                "report {} ({}) does not chain to the report generated before it ({} {}): a link is missing or was replaced",
+                r.id, r.period, before.id, before.period
             ));
         }
     }
+    if let Some(first) = ev.reports.first()
+        && let Some(prev) = &first.previous_id
+    {
+        problems.push(format!(
+            "the oldest recorded report {} chains to {prev}, which the catalog does not hold",
+            first.id
+        ));
+    }
     // Coverage: every period from the first activity up to this one has a report.
     if let Some(first) = ev.first_activity.as_deref().and_then(report::measure::ts)
-        && let Ok(mut p) = Period::containing(kind, first)
+        && let Ok(mut p) = Period::containing(kind, first, &ev.period.tz)
     {
         for _ in 0..1000 {
             if p.from >= ev.period.from {
@@ -197,7 +200,7 @@ pub(crate) fn records_problems(
                     p.label
                 ));
             }
-            match Period::containing(kind, p.to) {
+            match Period::containing(kind, p.to, &ev.period.tz) {
                 Ok(next) => p = next,
                 Err(_) => break,
             }
@@ -244,7 +247,12 @@ pub async fn report(ctx: &Context, req: &ReportRequest) -> Result<ReportOutcome,
     let now = crate::model::time::now();
     let period = match &req.period {
         Some(p) => p.clone(),
-        None => Period::last_complete(ctx.config.reports.period, now).map_err(JobError::Usage)?,
+        None => Period::last_complete(
+            ctx.config.reports.period,
+            now,
+            &ctx.config.reports.time_zone,
+        )
+        .map_err(|e| JobError::Usage(e.to_string()))?,
     };
     if period.from > now {
         return Err(JobError::Usage(format!(
@@ -261,7 +269,9 @@ pub async fn report(ctx: &Context, req: &ReportRequest) -> Result<ReportOutcome,
         let pk = sign::read_public(&generated.public_key)
             .map_err(|e| JobError::Internal(format!("reading back the report's key: {e}")))?;
         let verification = report::verify_bundle(&generated.dir, Some(&pk));
-        if !verification.ok {
+        // A chain already broken before this report is what its RECORDS rule fails on, not a
+        // reason to withhold it; the bundle itself must verify.
+        if !verification.signature.ok || verification.files.iter().any(|f| !f.ok) {
             return Err(JobError::Internal(format!(
                 "the report just written at {} does not verify: {:?}",
                 generated.dir.display(),
@@ -312,7 +322,12 @@ fn wants_mail(ctx: &Context) -> bool {
 /// As [`report`] and [`deliver`].
 pub async fn scheduled(ctx: &Context) -> Result<(), JobError> {
     let now = crate::model::time::now();
-    let period = Period::last_complete(ctx.config.reports.period, now).map_err(JobError::Usage)?;
+    let period = Period::last_complete(
+        ctx.config.reports.period,
+        now,
+        &ctx.config.reports.time_zone,
+    )
+    .map_err(|e| JobError::Usage(e.to_string()))?;
     let existing = ctx
         .catalog
         .reports()
@@ -359,6 +374,7 @@ fn content_type(name: &str) -> &'static str {
         Some("html") => "text/html; charset=utf-8",
         Some("json") => "application/json",
         Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
         _ => "text/plain; charset=utf-8",
     }
 }
@@ -389,39 +405,79 @@ pub async fn deliver(ctx: &Context, report_id: &str, dir: &Path) -> Result<Deliv
         .chain([bundle::MANIFEST.to_string(), bundle::SIGNATURE.to_string()])
         .collect();
     let has = |n: &str| files.iter().any(|f| f == n);
-    let html =
-        report::render::mail(&r, has("rpo.svg"), has("rto.svg")).map_err(JobError::Internal)?;
+    let html = report::render::mail(
+        &r,
+        has("rpo.png"),
+        has("rto.png"),
+        &ctx.config.reports.time_zone,
+    )
+    .map_err(JobError::Internal)?;
+    // Charts inline as PNG (the common webmail and desktop clients show no SVG); every other
+    // file of the bundle attached, so what the recipient saves verifies as it is.
     let mut inline = Vec::new();
-    for (file, cid) in [("rpo.svg", "rpo-chart"), ("rto.svg", "rto-chart")] {
+    for (file, cid) in [("rpo.png", "rpo-chart"), ("rto.png", "rto-chart")] {
         if has(file) {
             inline.push((
                 cid.to_string(),
                 file.to_string(),
-                "image/svg+xml".to_string(),
+                "image/png".to_string(),
                 read(file)?,
             ));
         }
     }
     let mut attachments = Vec::new();
-    for name in files.iter().filter(|n| !n.ends_with(".svg")) {
+    for name in files.iter().filter(|n| !n.ends_with(".png")) {
         attachments.push((name.clone(), content_type(name).to_string(), read(name)?));
     }
     let period = r["period"]["label"].as_str().unwrap_or("?");
     let overall = r["overall_label"].as_str().unwrap_or("?");
-    let text = format!(
-        "Custodian compliance report {period} for {}: overall {overall}.\n\n{}\nThe full report is attached (report.html), with its evidence (evidence.json), the signed manifest (SHA256SUMS, SHA256SUMS.minisig) and the signer's public key.\nVerify: minisign -Vm SHA256SUMS -P {} && sha256sum -c SHA256SUMS\n",
-        r["host"].as_str().unwrap_or("?"),
-        r["rules"]
-            .as_array()
-            .map(|rules| rules
+    let attention: String = r["executive"]["items"]
+        .as_array()
+        .map(|items| {
+            items
                 .iter()
-                .map(|x| format!(
-                    "{:<18} {}\n",
-                    x["id"].as_str().unwrap_or("?"),
-                    x["verdict_label"].as_str().unwrap_or("?")
-                ))
-                .collect::<String>())
-            .unwrap_or_default(),
+                .map(|x| {
+                    format!(
+                        "- {} ({}): {}. {}\n  Action: {} ({})\n",
+                        x["rule"].as_str().unwrap_or("?"),
+                        x["verdict_label"].as_str().unwrap_or("?"),
+                        x["problem"].as_str().unwrap_or(""),
+                        x["reason"].as_str().unwrap_or(""),
+                        x["action"].as_str().unwrap_or(""),
+                        x["owner"].as_str().unwrap_or("")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let scorecard: String = r["rules"]
+        .as_array()
+        .map(|rules| {
+            rules
+                .iter()
+                .map(|x| {
+                    format!(
+                        "{:<18} {:<14} {}\n",
+                        x["id"].as_str().unwrap_or("?"),
+                        x["verdict_label"].as_str().unwrap_or("?"),
+                        x["reason"].as_str().unwrap_or("")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let text = format!(
+        "Custodian compliance report {period} ({}) for {}\n{}\n\n{}{}\nScorecard:\n{scorecard}\nThe full report is attached (report.html), with its evidence (evidence.json), the signed manifest (SHA256SUMS, SHA256SUMS.minisig) and the signer's public key.\nVerify with the public key you received independently (key id {}):\n  minisign -Vm SHA256SUMS -P {} && sha256sum -c SHA256SUMS\n",
+        r["period"]["display"].as_str().unwrap_or("?"),
+        r["host"].as_str().unwrap_or("?"),
+        r["executive"]["headline"].as_str().unwrap_or("?"),
+        if attention.is_empty() {
+            ""
+        } else {
+            "What needs attention:\n"
+        },
+        attention,
+        r["signer"]["key_id"].as_str().unwrap_or("?"),
         r["signer"]["public_key"].as_str().unwrap_or("?"),
     );
     let outgoing = mail::Outgoing {

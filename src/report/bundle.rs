@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use minisign::{PublicKey, SecretKey};
 use serde::Serialize;
 
-use super::sign;
+use super::{ReportError, sign};
 
 /// The manifest the signature covers.
 pub const MANIFEST: &str = "SHA256SUMS";
@@ -77,8 +77,13 @@ pub fn sign_files(
 /// renamed into place: the bundle is complete or absent.
 ///
 /// # Errors
-/// A sentence naming the path that could not be written.
-pub fn write_dir(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), String> {
+/// [`ReportError::Write`], naming the path, when a directory or file cannot be written; nothing
+/// is left half-written.
+pub fn write_dir(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), ReportError> {
+    write_dir_text(dir, files).map_err(ReportError::Write)
+}
+
+fn write_dir_text(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), String> {
     let parent = dir
         .parent()
         .ok_or_else(|| format!("{} has no parent directory", dir.display()))?;
@@ -128,32 +133,70 @@ pub struct FileCheck {
     pub problem: Option<String>,
 }
 
+/// A check that passed (with what it found) or failed (with why).
+#[derive(Clone, Debug, Serialize)]
+pub struct Check {
+    pub ok: bool,
+    /// The signature's trusted comment, or the chain's summary; or what is wrong.
+    pub detail: String,
+}
+
+impl Check {
+    fn ok(detail: impl Into<String>) -> Self {
+        Self {
+            ok: true,
+            detail: detail.into(),
+        }
+    }
+
+    fn bad(detail: impl Into<String>) -> Self {
+        Self {
+            ok: false,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// One report of the chain, walked back from the one verified.
+#[derive(Clone, Debug, Serialize)]
+pub struct Link {
+    pub period: String,
+    pub dir: String,
+    pub manifest_sha256: String,
+    /// Its signature verified with the same key.
+    pub signature_ok: bool,
+}
+
 /// What `custodian report verify` found.
 #[derive(Clone, Debug, Serialize)]
 pub struct Verification {
     pub dir: String,
     pub ok: bool,
     pub key_id: Option<String>,
-    pub signature: Result<String, String>,
+    pub signature: Check,
     pub files: Vec<FileCheck>,
-    /// `first` (no predecessor), `ok`, or what is wrong with the chain.
-    pub chain: Result<String, String>,
+    /// The whole chain back to its first report: every link must be present and signed.
+    pub chain: Check,
+    /// The earlier reports walked, newest first.
+    pub links: Vec<Link>,
     pub period: Option<String>,
     pub overall: Option<String>,
     pub manifest_sha256: Option<String>,
 }
 
 /// Verifies a bundle with a trusted public key (or the bundle's own copy when `pk` is `None`,
-/// which proves integrity but not authorship — the result says which key was used).
+/// which proves integrity but not authorship — the result says which key was used): the
+/// signature, every file against the signed manifest, and the whole chain of earlier reports.
 #[must_use]
 pub fn verify_bundle(dir: &Path, pk: Option<&PublicKey>) -> Verification {
     let mut v = Verification {
         dir: dir.display().to_string(),
         ok: false,
         key_id: None,
-        signature: Err("not checked".into()),
+        signature: Check::bad("not checked"),
         files: Vec::new(),
-        chain: Err("not checked".into()),
+        chain: Check::bad("not checked"),
+        links: Vec::new(),
         period: None,
         overall: None,
         manifest_sha256: None,
@@ -161,7 +204,7 @@ pub fn verify_bundle(dir: &Path, pk: Option<&PublicKey>) -> Verification {
     let manifest = match fs::read(dir.join(MANIFEST)) {
         Ok(m) => m,
         Err(e) => {
-            v.signature = Err(format!(
+            v.signature = Check::bad(format!(
                 "{} is missing or unreadable: {e}",
                 dir.join(MANIFEST).display()
             ));
@@ -178,15 +221,18 @@ pub fn verify_bundle(dir: &Path, pk: Option<&PublicKey>) -> Verification {
                 &own
             }
             Err(e) => {
-                v.signature = Err(e.to_string());
+                v.signature = Check::bad(e.to_string());
                 return v;
             }
         },
     };
     v.key_id = Some(sign::key_id(key));
     v.signature = match fs::read_to_string(dir.join(SIGNATURE)) {
-        Ok(sig) => sign::verify(key, &manifest, &sig),
-        Err(e) => Err(format!("{SIGNATURE} is missing or unreadable: {e}")),
+        Ok(sig) => match sign::verify(key, &manifest, &sig) {
+            Ok(comment) => Check::ok(comment),
+            Err(e) => Check::bad(e),
+        },
+        Err(e) => Check::bad(format!("{SIGNATURE} is missing or unreadable: {e}")),
     };
     let text = String::from_utf8_lossy(&manifest);
     let mut listed = Vec::new();
@@ -226,64 +272,110 @@ pub fn verify_bundle(dir: &Path, pk: Option<&PublicKey>) -> Verification {
             problem: Some("not listed in the signed manifest".into()),
         });
     }
-    v.chain = chain(dir, key, &mut v);
-    v.ok = v.signature.is_ok() && v.files.iter().all(|f| f.ok) && v.chain.is_ok();
+    v.chain = match chain(dir, key, &mut v) {
+        Ok(t) => Check::ok(t),
+        Err(e) => Check::bad(e),
+    };
+    v.ok = v.signature.ok && v.files.iter().all(|f| f.ok) && v.chain.ok;
     v
 }
 
-fn chain(dir: &Path, key: &PublicKey, v: &mut Verification) -> Result<String, String> {
+/// What a report's evidence.json says about itself and its predecessor.
+struct Head {
+    period: Option<String>,
+    overall: Option<String>,
+    previous: serde_json::Value,
+}
+
+fn head(dir: &Path) -> Result<Head, String> {
     let evidence: serde_json::Value = fs::read(dir.join("evidence.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or_else(|| "evidence.json is missing or not JSON".to_string())?;
-    v.period = evidence["period"]["label"].as_str().map(str::to_string);
-    v.overall = evidence["overall"].as_str().map(str::to_string);
-    let previous = &evidence["previous"];
-    if previous.is_null() {
-        return Ok("first report of the chain".into());
-    }
-    let want = previous["manifest_sha256"].as_str().unwrap_or_default();
-    let label = previous["period"].as_str().unwrap_or("?");
-    // The predecessor where it was written, else beside this bundle (archives move together).
-    let candidates: Vec<PathBuf> = [
-        previous["dir"].as_str().map(PathBuf::from),
-        previous["dir_name"]
+        .ok_or_else(|| format!("{}/evidence.json is missing or not JSON", dir.display()))?;
+    Ok(Head {
+        period: evidence["period"]["label"].as_str().map(str::to_string),
+        overall: evidence["overall"].as_str().map(str::to_string),
+        previous: evidence["previous"].clone(),
+    })
+}
+
+/// Walks the chain back from `dir` to its first report: each predecessor must be found (where
+/// it was written, or beside this bundle: archives move together), have the manifest hash its
+/// successor recorded, and carry a signature by the same key. A missing or altered link is a
+/// break.
+fn chain(dir: &Path, key: &PublicKey, v: &mut Verification) -> Result<String, String> {
+    let first = head(dir)?;
+    v.period.clone_from(&first.period);
+    v.overall.clone_from(&first.overall);
+    let mut previous = first.previous;
+    let mut at = dir.to_path_buf();
+    let mut seen = std::collections::BTreeSet::new();
+    while !previous.is_null() {
+        let want = previous["manifest_sha256"]
             .as_str()
-            .and_then(|n| dir.parent().map(|p| p.join(n))),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    let Some(found) = candidates.iter().find(|p| p.join(MANIFEST).exists()) else {
-        return Err(format!(
-            "the previous report ({label}, manifest sha256 {}) is missing: looked in {}",
-            &want[..want.len().min(16)],
-            candidates
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(" and ")
-        ));
-    };
-    let got = fs::read(found.join(MANIFEST))
-        .map(|m| sha256_hex(&m))
-        .unwrap_or_default();
-    if got != want {
-        return Err(format!(
-            "the previous report at {} is not the one this report chains to (manifest sha256 {} ≠ {})",
-            found.display(),
-            &got[..got.len().min(16)],
-            &want[..want.len().min(16)]
-        ));
-    }
-    let sig = fs::read_to_string(found.join(SIGNATURE)).unwrap_or_default();
-    let manifest = fs::read(found.join(MANIFEST)).unwrap_or_default();
-    sign::verify(key, &manifest, &sig)
-        .map(|_| {
-            format!(
-                "chains to {label} at {} (signature verified)",
+            .unwrap_or_default()
+            .to_string();
+        let label = previous["period"].as_str().unwrap_or("?").to_string();
+        if !seen.insert(want.clone()) || v.links.len() > 10_000 {
+            return Err(format!("the chain loops back to {label}"));
+        }
+        let candidates: Vec<PathBuf> = [
+            previous["dir"].as_str().map(PathBuf::from),
+            previous["dir_name"]
+                .as_str()
+                .and_then(|n| at.parent().map(|p| p.join(n))),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let Some(found) = candidates.iter().find(|p| p.join(MANIFEST).exists()) else {
+            return Err(format!(
+                "the report before {} ({label}, manifest sha256 {}) is missing: looked in {}",
+                v.links
+                    .last()
+                    .map_or_else(|| "this one".to_string(), |l| l.period.clone()),
+                &want[..want.len().min(16)],
+                candidates
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ));
+        };
+        let manifest = fs::read(found.join(MANIFEST)).unwrap_or_default();
+        let got = sha256_hex(&manifest);
+        if got != want {
+            return Err(format!(
+                "the report at {} is not the one its successor chains to (manifest sha256 {} ≠ {})",
+                found.display(),
+                &got[..got.len().min(16)],
+                &want[..want.len().min(16)]
+            ));
+        }
+        let sig = fs::read_to_string(found.join(SIGNATURE)).unwrap_or_default();
+        let signature_ok = sign::verify(key, &manifest, &sig).is_ok();
+        v.links.push(Link {
+            period: label.clone(),
+            dir: found.display().to_string(),
+            manifest_sha256: got,
+            signature_ok,
+        });
+        if !signature_ok {
+            return Err(format!(
+                "the report {label} at {} is not signed by this key",
                 found.display()
-            )
-        })
-        .map_err(|e| format!("the previous report at {}: {e}", found.display()))
+            ));
+        }
+        let next = head(found)?;
+        previous = next.previous;
+        at.clone_from(found);
+    }
+    Ok(match v.links.as_slice() {
+        [] => "first report of the chain".to_string(),
+        links => format!(
+            "{} earlier report(s), back to {}, all present and signed by this key",
+            links.len(),
+            links.last().map_or("?", |l| l.period.as_str())
+        ),
+    })
 }

@@ -25,7 +25,13 @@ use crate::model::time;
 pub struct Report {
     pub format: &'static str,
     pub id: String,
+    /// The frameworks in scope, as named on the cover.
     pub framework: String,
+    pub frameworks: Vec<String>,
+    /// The time zone times are shown in.
+    pub time_zone: String,
+    /// The first screen: the overall verdict and every rule that did not pass, in words.
+    pub executive: Executive,
     pub period: PeriodView,
     pub generated_at: String,
     pub generator: String,
@@ -35,6 +41,8 @@ pub struct Report {
     pub policy: BTreeMap<&'static str, f64>,
     pub signer: SignerView,
     pub previous: Option<Previous>,
+    /// Earlier reports of the same period this one supersedes (a regeneration), newest first.
+    pub supersedes: Vec<Superseded>,
     pub overall: Verdict,
     pub overall_label: &'static str,
     pub summary: Summary,
@@ -53,7 +61,29 @@ pub struct PeriodView {
     pub label: String,
     pub from: String,
     pub to: String,
+    /// `1–31 December 2026`: the last day included.
+    pub display: String,
     pub open: bool,
+}
+
+/// The executive summary.
+#[derive(Clone, Debug, Serialize)]
+pub struct Executive {
+    /// One sentence: the verdict and how many rules fail, warn, pass or were not evaluated.
+    pub headline: String,
+    /// Every rule that did not pass, worst first.
+    pub items: Vec<ExecutiveItem>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ExecutiveItem {
+    pub rule: String,
+    pub verdict: Verdict,
+    pub verdict_label: &'static str,
+    pub problem: String,
+    pub reason: String,
+    pub action: String,
+    pub owner: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -88,6 +118,14 @@ pub struct Previous {
     pub manifest_sha256: String,
     pub dir: String,
     pub dir_name: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Superseded {
+    pub id: String,
+    pub generated_at: String,
+    pub manifest_sha256: String,
+    pub overall: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -271,7 +309,29 @@ fn summary(
         backups_total: backups.len(),
         worst_rpo: value("rpo.worst_gap_hours").map_or("-".into(), duration_text),
         rpo_target: duration_text(cfg.reports.targets.rpo.as_secs_f64() / 3600.0),
-        latest_rto: value("drill.worst_rto_hours").map_or("-".into(), duration_text),
+        latest_rto: {
+            let undrilled: Vec<String> = cfg
+                .sources
+                .iter()
+                .flat_map(|s| {
+                    s.locations
+                        .iter()
+                        .filter(|l| {
+                            !ev.drills.iter().any(|d| {
+                                d.source == s.name
+                                    && &d.location == *l
+                                    && d.verdict == DrillVerdict::Passed
+                            })
+                        })
+                        .map(move |l| format!("{}/{l}", s.name))
+                })
+                .collect();
+            if undrilled.is_empty() {
+                value("drill.worst_rto_hours").map_or("not drilled".into(), duration_text)
+            } else {
+                format!("not drilled: {}", undrilled.join(", "))
+            }
+        },
         rto_target: duration_text(cfg.reports.targets.rto.as_secs_f64() / 3600.0),
         immutability,
         open_exceptions,
@@ -305,6 +365,106 @@ pub fn key_paths(config: &crate::config::Config) -> (PathBuf, PathBuf) {
     )
 }
 
+/// Periods before this one, oldest first, with the latest report of each: the last six make
+/// each rule's trend.
+fn trend_history<'a>(ev: &'a Evidence, current: &str) -> Vec<&'a ReportRecord> {
+    let mut latest: Vec<&ReportRecord> = Vec::new();
+    for r in ev.reports.iter().filter(|r| r.period != current) {
+        latest.retain(|x| x.period != r.period);
+        latest.push(r);
+    }
+    latest.sort_by(|a, b| a.period_to.cmp(&b.period_to));
+    let skip = latest.len().saturating_sub(6);
+    latest.into_iter().skip(skip).collect()
+}
+
+fn trend_of(rule: &str, history: &[&ReportRecord]) -> Vec<super::TrendPoint> {
+    history
+        .iter()
+        .map(|r| {
+            let verdicts: BTreeMap<String, String> =
+                serde_json::from_str(&r.verdicts).unwrap_or_default();
+            let metrics: BTreeMap<String, serde_json::Value> =
+                serde_json::from_str(&r.metrics).unwrap_or_default();
+            let m = metrics.get(rule);
+            super::TrendPoint {
+                period: r.period.clone(),
+                verdict: verdicts
+                    .get(rule)
+                    .cloned()
+                    .unwrap_or_else(|| "not-evaluated".into()),
+                value: m.and_then(|m| m["value"].as_f64()),
+                display: m.and_then(|m| m["display"].as_str().map(str::to_string)),
+            }
+        })
+        .collect()
+}
+
+/// The first screen: the verdict in one sentence, then every rule that did not pass — what it
+/// means, why, what to do and who does it — worst first.
+fn executive(rules: &[RuleResult], overall: Verdict) -> Executive {
+    let count = |v: Verdict| rules.iter().filter(|r| r.verdict == v).count();
+    let (fail, warn, none, pass) = (
+        count(Verdict::Fail),
+        count(Verdict::Warn),
+        count(Verdict::NotEvaluated),
+        count(Verdict::Pass),
+    );
+    let plural = |n: usize, one: &str, many: &str| {
+        if n == 1 {
+            format!("{n} {one}")
+        } else {
+            format!("{n} {many}")
+        }
+    };
+    let mut parts = Vec::new();
+    if fail > 0 {
+        parts.push(plural(fail, "rule fails", "rules fail"));
+    }
+    if warn > 0 {
+        parts.push(plural(warn, "rule warns", "rules warn"));
+    }
+    if none > 0 {
+        parts.push(plural(
+            none,
+            "rule could not be evaluated",
+            "rules could not be evaluated",
+        ));
+    }
+    let state = match overall {
+        Verdict::Pass => "Compliant",
+        Verdict::Warn => "Compliant, with warnings",
+        Verdict::NotEvaluated => "Not established",
+        Verdict::Fail => "Not compliant",
+    };
+    let headline = if parts.is_empty() {
+        format!("{state}: all {pass} rules pass.")
+    } else {
+        let last = parts.pop().unwrap_or_default();
+        let listed = if parts.is_empty() {
+            last
+        } else {
+            format!("{} and {last}", parts.join(", "))
+        };
+        format!("{state}: {listed}; {pass} pass.")
+    };
+    let mut items: Vec<ExecutiveItem> = rules
+        .iter()
+        .filter(|r| r.verdict != Verdict::Pass)
+        .map(|r| ExecutiveItem {
+            rule: r.id.clone(),
+            verdict: r.verdict,
+            verdict_label: r.verdict.label(),
+            problem: r.problem.clone(),
+            reason: r.reason.clone().unwrap_or_default(),
+            action: r.action.clone(),
+            owner: r.owner.clone(),
+        })
+        .collect();
+    items.sort_by_key(|x| std::cmp::Reverse(x.verdict));
+    Executive { headline, items }
+}
+
 /// Who signs: the secret key and its public key.
 pub struct Signer {
     pub secret: minisign::SecretKey,
@@ -333,6 +493,8 @@ pub struct Bundle {
     pub previous_id: Option<String>,
     pub overall: Verdict,
     pub verdicts: BTreeMap<String, Verdict>,
+    /// Each rule's key value (its first check), for the trends of later reports.
+    pub metrics: BTreeMap<String, serde_json::Value>,
 }
 
 /// Evaluates every rule on the evidence, renders the report, scans it for personal data and
@@ -345,17 +507,24 @@ pub fn generate(ev: Evidence, req: &Request<'_>, signer: &Signer) -> Result<Bund
     let pk = &signer.public;
     let catalog = rules::load(rules::RULES_TOML, super::measure::METRICS)
         .map_err(|e| ReportError::Rules(e.to_string()))?;
+    let frameworks = rules::frameworks(&cfg.reports.frameworks)
+        .map_err(|e| ReportError::Rules(e.to_string()))?;
+    let history = trend_history(&ev, &period.label);
     let params = rules::parameters(cfg);
     let previous_record = ev.reports.last().cloned();
     let inputs = Inputs {
         config: cfg,
         records_problems: Some(req.records_problems.clone()),
     };
+    let rpo = charts::rpo_timeline(&ev, cfg)
+        .map_err(|e| ReportError::Chart(format!("the RPO chart: {e}")))?;
+    let rto = charts::rto_trend(&ev, cfg)
+        .map_err(|e| ReportError::Chart(format!("the RTO chart: {e}")))?;
     let charts = Charts {
-        rpo: charts::rpo_timeline(&ev, cfg)
-            .map_err(|e| ReportError::Chart(format!("the RPO chart: {e}")))?,
-        rto: charts::rto_trend(&ev, cfg)
-            .map_err(|e| ReportError::Chart(format!("the RTO chart: {e}")))?,
+        rpo: rpo.as_ref().map(|d| d.svg.clone()),
+        rto: rto.as_ref().map(|d| d.svg.clone()),
+        rpo_png: rpo.map(|d| d.png),
+        rto_png: rto.map(|d| d.png),
     };
     let calendar = charts::calendar(&ev);
     let id = format!(
@@ -380,6 +549,18 @@ pub fn generate(ev: Evidence, req: &Request<'_>, signer: &Signer) -> Result<Bund
         .and_then(|p| serde_json::from_str(&p.verdicts).ok())
         .unwrap_or_default();
     let staff = super::staff_addresses(cfg);
+    let supersedes: Vec<Superseded> = ev
+        .reports
+        .iter()
+        .rev()
+        .filter(|r| r.period == period.label)
+        .map(|r| Superseded {
+            id: r.id.clone(),
+            generated_at: r.generated_at.clone(),
+            manifest_sha256: r.manifest_sha256.clone(),
+            overall: r.overall.clone(),
+        })
+        .collect();
 
     // Evaluate, render, scan; then evaluate PRIVACY-OF-REPORT from the scan and render again.
     let mut overrides: BTreeMap<String, Measure> = BTreeMap::new();
@@ -388,10 +569,21 @@ pub fn generate(ev: Evidence, req: &Request<'_>, signer: &Signer) -> Result<Bund
         let mut results: Vec<RuleResult> = catalog
             .rules
             .iter()
-            .map(|rule| evaluate_rule(rule, &ev, &inputs, &params, &overrides))
+            .map(|rule| evaluate_rule(rule, &frameworks, &ev, &inputs, &params, &overrides))
             .collect();
         for r in &mut results {
             r.previous = old_verdicts.get(&r.id).cloned();
+            r.trend = trend_of(&r.id, &history);
+            let mut points: Vec<(String, Option<f64>)> = r
+                .trend
+                .iter()
+                .map(|t| (t.verdict.clone(), t.value))
+                .collect();
+            points.push((
+                r.verdict.as_str().to_string(),
+                r.checks.first().and_then(|c| c.measure.value),
+            ));
+            r.sparkline = charts::sparkline(&points);
         }
         let verdict = overall(&results);
         let mut exceptions = Vec::new();
@@ -432,11 +624,19 @@ pub fn generate(ev: Evidence, req: &Request<'_>, signer: &Signer) -> Result<Bund
         let report = Report {
             format: "custodian-report/1",
             id: id.clone(),
-            framework: catalog.framework.clone(),
+            framework: frameworks
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect::<Vec<_>>()
+                .join(" · "),
+            frameworks: frameworks.iter().map(|f| f.name.clone()).collect(),
+            time_zone: cfg.reports.time_zone_name.clone(),
+            executive: executive(&results, verdict),
             period: PeriodView {
                 label: period.label.clone(),
                 from: time::format(period.from),
                 to: time::format(period.to),
+                display: period.display(),
                 open: period.is_open(now),
             },
             generated_at: time::format(now),
@@ -464,6 +664,7 @@ pub fn generate(ev: Evidence, req: &Request<'_>, signer: &Signer) -> Result<Bund
                     .map_err(|e| ReportError::Sign(e.to_string()))?,
             },
             previous: previous.clone(),
+            supersedes: supersedes.clone(),
             overall: verdict,
             overall_label: verdict.label(),
             summary: summary(&ev, &results, cfg, previous_record.as_ref()),
@@ -487,7 +688,8 @@ pub fn generate(ev: Evidence, req: &Request<'_>, signer: &Signer) -> Result<Bund
             },
             evidence: ev.clone(),
         };
-        let html = render::report(&report, &charts, &calendar).map_err(ReportError::Render)?;
+        let html = render::report(&report, &charts, &calendar, &cfg.reports.time_zone)
+            .map_err(ReportError::Render)?;
         let json = serde_json::to_vec_pretty(&report)
             .map_err(|e| ReportError::Render(format!("serializing the evidence: {e}")))?;
         if pass == 0 {
@@ -508,6 +710,17 @@ pub fn generate(ev: Evidence, req: &Request<'_>, signer: &Signer) -> Result<Bund
             ));
             m.fail = findings.iter().take(20).map(ToString::to_string).collect();
             overrides.insert("privacy.findings".into(), m);
+            // A regeneration that turns a FAIL of the same period into a PASS is flagged.
+            if verdict == Verdict::Pass
+                && let Some(failed) = supersedes.iter().find(|s| s.overall == "fail")
+            {
+                let mut records = super::measure::measure("records.problems", &ev, &inputs);
+                records.warn.push(format!(
+                    "this report supersedes {}, which FAILED for the same period; an auditor should ask why it was regenerated",
+                    failed.id
+                ));
+                overrides.insert("records.problems".into(), records);
+            }
         } else {
             rendered = Some((report, html, json));
         }
@@ -524,6 +737,12 @@ pub fn generate(ev: Evidence, req: &Request<'_>, signer: &Signer) -> Result<Bund
     }
     if let Some(svg) = &charts.rto {
         files.push(("rto.svg".into(), svg.clone().into_bytes()));
+    }
+    if let Some(png) = &charts.rpo_png {
+        files.push(("rpo.png".into(), png.clone()));
+    }
+    if let Some(png) = &charts.rto_png {
+        files.push(("rto.png".into(), png.clone()));
     }
     files.push((
         bundle::PUBLIC_KEY.into(),
@@ -546,7 +765,19 @@ pub fn generate(ev: Evidence, req: &Request<'_>, signer: &Signer) -> Result<Bund
         .iter()
         .map(|r| (r.id.clone(), r.verdict))
         .collect();
+    let metrics = report
+        .rules
+        .iter()
+        .filter_map(|r| {
+            let c = r.checks.first()?;
+            Some((
+                r.id.clone(),
+                serde_json::json!({ "value": c.measure.value.filter(|v| v.is_finite()), "display": c.display }),
+            ))
+        })
+        .collect();
     Ok(Bundle {
+        metrics,
         id,
         key_id: sign::key_id(pk),
         previous_id: previous.as_ref().map(|p| p.id.clone()),

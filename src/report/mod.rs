@@ -8,7 +8,6 @@ pub mod bundle;
 pub mod charts;
 pub mod evidence;
 pub mod generate;
-pub mod mail;
 pub mod measure;
 pub mod period;
 pub mod privacy;
@@ -40,6 +39,11 @@ pub enum ReportError {
     Render(String),
     #[error("cannot sign the report: {0}")]
     Sign(String),
+    /// A period that cannot be reported on, in a sentence saying what is accepted.
+    #[error("{0}")]
+    Period(String),
+    #[error("cannot write the report: {0}")]
+    Write(String),
 }
 
 impl ReportError {
@@ -51,6 +55,8 @@ impl ReportError {
             Self::Chart(_) => "report.chart",
             Self::Render(_) => "report.render",
             Self::Sign(_) => "report.sign",
+            Self::Period(_) => "report.period",
+            Self::Write(_) => "report.write",
         }
     }
 }
@@ -59,6 +65,8 @@ impl ReportError {
 #[derive(Clone, Debug, Serialize)]
 pub struct CheckResult {
     pub metric: String,
+    /// The metric in words.
+    pub says: String,
     pub unit: String,
     pub better: rules::Better,
     pub pass_at: f64,
@@ -76,8 +84,17 @@ pub struct CheckResult {
 pub struct RuleResult {
     pub id: String,
     pub title: String,
-    pub iso27001: Vec<String>,
-    pub gdpr: Vec<String>,
+    /// The controls of the frameworks in scope this rule evidences.
+    pub controls: Vec<rules::ControlRef>,
+    pub problem: String,
+    pub action: String,
+    pub owner: String,
+    /// Why it did not pass, in words (the first failure or warning), when it did not.
+    pub reason: Option<String>,
+    /// This rule's verdict and key value in earlier reports, oldest first.
+    pub trend: Vec<TrendPoint>,
+    /// The trend and this report as a small inline SVG.
+    pub sparkline: String,
     pub measures: String,
     pub attestation: String,
     pub verdict: Verdict,
@@ -87,11 +104,21 @@ pub struct RuleResult {
     pub checks: Vec<CheckResult>,
 }
 
+/// One earlier report's verdict and key value for a rule.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrendPoint {
+    pub period: String,
+    pub verdict: String,
+    pub value: Option<f64>,
+    pub display: Option<String>,
+}
+
 /// Evaluates one rule's checks into a rule verdict: the worst evaluated check; a rule with any
 /// check not evaluated cannot pass.
 #[must_use]
 pub fn evaluate_rule(
     rule: &rules::Rule,
+    frameworks: &[rules::Framework],
     ev: &Evidence,
     inputs: &Inputs<'_>,
     params: &BTreeMap<&'static str, f64>,
@@ -146,6 +173,7 @@ pub fn evaluate_rule(
             pass_text,
             warn_text,
             metric: check.metric.clone(),
+            says: check.says.clone(),
             unit: check.unit.clone(),
             better: check.better,
             pass_at,
@@ -160,17 +188,43 @@ pub fn evaluate_rule(
         .map(|c| c.verdict)
         .max()
         .unwrap_or(Verdict::NotEvaluated);
+    let reason = (worst != Verdict::Pass).then(|| reason(&checks)).flatten();
     RuleResult {
         id: rule.id.clone(),
         title: rule.title.clone(),
-        iso27001: rule.iso27001.clone(),
-        gdpr: rule.gdpr.clone(),
+        controls: rules::controls_of(&rule.id, frameworks),
+        problem: rule.problem.clone(),
+        action: rule.action.clone(),
+        owner: rule.owner.clone(),
+        reason,
+        trend: Vec::new(),
+        sparkline: String::new(),
         measures: rule.measures.clone(),
         attestation: rule.attestation.clone(),
         verdict: worst,
         verdict_label: worst.label(),
         previous: None,
         checks,
+    }
+}
+
+/// Why a rule did not pass, in one sentence: its first hard failure, else its first warning,
+/// else the worst check's value against its threshold, else why it was not evaluated.
+fn reason(checks: &[CheckResult]) -> Option<String> {
+    if let Some(f) = checks.iter().find_map(|c| c.measure.fail.first()) {
+        return Some(f.clone());
+    }
+    if let Some(w) = checks.iter().find_map(|c| c.measure.warn.first()) {
+        return Some(w.clone());
+    }
+    let worst = checks.iter().max_by_key(|c| c.verdict)?;
+    match (&worst.measure.not_evaluated, worst.verdict) {
+        (Some(why), _) => Some(format!("not evaluated: {why}")),
+        (None, Verdict::Pass) => None,
+        (None, _) => Some(format!(
+            "{}: {}, where {} is needed to pass",
+            worst.says, worst.display, worst.pass_text
+        )),
     }
 }
 

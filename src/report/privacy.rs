@@ -87,6 +87,11 @@ fn phones(text: &str) -> Vec<(usize, usize)> {
             }
             j += 1;
         }
+        // A date (`2026-12-01`) followed by a time (`2026-12-01 11:12`) is not a number.
+        if !plus && is_iso_date(&b[i..]) {
+            i += 10;
+            continue;
+        }
         let alnum_after = b.get(j).is_some_and(u8::is_ascii_alphanumeric);
         let is_phone = !alnum_after
             && ((plus && (8..=15).contains(&digits))
@@ -101,6 +106,18 @@ fn phones(text: &str) -> Vec<(usize, usize)> {
         i = j.max(i + 1);
     }
     out
+}
+
+/// `YYYY-MM-DD` at the start of `b`.
+fn is_iso_date(b: &[u8]) -> bool {
+    b.len() >= 10
+        && b[..10].iter().enumerate().all(|(k, c)| {
+            if k == 4 || k == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        })
 }
 
 /// Scans one file's text.
@@ -136,6 +153,10 @@ mod tests {
         assert_eq!(found[1].kind, "a telephone number");
         assert!(!found[0].to_string().contains("contact17"));
         assert_eq!(scan("r", "call 030 1234 5678 now", &[]).len(), 1);
+        assert_eq!(
+            scan("r", "on 2026-12-01 call +49 30 1234 5678", &[]).len(),
+            1
+        );
     }
 
     #[test]
@@ -144,7 +165,8 @@ mod tests {
             "snapshot": "3f2a91c0d1e2", "rto_seconds": 31.234567891, "period": "2026-11-01..2026-11-15",
             "key": "RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3",
             "sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-            "version": "0.1.0", "mail": "ops@example.org", "at": "user@host"}"#;
+            "version": "0.1.0", "mail": "ops@example.org", "at": "user@host",
+            "local": "2026-12-01 11:12 CET", "day": "2026-12-01 (5 runs)"}"#;
         let found = scan("evidence.json", text, &["ops@example.org".to_string()]);
         assert!(found.is_empty(), "{found:?}");
         assert_eq!(scan("x", "ops@example.org", &[]).len(), 1);

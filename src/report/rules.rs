@@ -9,15 +9,74 @@ use crate::config::Config;
 
 /// The catalog shipped with Custodian.
 pub const RULES_TOML: &str = include_str!("../../reports/rules.toml");
+/// Which framework controls each rule evidences.
+pub const FRAMEWORKS_TOML: &str = include_str!("../../reports/frameworks.toml");
 
 /// The whole catalog.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Catalog {
-    pub framework: String,
     pub version: u32,
     #[serde(rename = "rule")]
     pub rules: Vec<Rule>,
+}
+
+/// One control framework and the controls each rule evidences.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Framework {
+    pub id: String,
+    pub name: String,
+    /// Written before each control (`A.`, `Art. `).
+    pub prefix: String,
+    pub controls: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FrameworkFile {
+    framework: Vec<Framework>,
+}
+
+/// The controls of one framework a rule evidences, as shown.
+#[derive(Clone, Debug, Serialize)]
+pub struct ControlRef {
+    pub framework: String,
+    pub controls: Vec<String>,
+}
+
+/// The shipped frameworks, those `selected` in the order given.
+///
+/// # Errors
+/// When the mapping is malformed or names a framework it does not have.
+pub fn frameworks(selected: &[String]) -> Result<Vec<Framework>, RulesError> {
+    let file: FrameworkFile =
+        toml::from_str(FRAMEWORKS_TOML).map_err(|e| RulesError(format!("frameworks.toml: {e}")))?;
+    selected
+        .iter()
+        .map(|id| {
+            file.framework
+                .iter()
+                .find(|f| &f.id == id)
+                .cloned()
+                .ok_or_else(|| RulesError(format!("no framework `{id}` in frameworks.toml")))
+        })
+        .collect()
+}
+
+/// The controls a rule evidences in each framework (frameworks mapping none left out).
+#[must_use]
+pub fn controls_of(rule: &str, frameworks: &[Framework]) -> Vec<ControlRef> {
+    frameworks
+        .iter()
+        .filter_map(|f| {
+            let ids = f.controls.get(rule)?;
+            (!ids.is_empty()).then(|| ControlRef {
+                framework: f.name.clone(),
+                controls: ids.iter().map(|c| format!("{}{c}", f.prefix)).collect(),
+            })
+        })
+        .collect()
 }
 
 /// One rule.
@@ -26,8 +85,12 @@ pub struct Catalog {
 pub struct Rule {
     pub id: String,
     pub title: String,
-    pub iso27001: Vec<String>,
-    pub gdpr: Vec<String>,
+    /// What a failure means, in plain words.
+    pub problem: String,
+    /// What to do about it.
+    pub action: String,
+    /// Who does it.
+    pub owner: String,
     pub measures: String,
     pub evidence: Vec<String>,
     pub attestation: String,
@@ -40,6 +103,8 @@ pub struct Rule {
 #[serde(deny_unknown_fields)]
 pub struct Check {
     pub metric: String,
+    /// The metric in words (`scheduled backups that succeeded`).
+    pub says: String,
     pub unit: String,
     pub better: Better,
     pub pass: String,
@@ -90,6 +155,19 @@ impl Verdict {
 #[derive(Debug, thiserror::Error)]
 #[error("the rule catalog reports/rules.toml is invalid: {0}")]
 pub struct RulesError(pub String);
+
+/// The policy parameters thresholds may name.
+pub const PARAMETERS: &[&str] = &[
+    "rpo_hours",
+    "rto_hours",
+    "copy_sla_hours",
+    "alert_latency_minutes",
+    "min_immutability_days",
+    "key_max_age_days",
+    "drill_interval_days",
+    "scratch_lifetime_minutes",
+    "check_window_days",
+];
 
 /// The policy parameters thresholds may name, from the configuration.
 #[must_use]
@@ -166,20 +244,7 @@ pub fn load(text: &str, known_metrics: &[&str]) -> Result<Catalog, RulesError> {
 }
 
 fn parameters_for_validation() -> BTreeMap<&'static str, f64> {
-    [
-        "rpo_hours",
-        "rto_hours",
-        "copy_sla_hours",
-        "alert_latency_minutes",
-        "min_immutability_days",
-        "key_max_age_days",
-        "drill_interval_days",
-        "scratch_lifetime_minutes",
-        "check_window_days",
-    ]
-    .into_iter()
-    .map(|k| (k, 1.0))
-    .collect()
+    PARAMETERS.iter().map(|k| (*k, 1.0)).collect()
 }
 
 /// The verdict of one value against a check's thresholds.
@@ -248,5 +313,40 @@ mod tests {
         ] {
             assert!(ids.contains(&id), "{id} missing");
         }
+        // Every rule says in words what a failure means, what to do, and who does it.
+        for rule in &catalog.rules {
+            assert!(
+                !rule.problem.is_empty() && !rule.action.is_empty() && !rule.owner.is_empty(),
+                "{}",
+                rule.id
+            );
+        }
+    }
+
+    #[test]
+    fn every_framework_maps_only_known_rules_and_parameters_are_listed_once() {
+        let catalog = load(RULES_TOML, crate::report::measure::METRICS).unwrap();
+        let all: Vec<String> = crate::config::FRAMEWORKS
+            .iter()
+            .map(|f| (*f).to_string())
+            .collect();
+        let frameworks = frameworks(&all).unwrap();
+        assert_eq!(frameworks.len(), 4);
+        for f in &frameworks {
+            for rule in f.controls.keys() {
+                assert!(
+                    catalog.rules.iter().any(|r| &r.id == rule),
+                    "{}: {rule}",
+                    f.id
+                );
+            }
+        }
+        let soc2 = controls_of("DRILL", &frameworks[2..3]);
+        assert_eq!(soc2[0].controls, ["A1.3", "CC7.5"]);
+        let nis2 = controls_of("DRILL", &frameworks[3..]);
+        assert_eq!(nis2[0].controls, ["Art. 21(2)(c)", "Art. 21(2)(f)"]);
+        assert!(controls_of("RESIDENCY", &frameworks[2..]).is_empty());
+        let cfg_params: Vec<&str> = PARAMETERS.to_vec();
+        assert_eq!(cfg_params.len(), parameters_for_validation().len());
     }
 }

@@ -54,6 +54,24 @@ pub fn public_base64(pk: &PublicKey) -> Result<String, SignError> {
     Ok(boxed.lines().nth(1).unwrap_or_default().trim().to_string())
 }
 
+/// A public key given on the command line: a minisign public key file, or the key itself (the
+/// one base64 line `minisign -P` takes, as printed on a report's cover).
+///
+/// # Errors
+/// When it is neither.
+pub fn public_from_arg(arg: &str) -> Result<PublicKey, SignError> {
+    let path = Path::new(arg);
+    if path.exists() {
+        return read_public(path);
+    }
+    PublicKey::from_base64(arg.trim()).map_err(|e| SignError::Read {
+        path: path.to_path_buf(),
+        message: format!(
+            "neither a minisign public key file nor a base64 public key like RWQ… ({e})"
+        ),
+    })
+}
+
 /// Reads a public key file (minisign format).
 ///
 /// # Errors
