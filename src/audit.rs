@@ -192,9 +192,21 @@ impl AuditLog {
             .map_err(|e| self.io("append to", &e))?;
         let head = format!("{} {}\n", entry.seq, entry.hash);
         let tmp = self.head.with_extension("head.tmp");
-        fs::write(&tmp, head)
-            .and_then(|()| fs::rename(&tmp, &self.head))
-            .map_err(|e| self.io("record the head of", &e))?;
+        // Owner-only like the log itself: the head says how long the log is.
+        (|| {
+            use std::io::Write;
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.set_permissions(fs::Permissions::from_mode(0o600))?;
+            f.write_all(head.as_bytes())?;
+            fs::rename(&tmp, &self.head)
+        })()
+        .map_err(|e| self.io("record the head of", &e))?;
         drop(file);
         tracing::info!(
             target: "custodian::audit",

@@ -5,6 +5,7 @@
 //! Dependencies point one way: `cli` → `job` → adapters (`engine`, `repo`, `catalog`) →
 //! `config` / `model` / `secret`. Adapters never import each other.
 
+pub mod access;
 pub mod audit;
 pub mod catalog;
 pub mod cli;

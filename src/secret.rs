@@ -176,6 +176,34 @@ pub fn write_new_secret_file(path: &Path, value: &Secret) -> io::Result<()> {
     file.sync_all()
 }
 
+/// Creates a key file holding a new random secret (mode 0600, in a 0700 directory). When the
+/// CLI runs as root, the file is given to the owner of the state directory, so the daemon —
+/// the service's user — can read the key an administrator created.
+///
+/// # Errors
+/// When the file exists or cannot be written.
+pub fn create_key_file(path: &Path, state_dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    if let Some(parent) = path.parent() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)?;
+    }
+    write_new_secret_file(path, &generate_password())?;
+    if nix::unistd::geteuid().is_root()
+        && let Ok(owner) = fs::metadata(state_dir)
+        && owner.uid() != 0
+    {
+        for p in [Some(path), path.parent()].into_iter().flatten() {
+            if p.starts_with(state_dir) {
+                std::os::unix::fs::chown(p, Some(owner.uid()), Some(owner.gid()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A random password of 32 URL-safe characters (about 190 bits).
 #[must_use]
 pub fn generate_password() -> Secret {

@@ -180,28 +180,167 @@ fn roles_refusals_and_four_eyes_approval() {
     assert_eq!(pending["code"], "approval.required", "{pending:#}");
     let id = pending["result"]["request"].as_str().unwrap().to_string();
     assert!(!target.exists());
-    let (code, own) = as_user(ADMIN1, &["approve", &id, "--socket", s]);
-    assert_eq!(code, Some(1));
-    assert_eq!(
-        own["code"], "approval.refused",
-        "one cannot approve one's own request"
+    // The hint names the socket this daemon listens on (not ctl's default).
+    assert!(
+        pending["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("custodian approve {id} --socket {s}")),
+        "{pending:#}"
     );
-    let (code, viewer_approval) = as_user(VIEWER, &["approve", &id, "--socket", s]);
-    assert_eq!(
-        (code, &viewer_approval["code"]),
-        (Some(1), &Value::from("access.denied"))
+    // The second administrator sees what waits: who asks, what will run, until when.
+    let (code, listed) = as_user(ADMIN2, &["ctl", "--socket", s, "approvals"]);
+    assert_eq!(code, Some(0), "{listed:#}");
+    let waiting = &listed["result"]["pending"][0];
+    assert_eq!(waiting["id"], id.as_str());
+    assert_eq!(waiting["requested_by"], ADMIN1);
+    assert!(
+        waiting["summary"].as_str().unwrap().contains(t),
+        "{waiting:#}"
     );
-    let (code, approved) = as_user(ADMIN2, &["approve", &id, "--socket", s]);
+    assert!(waiting["expires_at"].is_string());
+    // Each refusal says which reason applies.
+    let refusal = |user: &str, request: &str| {
+        let (code, out) = as_user(user, &["approve", request, "--socket", s, "--yes"]);
+        assert_eq!(code, Some(1), "{out:#}");
+        (
+            out["code"].as_str().unwrap_or_default().to_string(),
+            out["error"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    let (code, why) = refusal(ADMIN1, &id);
+    assert_eq!(code, "approval.refused");
+    assert!(why.contains("is your own"), "{why}");
+    let (code, why) = refusal(VIEWER, &id);
+    assert_eq!(code, "access.denied");
+    assert!(why.contains("administrator role"), "{why}");
+    let (code, why) = refusal(ADMIN2, "deadbeef");
+    assert_eq!(code, "approval.refused");
+    assert!(why.contains("does not exist"), "{why}");
+    // Without --yes and without a terminal, approving asks for a confirmation it cannot get.
+    let (code, unconfirmed) = as_user(ADMIN2, &["approve", &id, "--socket", s]);
+    assert_eq!(
+        (code, unconfirmed["error_code"].as_str()),
+        (Some(2), Some("usage")),
+        "{unconfirmed:#}"
+    );
+    let (code, approved) = as_user(ADMIN2, &["approve", &id, "--socket", s, "--yes"]);
     assert_eq!(code, Some(0), "{approved:#}");
     assert_eq!(
         approved["result"]["verification"]["status"], "verified",
         "{approved:#}"
     );
+    // The restored file belongs to the requester, not to the daemon's user.
     assert!(target.exists());
-    let (code, again) = as_user(ADMIN2, &["approve", &id, "--socket", s]);
+    let meta = std::fs::metadata(&target).unwrap();
     assert_eq!(
-        (code, &again["code"]),
-        (Some(1), &Value::from("approval.refused"))
+        std::os::unix::fs::MetadataExt::uid(&meta),
+        common::users::uid(ADMIN1)
+    );
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(approved["result"]["handed_to"]["user"], ADMIN1);
+    let (code, why) = refusal(ADMIN2, &id);
+    assert_eq!(code, "approval.refused");
+    assert!(
+        why.contains(&format!("already approved by {ADMIN2}")),
+        "{why}"
+    );
+    // An expired request says so.
+    let (_, late) = as_user(
+        ADMIN1,
+        &[
+            "ctl",
+            "--socket",
+            s,
+            "restore",
+            "--snapshot",
+            "latest",
+            "--to",
+            t,
+            "--force",
+        ],
+    );
+    let late_id = late["result"]["request"].as_str().unwrap().to_string();
+    common::sqlite(
+        &ws.path("state/catalog.db"),
+        &format!(
+            "UPDATE approvals SET expires_at = '2000-01-01T00:00:00.000Z' WHERE id = '{late_id}';"
+        ),
+    );
+    let (code, why) = refusal(ADMIN2, &late_id);
+    assert_eq!(code, "approval.refused");
+    assert!(why.contains("expired at 2000-01-01"), "{why}");
+
+    // `ctl restore --wait` returns once a second administrator approved and it ran.
+    let second = restore_dir.join("second.sqlite");
+    let waiter = {
+        let second = second.to_str().unwrap().to_string();
+        let s = s.to_string();
+        std::thread::spawn(move || {
+            as_user(
+                ADMIN1,
+                &[
+                    "ctl",
+                    "--socket",
+                    &s,
+                    "restore",
+                    "--snapshot",
+                    "latest",
+                    "--to",
+                    &second,
+                    "--wait",
+                ],
+            )
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let waiting_id = loop {
+        let (_, listed) = as_user(ADMIN2, &["ctl", "--socket", s, "approvals"]);
+        if let Some(p) = listed["result"]["pending"].as_array().and_then(|a| {
+            a.iter().find(|r| {
+                r["summary"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("second.sqlite")
+            })
+        }) {
+            break p["id"].as_str().unwrap().to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the waiting request never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let (code, _) = as_user(ADMIN2, &["approve", &waiting_id, "--socket", s, "--yes"]);
+    assert_eq!(code, Some(0));
+    let (code, waited) = waiter.join().unwrap();
+    assert_eq!(code, Some(0), "{waited:#}");
+    assert_eq!(waited["result"]["state"], "succeeded", "{waited:#}");
+    assert!(second.exists());
+
+    // `ctl` finds the socket in a configuration it may read, without the secrets it names
+    // (its password files are root's alone) — and says so when it may not read it.
+    let client_config = shared.path().join("client.toml");
+    std::fs::write(&client_config, &config).unwrap();
+    std::fs::set_permissions(&client_config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, found) = as_user(
+        VIEWER,
+        &["--config", client_config.to_str().unwrap(), "ctl", "status"],
+    );
+    assert_eq!(code, Some(0), "{found:#}");
+    std::fs::set_permissions(&client_config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, unreadable) = as_user(
+        VIEWER,
+        &["--config", client_config.to_str().unwrap(), "ctl", "status"],
+    );
+    assert_eq!(code, Some(2), "{unreadable:#}");
+    assert!(
+        unreadable["error"]
+            .as_str()
+            .unwrap()
+            .contains("pass --socket"),
+        "{unreadable:#}"
     );
 
     // Malformed and oversized requests get an answer and do not hurt the daemon.

@@ -9,6 +9,7 @@ mod damage;
 mod drills;
 mod erasures;
 mod evidence;
+mod factors;
 mod metrics;
 mod records;
 mod runs;
@@ -24,6 +25,7 @@ use sqlx::ConnectOptions;
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
+pub use approvals::{Approval, NewApproval, Origin, Refusal, UseRefusal};
 pub use damage::DamageRecord;
 pub use drills::{DrillEnd, DrillRecord, DrillStart, DrillVerdict, ScratchRecord};
 pub use erasures::{ErasureRecord, ReplayRecord};
@@ -31,6 +33,7 @@ pub use evidence::{
     AlertRecord, DeliveryRecord, HeldSnapshot, ReportRecord, StoredAlert, StoredApproval,
     StoredCheck, StoredDelivery,
 };
+pub use factors::Factor;
 pub use metrics::Sample;
 pub use records::{BackupRecord, CheckRecord, CountedTable, SnapshotRecord};
 pub use runs::{Outcome, RunEnd, RunKind, RunRecord, RunStart, Trigger};
@@ -135,6 +138,13 @@ impl<'s> MigrationSource<'s> for Embedded {
                     Cow::Borrowed("report metrics"),
                     MigrationType::Simple,
                     Cow::Borrowed(include_str!("migrations/0008_report_metrics.sql")),
+                    false,
+                ),
+                Migration::new(
+                    9,
+                    Cow::Borrowed("access"),
+                    MigrationType::Simple,
+                    Cow::Borrowed(include_str!("migrations/0009_access.sql")),
                     false,
                 ),
             ])

@@ -28,6 +28,22 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// How a dangerous operation is let through (see README, "Access control").
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct GuardArgs {
+    /// Read the second-factor code from the first line of standard input instead of asking
+    /// for it on the terminal.
+    #[arg(long)]
+    pub totp_stdin: bool,
+    /// With [access] enforce: the approved request (by a second administrator) this run is.
+    #[arg(long, value_name = "ID", conflicts_with = "break_glass")]
+    pub approval: Option<String>,
+    /// With [access] enforce: run without a second administrator, for this reason — audited,
+    /// alerted at once, and listed by the next report.
+    #[arg(long, value_name = "REASON")]
+    pub break_glass: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create the repositories that do not exist yet; check the passwords of those that do.
@@ -73,6 +89,8 @@ pub enum Command {
         /// Really delete (otherwise only show what would go).
         #[arg(long)]
         apply: bool,
+        #[command(flatten)]
+        guard: GuardArgs,
     },
     /// Forget per policy and remove data nothing references (dry run unless --apply).
     Prune {
@@ -82,6 +100,8 @@ pub enum Command {
         /// Really delete (otherwise only show what would go).
         #[arg(long)]
         apply: bool,
+        #[command(flatten)]
+        guard: GuardArgs,
     },
     /// Health of every location: reachable, repository opens, freshness, check coverage,
     /// Object Lock as declared.
@@ -123,6 +143,8 @@ pub enum Command {
         /// Replace the target file if it exists, or the contents of a non-empty database.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        guard: GuardArgs,
     },
     /// Compare a database that exists (a SQLite file or a database on a server) with a backup's
     /// manifest: every table's rows and checksum and every schema object the manifest records.
@@ -209,13 +231,28 @@ pub enum Command {
         #[command(subcommand)]
         command: CtlCommand,
     },
-    /// Approve another administrator's pending request (four-eyes); it then runs.
+    /// Approve another administrator's pending request (four-eyes): shows what will run, asks
+    /// for confirmation and your second factor; a request through the daemon then runs.
     Approve {
         /// The request id the first administrator was given.
         request: String,
         /// The control socket (as for `ctl`).
         #[arg(long)]
         socket: Option<PathBuf>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// Read the second-factor code from standard input.
+        #[arg(long)]
+        totp_stdin: bool,
+    },
+    /// Four-eyes requests: pending ones (requester, what will run, expiry) and recent ones with
+    /// their outcome, from the catalog.
+    Approvals,
+    /// Access control: second factors.
+    Access {
+        #[command(subcommand)]
+        command: AccessCommand,
     },
     /// The tamper-evident audit log: verify its hash chain, or list entries.
     Audit {
@@ -297,8 +334,7 @@ pub enum CtlCommand {
         #[arg(long)]
         snapshot: Option<String>,
     },
-    /// A restore (needs a second administrator's approval unless the target is the source's
-    /// scratch server).
+    /// A restore (needs a second administrator's approval unless the target is scratch).
     Restore {
         #[arg(long)]
         snapshot: String,
@@ -312,7 +348,15 @@ pub enum CtlCommand {
         source: Option<String>,
         #[arg(long)]
         force: bool,
+        /// Read the second-factor code from standard input.
+        #[arg(long)]
+        totp_stdin: bool,
+        /// When it needs approval: wait for it, and print how the restore went.
+        #[arg(long)]
+        wait: bool,
     },
+    /// Pending and recent four-eyes requests.
+    Approvals,
     /// Generate and e-mail the compliance report now (default: the last complete period).
     Report {
         #[arg(long)]
@@ -387,6 +431,8 @@ pub enum ErasureCommand {
         #[arg(long)]
         source: String,
         file: PathBuf,
+        #[command(flatten)]
+        guard: GuardArgs,
     },
     /// When is each erased subject gone from every backup (or one subject)?
     Status {
@@ -403,9 +449,44 @@ pub enum KeysCommand {
     /// public-key-file, else STATE/keys/); password-protected when
     /// reports.secret-key-password-* is configured.
     Generate {
-        /// Replace an existing key (a privileged change, audited).
+        /// Replace an existing key (a dangerous change, audited).
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        guard: GuardArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccessCommand {
+    /// Second factors (TOTP, RFC 6238).
+    Totp {
+        #[command(subcommand)]
+        command: TotpCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TotpCommand {
+    /// Enrol a person (administrators only; audited): prints the otpauth:// URI and a QR code
+    /// for their authenticator app, once.
+    Enroll {
+        /// The unix user name.
+        user: String,
+        /// Replace an existing enrolment (needs your own second factor).
+        #[arg(long)]
+        replace: bool,
+        /// Read your second-factor code from standard input.
+        #[arg(long)]
+        totp_stdin: bool,
+    },
+    /// Who is enrolled, since when, and who is locked out.
+    List,
+    /// Remove a person's enrolment (needs your own second factor).
+    Remove {
+        user: String,
+        #[arg(long)]
+        totp_stdin: bool,
     },
 }
 

@@ -1,6 +1,7 @@
 //! The command line: argument parsing, dispatch to jobs, rendering (human or `--json`), and the
 //! mapping of outcomes to stable exit codes. The only place where errors become user text.
 
+mod access;
 mod args;
 mod render;
 
@@ -12,8 +13,8 @@ use clap::Parser;
 use serde::Serialize;
 
 pub use args::{
-    AuditCommand, Cli, Command, ConfigCommand, CtlCommand, ErasureCommand, KeysCommand,
-    ReportCommand,
+    AccessCommand, AuditCommand, Cli, Command, ConfigCommand, CtlCommand, ErasureCommand,
+    GuardArgs, KeysCommand, ReportCommand, TotpCommand,
 };
 
 use crate::catalog::Trigger;
@@ -198,6 +199,7 @@ async fn run(cli: Cli) -> Exit {
         Command::Daemon => crate::daemon::run(&config_path).await,
         Command::Ctl { socket, command } => {
             use crate::daemon::protocol::Request;
+            let (mut totp_stdin, mut wait) = (false, false);
             let request = match command {
                 CtlCommand::Status => Request::Status {},
                 CtlCommand::Run { job } => Request::Run { job },
@@ -218,14 +220,21 @@ async fn run(cli: Cli) -> Exit {
                     location,
                     source,
                     force,
-                } => Request::Restore {
-                    snapshot,
-                    source,
-                    location,
-                    to: to.map(|p| std::path::absolute(&p).unwrap_or(p)),
-                    target,
-                    force,
-                },
+                    totp_stdin: from_stdin,
+                    wait: and_wait,
+                } => {
+                    (totp_stdin, wait) = (from_stdin, and_wait);
+                    Request::Restore {
+                        snapshot,
+                        source,
+                        location,
+                        to: to.map(|p| std::path::absolute(&p).unwrap_or(p)),
+                        target,
+                        force,
+                        second_factor: None,
+                    }
+                }
+                CtlCommand::Approvals => Request::Approvals {},
                 CtlCommand::Report { period } => Request::Report { period },
                 CtlCommand::Audit {
                     since,
@@ -239,17 +248,14 @@ async fn run(cli: Cli) -> Exit {
                     action,
                 },
             };
-            control_call(socket, &config_path, request, json).await
+            access::ctl(socket, &config_path, request, totp_stdin, wait, json).await
         }
-        Command::Approve { request, socket } => {
-            control_call(
-                socket,
-                &config_path,
-                crate::daemon::protocol::Request::Approve { request },
-                json,
-            )
-            .await
-        }
+        Command::Approve {
+            request,
+            socket,
+            yes,
+            totp_stdin,
+        } => access::approve(socket, &config_path, request, yes, totp_stdin, json).await,
         Command::GenerateCrm {
             url,
             password_file,
@@ -272,10 +278,14 @@ async fn run(cli: Cli) -> Exit {
             Err(e) => job_failure(json, &e),
         },
         command => {
-            let ctx = match context(&config_path, json, Trigger::Cli).await {
+            let mut ctx = match context(&config_path, json, Trigger::Cli).await {
                 Ok(ctx) => ctx,
                 Err(exit) => return exit,
             };
+            // The accountable person: the invoking user of `sudo`, when there is one.
+            let person = crate::access::local_person(&ctx.config.access, &ctx.config.state_dir);
+            ctx.actor = person.user;
+            ctx.uid = person.uid;
             let exit = dispatch(&ctx, command, json).await;
             ctx.catalog.close().await;
             exit
@@ -327,11 +337,30 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
                 location,
                 source,
                 force,
+                guard,
             } => {
                 let target_password = target_password_file
                     .map(SecretRef::File)
                     .or(target_password_env.map(SecretRef::Env));
-                let report = job::restore(
+                let to = to.map(|p| std::path::absolute(&p).unwrap_or(p));
+                let where_to = target
+                    .clone()
+                    .or_else(|| to.as_ref().map(|p| p.display().to_string()))
+                    .unwrap_or_default();
+                // Into scratch, a restore overwrites and exposes nothing: no guard.
+                let approval = if ctx.config.is_scratch_target(source.as_deref(), &where_to) {
+                    None
+                } else {
+                    let op = crate::access::Operation::Restore {
+                        snapshot: snapshot.clone(),
+                        source: source.clone(),
+                        location: location.clone(),
+                        target: where_to,
+                        force,
+                    };
+                    access::guarded(ctx, &op, &guard).await?
+                };
+                let result = job::restore(
                     ctx,
                     &job::RestoreRequest {
                         snapshot,
@@ -346,8 +375,9 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
                         progress: !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
                     },
                 )
-                .await?;
-                emit(json, &report, render::restore);
+                .await;
+                access::finished(ctx, approval.as_deref(), &result).await;
+                emit(json, &result?, render::restore);
                 Exit::Ok
             }
             Command::Verify {
@@ -377,13 +407,41 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
                 emit(json, &report, render::verify);
                 all_ok(report.verification.is_verified())
             }
-            Command::Forget { location, apply } => {
-                let outcomes = job::forget(ctx, location.as_deref(), apply).await?;
+            Command::Forget {
+                location,
+                apply,
+                guard,
+            } => {
+                let approval = if apply {
+                    let op = crate::access::Operation::Forget {
+                        location: location.clone(),
+                    };
+                    access::guarded(ctx, &op, &guard).await?
+                } else {
+                    None
+                };
+                let result = job::forget(ctx, location.as_deref(), apply).await;
+                access::finished(ctx, approval.as_deref(), &result).await;
+                let outcomes = result?;
                 emit(json, &outcomes, |o| render::forgets(o));
                 all_ok(outcomes.iter().all(|o| o.error.is_none()))
             }
-            Command::Prune { location, apply } => {
-                let outcomes = job::prune(ctx, location.as_deref(), apply).await?;
+            Command::Prune {
+                location,
+                apply,
+                guard,
+            } => {
+                let approval = if apply {
+                    let op = crate::access::Operation::Prune {
+                        location: location.clone(),
+                    };
+                    access::guarded(ctx, &op, &guard).await?
+                } else {
+                    None
+                };
+                let result = job::prune(ctx, location.as_deref(), apply).await;
+                access::finished(ctx, approval.as_deref(), &result).await;
+                let outcomes = result?;
                 emit(json, &outcomes, |o| render::prunes(o));
                 all_ok(outcomes.iter().all(|o| o.error.is_none()))
             }
@@ -525,17 +583,32 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
                     emit(json, &r, render::erasure_recorded);
                     Exit::Ok
                 }
-                ErasureCommand::Import { source, file } => {
+                ErasureCommand::Import {
+                    source,
+                    file,
+                    guard,
+                } => {
+                    let op = crate::access::Operation::ErasureImport {
+                        source: source.clone(),
+                        file: std::path::absolute(&file)
+                            .unwrap_or_else(|_| file.clone())
+                            .display()
+                            .to_string(),
+                    };
+                    let approval = access::guarded(ctx, &op, &guard).await?;
                     let is_ledger = std::fs::read_to_string(&file).is_ok_and(|t| {
                         t.contains(job::erasure::LEDGER_FORMAT) && t.trim_start().starts_with('{')
                     });
-                    let r = if is_ledger {
-                        job::erasure::restore_ledger(ctx, &source, &file).await?
+                    let result = if is_ledger {
+                        job::erasure::restore_ledger(ctx, &source, &file).await
                     } else {
-                        let requests = job::erasure::read_import(&file)?;
-                        job::erasure::record(ctx, &source, &requests).await?
+                        match job::erasure::read_import(&file) {
+                            Ok(requests) => job::erasure::record(ctx, &source, &requests).await,
+                            Err(e) => Err(e),
+                        }
                     };
-                    emit(json, &r, render::erasure_recorded);
+                    access::finished(ctx, approval.as_deref(), &result).await;
+                    emit(json, &result?, render::erasure_recorded);
                     Exit::Ok
                 }
                 ErasureCommand::Status { source, subject } => {
@@ -546,12 +619,48 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
                 }
             },
             Command::Keys {
-                command: KeysCommand::Generate { force },
+                command: KeysCommand::Generate { force, guard },
             } => {
-                let key = job::report::generate_keys(ctx, force).await?;
-                emit(json, &key, render::key);
+                let exists = crate::report::generate::key_paths(&ctx.config).0.exists();
+                let approval = if force && exists {
+                    access::guarded(ctx, &crate::access::Operation::KeysReplace, &guard).await?
+                } else {
+                    None
+                };
+                let result = job::report::generate_keys(ctx, force).await;
+                access::finished(ctx, approval.as_deref(), &result).await;
+                emit(json, &result?, render::key);
                 Exit::Ok
             }
+            Command::Approvals => access::approvals(ctx, json).await?,
+            Command::Access {
+                command: AccessCommand::Totp { command },
+            } => match command {
+                TotpCommand::Enroll {
+                    user,
+                    replace,
+                    totp_stdin,
+                } => {
+                    let e = access::enroll(ctx, &user, replace, totp_stdin).await?;
+                    emit(json, &e, render::enrolment);
+                    Exit::Ok
+                }
+                TotpCommand::List => {
+                    let factors = ctx.catalog.factors().await?;
+                    emit(json, &factors, |f| render::factors(f));
+                    Exit::Ok
+                }
+                TotpCommand::Remove { user, totp_stdin } => {
+                    access::remove(ctx, &user, totp_stdin).await?;
+                    emit(json, &serde_json::json!({ "removed": user }), |v| {
+                        format!(
+                            "second factor of {} removed",
+                            v["removed"].as_str().unwrap_or("")
+                        )
+                    });
+                    Exit::Ok
+                }
+            },
             Command::Runs { limit } => {
                 let runs = ctx.catalog.recent_runs(limit).await?;
                 emit(json, &runs, |r| render::runs(r));
@@ -567,56 +676,6 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
     }
     .await;
     result.unwrap_or_else(|err| job_failure(json, &err))
-}
-
-/// Sends one request to the daemon and prints its answer.
-async fn control_call(
-    socket: Option<PathBuf>,
-    config: &Path,
-    request: crate::daemon::protocol::Request,
-    json: bool,
-) -> Exit {
-    let socket = crate::daemon::control::socket_path(socket, config);
-    let answer =
-        tokio::task::spawn_blocking(move || crate::daemon::protocol::call(&socket, &request)).await;
-    let response = match answer {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => {
-            if json {
-                emit(
-                    true,
-                    &serde_json::json!({"ok": false, "error": e.to_string(), "code": "daemon.unreachable"}),
-                    |_| String::new(),
-                );
-            } else {
-                eprintln!("custodian: {e}");
-            }
-            return Exit::JobFailed;
-        }
-        Err(e) => {
-            eprintln!("custodian: internal error: {e}");
-            return Exit::JobFailed;
-        }
-    };
-    if json {
-        emit(true, &response, |_| String::new());
-    } else if response.ok {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&response.result).unwrap_or_default()
-        );
-    } else {
-        eprintln!(
-            "custodian: {} [{}]",
-            response.error.as_deref().unwrap_or("the daemon refused"),
-            response.code.as_deref().unwrap_or("?")
-        );
-    }
-    match (response.ok, response.code.as_deref()) {
-        (true, _) => Exit::Ok,
-        (false, Some("usage")) => Exit::Usage,
-        _ => Exit::JobFailed,
-    }
 }
 
 /// Resolves on SIGTERM or SIGINT, so a job can stop cleanly (drills tear their scratch

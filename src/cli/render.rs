@@ -568,6 +568,12 @@ pub fn report(o: &crate::job::ReportOutcome) -> String {
         r.report.signer.public_key,
         r.dir.display()
     );
+    if !r.report.evidence.signing_key_encrypted {
+        let _ = writeln!(
+            out,
+            "  WARNING: signed with an unencrypted key: set [reports] secret-key-password-file and run `custodian keys generate --force`"
+        );
+    }
     let _ = writeln!(
         out,
         "  verification: {}",
@@ -665,7 +671,7 @@ pub fn key(k: &crate::job::report::KeyOutcome) -> String {
         if k.password_protected {
             " (password-protected)"
         } else {
-            ""
+            "\n  WARNING: the secret key is NOT encrypted: anyone who can read it can sign reports. Set [reports] secret-key-password-file (or -env, -credential) and run `custodian keys generate --force`; until then every report's CRYPTO rule warns."
         },
         k.public_key.display(),
         k.public_key_base64
@@ -727,6 +733,84 @@ pub fn erasure_status(list: &[crate::erasure::SubjectStatus]) -> String {
                 l.because
             );
         }
+    }
+    out
+}
+
+pub fn approvals(v: &serde_json::Value) -> String {
+    let mut out = String::new();
+    let line = |r: &serde_json::Value| {
+        format!(
+            "  {} {:<9} {} by {} ({}), {}\n      {}\n",
+            r["id"].as_str().unwrap_or("?"),
+            r["state"].as_str().unwrap_or("?"),
+            r["action"].as_str().unwrap_or("?"),
+            r["requested_by"].as_str().unwrap_or("?"),
+            r["origin"].as_str().unwrap_or("?"),
+            match r["approved_by"].as_str() {
+                Some(by) => format!("approved by {by}"),
+                None => format!("expires {}", r["expires_at"].as_str().unwrap_or("?")),
+            },
+            r["summary"].as_str().unwrap_or("")
+        )
+    };
+    let pending = v["pending"].as_array().map_or(&[][..], Vec::as_slice);
+    if pending.is_empty() {
+        out.push_str("no request is waiting for approval\n");
+    } else {
+        let _ = writeln!(out, "waiting for a second administrator:");
+        for r in pending {
+            out.push_str(&line(r));
+        }
+    }
+    let recent: Vec<_> = v["recent"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice)
+        .iter()
+        .filter(|r| r["state"] != "pending")
+        .collect();
+    if !recent.is_empty() {
+        let _ = writeln!(out, "recent:");
+        for r in recent {
+            out.push_str(&line(r));
+        }
+    }
+    out
+}
+
+pub fn enrolment(e: &crate::access::totp::Enrolment) -> String {
+    format!(
+        "second factor {} for {} (by {}). Scan this with the authenticator app, or enter the URI; it is shown only now:\n\n{}\n{}\n\nThe code it shows is asked for before dangerous operations (restores outside scratch, approvals, prune/forget --apply, key replacement, erasure imports).",
+        if e.replaced { "replaced" } else { "enrolled" },
+        e.user,
+        e.enrolled_by,
+        e.qr,
+        e.uri
+    )
+}
+
+pub fn factors(list: &[crate::catalog::Factor]) -> String {
+    if list.is_empty() {
+        return "nobody is enrolled: `custodian access totp enroll USER`".into();
+    }
+    let mut out = String::new();
+    for f in list {
+        let _ = writeln!(
+            out,
+            "{:<16} enrolled {} by {}{}{}",
+            f.user,
+            f.enrolled_at,
+            f.enrolled_by,
+            if f.failures > 0 {
+                format!(" · {} failed attempt(s)", f.failures)
+            } else {
+                String::new()
+            },
+            f.locked_until
+                .as_deref()
+                .map(|u| format!(" · locked until {u}"))
+                .unwrap_or_default()
+        );
     }
     out
 }

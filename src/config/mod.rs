@@ -5,6 +5,7 @@
 //! appear only as references ([`SecretRef`]); relative paths are resolved against the
 //! directory of the configuration file.
 
+mod access;
 mod diagnostic;
 mod document;
 mod erasure;
@@ -18,11 +19,12 @@ mod validate;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use access::{Access, TwoFactor};
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use erasure::{Erasure, ErasureRules};
 pub use policy::{
-    Access, Assertion, Comparison, Drills, FRAMEWORKS, Notifications, ReportPeriod, Reports,
-    Retention, Smtp, SmtpTls, Targets,
+    Assertion, Comparison, Drills, FRAMEWORKS, Notifications, ReportPeriod, Reports, Retention,
+    Smtp, SmtpTls, Targets,
 };
 
 use crate::model::Engine;
@@ -380,6 +382,41 @@ impl Config {
     pub fn cache_dir(&self) -> PathBuf {
         self.state_dir.join("cache")
     }
+}
+
+/// The control socket the configuration names (`[custodian] control-socket`, relative paths
+/// resolved against the file's directory), read without validating — or reading the secrets
+/// of — the rest: `custodian ctl` needs nothing else. `None` when the file does not exist or
+/// does not set it.
+///
+/// # Errors
+/// When the file exists but cannot be read or is not TOML: a sentence naming the file and the
+/// way around it.
+pub fn control_socket(path: &Path) -> Result<Option<PathBuf>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(format!(
+                "cannot read {} to find the control socket ({e}); pass --socket PATH or set CUSTODIAN_SOCKET",
+                path.display()
+            ));
+        }
+    };
+    let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        format!(
+            "{} is not valid TOML ({}); fix it, or pass --socket PATH",
+            path.display(),
+            e.message()
+        )
+    })?;
+    let socket = doc
+        .get("custodian")
+        .and_then(|c| c.get("control-socket"))
+        .and_then(toml::Value::as_str)
+        .map(PathBuf::from);
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+    Ok(socket.map(|s| if s.is_absolute() { s } else { base.join(s) }))
 }
 
 /// Parses a duration such as `24h`, `30d`, `90m`, `1h 30m`.

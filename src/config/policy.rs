@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::diagnostic::{Diagnostics, Severity};
 use super::document::Document;
 use super::parse_duration;
-use super::raw::{RawAccess, RawDrills, RawNotifications, RawReports, RawRetention};
+use super::raw::{RawDrills, RawNotifications, RawReports, RawRetention};
 use super::validate::{resolve_path, secret_ref};
 use crate::secret::SecretRef;
 
@@ -226,18 +226,6 @@ pub struct Notifications {
     pub report_to: Vec<String>,
     pub alert_to: Vec<String>,
     pub webhook: Option<String>,
-}
-
-/// Roles for the control socket: entries are user names or `@group`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Access {
-    pub administrators: Vec<String>,
-    pub operators: Vec<String>,
-    pub viewers: Vec<String>,
-    /// How long a four-eyes approval request stays valid.
-    pub approval_expiry: Duration,
-    /// Group owning the control socket.
-    pub socket_group: Option<String>,
 }
 
 /// A duration key: parsed, or a diagnostic and `None`.
@@ -612,54 +600,6 @@ pub(super) fn notifications(
         report_to: raw.report_to,
         alert_to: raw.alert_to,
         webhook: raw.webhook,
-    }
-}
-
-pub(super) fn access(doc: &Document<'_>, diags: &mut Diagnostics, raw: RawAccess) -> Access {
-    let roles = [
-        ("access.administrators", &raw.administrators),
-        ("access.operators", &raw.operators),
-        ("access.viewers", &raw.viewers),
-    ];
-    let mut seen: Vec<(&str, &str)> = Vec::new();
-    for (key, list) in roles {
-        for (i, entry) in list.iter().enumerate() {
-            let name = entry.strip_prefix('@').unwrap_or(entry);
-            if name.is_empty() || name.contains(char::is_whitespace) {
-                let k = format!("{key}.{i}");
-                let line = doc.line(diags, &k);
-                diags.push(
-                    Severity::Error,
-                    line,
-                    k,
-                    format!("`{entry}` is not a user name or `@group`"),
-                );
-            }
-            if let Some((other, _)) = seen.iter().find(|(_, e)| *e == entry.as_str()) {
-                let k = format!("{key}.{i}");
-                let line = doc.line(diags, &k);
-                diags.push(
-                    Severity::Warning,
-                    line,
-                    k,
-                    format!("`{entry}` is also listed in {other}; the highest role applies"),
-                );
-            }
-            seen.push((key, entry));
-        }
-    }
-    Access {
-        approval_expiry: duration(
-            doc,
-            diags,
-            "access.approval-expiry",
-            raw.approval_expiry.as_deref(),
-        )
-        .unwrap_or(Duration::from_secs(HOUR)),
-        administrators: raw.administrators,
-        operators: raw.operators,
-        viewers: raw.viewers,
-        socket_group: raw.socket_group,
     }
 }
 

@@ -302,6 +302,23 @@ pub struct RawAccess {
     pub approval_expiry: Option<String>,
     /// Group owning the control socket (its members may connect; roles still apply).
     pub socket_group: Option<String>,
+    /// `required`, `optional` (default) or `off`.
+    pub two_factor: Option<String>,
+    /// Dangerous operations from the CLI need an approval (default false).
+    pub enforce: Option<bool>,
+    pub totp_key_file: Option<PathBuf>,
+    pub totp_key_env: Option<String>,
+    pub totp_key_credential: Option<String>,
+}
+
+impl RawAccess {
+    pub fn totp_key(&self) -> RawPassword {
+        RawPassword {
+            file: self.totp_key_file.clone(),
+            env: self.totp_key_env.clone(),
+            credential: self.totp_key_credential.clone(),
+        }
+    }
 }
 
 /// `[erasure]`: the GDPR erasure ledger.

@@ -101,7 +101,7 @@ pub(super) fn validate(file: &Path, text: &str, diags: &mut Diagnostics) -> Opti
         section(&doc, diags, "notifications").unwrap_or_default();
     let notifications = policy::notifications(&doc, diags, &base, raw_notifications);
     let raw_access: RawAccess = section(&doc, diags, "access").unwrap_or_default();
-    let access = policy::access(&doc, diags, raw_access);
+    let access = super::access::access(&doc, diags, &base, raw_access);
     let raw_erasure: super::raw::RawErasure = section(&doc, diags, "erasure").unwrap_or_default();
     let erasure = super::erasure::erasure(&doc, diags, &base, raw_erasure, &sources);
 

@@ -3,9 +3,11 @@
 //! The caller is identified by the socket's peer credentials (uid → user and groups), mapped to
 //! a role by `[access]`: `viewer` (status, audit), `operator` (+ backups and scheduled backup,
 //! copy and check jobs), `administrator` (+ drills, restores, prune jobs, approvals; root is
-//! always one). A restore anywhere but the source's configured scratch server needs a second,
-//! different administrator's `custodian approve REQUEST` before it expires. Every request —
-//! refused ones included — is in the audit log.
+//! always one). A restore anywhere but scratch needs the requester's second factor (when they
+//! are enrolled, or always with `two-factor = "required"`) and a second, different
+//! administrator's `custodian approve REQUEST` — with *their* second factor — before it
+//! expires; it then runs as the requester, and a restored file is handed to them. Every
+//! request — refused ones included — is in the audit log, without its codes.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,82 +19,11 @@ use tokio::sync::watch;
 
 use super::protocol::{MAX_REQUEST, Request, Response};
 use super::{Shared, execute};
+use crate::access::{self, Grant, Operation, Person, Role, guard};
 use crate::audit::NewEntry;
-use crate::config::Access;
+use crate::catalog::{NewApproval, Origin, Refusal};
 use crate::config::schedules::JobKind;
 use crate::job::{self, Context};
-
-/// What a caller may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    Viewer,
-    Operator,
-    Administrator,
-}
-
-impl Role {
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Viewer => "viewer",
-            Self::Operator => "operator",
-            Self::Administrator => "administrator",
-        }
-    }
-}
-
-/// Who is calling.
-#[derive(Clone, Debug)]
-pub struct Caller {
-    pub user: String,
-    pub uid: u32,
-    pub groups: Vec<String>,
-    pub role: Option<Role>,
-}
-
-/// Maps a uid to its user, groups and role.
-#[must_use]
-pub fn identify(access: &Access, uid: u32, gid: u32) -> Caller {
-    use nix::unistd::{Gid, Group, Uid, User};
-    let user = User::from_uid(Uid::from_raw(uid)).ok().flatten();
-    let name = user
-        .as_ref()
-        .map_or_else(|| format!("uid:{uid}"), |u| u.name.clone());
-    let mut gids = vec![Gid::from_raw(gid)];
-    if let Some(u) = &user
-        && let Ok(cname) = std::ffi::CString::new(u.name.clone())
-        && let Ok(list) = nix::unistd::getgrouplist(&cname, u.gid)
-    {
-        gids.extend(list);
-    }
-    let mut groups: Vec<String> = gids
-        .iter()
-        .filter_map(|g| Group::from_gid(*g).ok().flatten().map(|g| g.name))
-        .collect();
-    groups.sort();
-    groups.dedup();
-    let listed = |list: &[String]| {
-        list.iter().any(|entry| match entry.strip_prefix('@') {
-            Some(group) => groups.iter().any(|g| g == group),
-            None => *entry == name,
-        })
-    };
-    let role = if uid == 0 || listed(&access.administrators) {
-        Some(Role::Administrator)
-    } else if listed(&access.operators) {
-        Some(Role::Operator)
-    } else if listed(&access.viewers) {
-        Some(Role::Viewer)
-    } else {
-        None
-    };
-    Caller {
-        user: name,
-        uid,
-        groups,
-        role,
-    }
-}
 
 /// The role a request needs.
 fn required(request: &Request, ctx: &Context) -> Role {
@@ -112,9 +43,10 @@ fn required(request: &Request, ctx: &Context) -> Role {
             }
             _ => Role::Administrator,
         },
-        Request::Drill { .. } | Request::Restore { .. } | Request::Approve { .. } => {
-            Role::Administrator
-        }
+        Request::Drill { .. }
+        | Request::Restore { .. }
+        | Request::Approve { .. }
+        | Request::Approvals {} => Role::Administrator,
     }
 }
 
@@ -181,7 +113,12 @@ async fn handle(
     shared: Arc<Shared>,
 ) -> std::io::Result<()> {
     let cred = stream.peer_cred()?;
-    let caller = identify(&ctx.config.access, cred.uid(), cred.gid());
+    let caller = access::identify(
+        &ctx.config.access,
+        cred.uid(),
+        cred.gid(),
+        "peer credentials",
+    );
     let mut line = Vec::new();
     let read = {
         let (reader, _) = stream.split();
@@ -213,7 +150,7 @@ async fn handle(
     stream.shutdown().await
 }
 
-fn audit(ctx: &Context, caller: &Caller, request: &Request, outcome: &str, detail: Option<String>) {
+fn audit(ctx: &Context, caller: &Person, request: &Request, outcome: &str, detail: Option<String>) {
     ctx.audit_action(NewEntry {
         actor: caller.user.clone(),
         uid: caller.uid,
@@ -221,101 +158,99 @@ fn audit(ctx: &Context, caller: &Caller, request: &Request, outcome: &str, detai
         trigger: "socket".into(),
         action: request.action().into(),
         target: None,
-        params: serde_json::to_value(request).unwrap_or_default(),
+        params: serde_json::to_value(request.redacted()).unwrap_or_default(),
         outcome: outcome.into(),
         detail,
     });
 }
 
+fn refused(ctx: &Context, caller: &Person, request: &Request, e: &access::AccessError) -> Response {
+    audit(ctx, caller, request, "refused", Some(e.to_string()));
+    Response::failure(e.code(), e.to_string())
+}
+
+/// `custodian approve ID`, with `--socket` when this daemon does not listen where `ctl`
+/// looks by default.
+fn approve_hint(ctx: &Context, id: &str) -> String {
+    let socket = &ctx.config.daemon.control_socket;
+    if socket == Path::new(crate::config::DEFAULT_CONTROL_SOCKET) {
+        format!("custodian approve {id}")
+    } else {
+        format!("custodian approve {id} --socket {}", socket.display())
+    }
+}
+
+/// The dangerous operation a restore request is.
+fn restore_operation(request: &Request) -> Option<Operation> {
+    let Request::Restore {
+        snapshot,
+        source,
+        location,
+        to,
+        target,
+        force,
+        ..
+    } = request
+    else {
+        return None;
+    };
+    Some(Operation::Restore {
+        snapshot: snapshot.clone(),
+        source: source.clone(),
+        location: location.clone(),
+        target: target
+            .clone()
+            .or_else(|| to.as_ref().map(|p| p.display().to_string()))
+            .unwrap_or_default(),
+        force: *force,
+    })
+}
+
 async fn answer(
     ctx: &Arc<Context>,
     shared: &Arc<Shared>,
-    caller: &Caller,
+    caller: &Person,
     request: Request,
 ) -> Response {
     let needed = required(&request, ctx);
-    let Some(role) = caller.role.filter(|r| *r >= needed) else {
-        let message = format!(
-            "{} ({}) may not {}: it needs the {} role; ask an administrator to add you to [access] in {}",
-            caller.user,
-            caller.role.map_or("no role", Role::as_str),
-            request.action(),
-            needed.as_str(),
-            ctx.config.file.display()
-        );
-        audit(ctx, caller, &request, "refused", Some(message.clone()));
-        return Response::failure("access.denied", message);
+    let role = match guard::require_role(caller, needed, request.action(), ctx) {
+        Ok(role) => role,
+        Err(e) => return refused(ctx, caller, &request, &e),
     };
     let actor = ctx.for_caller(&caller.user, caller.uid, role.as_str());
     match request {
         Request::Restore { .. } if needs_approval(ctx, &request) => {
-            match ctx
-                .catalog
-                .request_approval(
-                    &request_json(&request),
-                    &caller.user,
-                    caller.uid,
-                    ctx.config.access.approval_expiry,
-                )
-                .await
-            {
-                Ok((id, expires)) => {
-                    let message = format!(
-                        "this restore needs a second administrator: ask one to run `custodian approve {id}` before {expires}"
-                    );
-                    audit(
-                        ctx,
-                        caller,
-                        &request,
-                        "approval-requested",
-                        Some(id.clone()),
-                    );
-                    Response {
-                        ok: false,
-                        code: Some("approval.required".into()),
-                        error: Some(message),
-                        result: serde_json::json!({ "request": id, "expires_at": expires }),
-                    }
+            request_restore(ctx, &actor, caller, request).await
+        }
+        Request::Approve { .. } => approve(ctx, shared, &actor, caller, request).await,
+        Request::Approvals {} => {
+            let now = crate::model::time::format(crate::model::time::now());
+            let listing = async {
+                let pending = ctx.catalog.pending_approvals().await?;
+                let recent = ctx.catalog.recent_approvals(20).await?;
+                Ok::<_, crate::catalog::CatalogError>((pending, recent))
+            }
+            .await;
+            match listing {
+                Ok((pending, recent)) => {
+                    let with_state = |list: Vec<crate::catalog::Approval>| {
+                        list.into_iter()
+                            .map(|a| {
+                                let state = a.state(&now);
+                                let mut v = serde_json::to_value(a).unwrap_or_default();
+                                v["state"] = state.into();
+                                v
+                            })
+                            .collect::<Vec<_>>()
+                    };
+                    audit(ctx, caller, &Request::Approvals {}, "succeeded", None);
+                    Response::success(serde_json::json!({
+                        "pending": with_state(pending),
+                        "recent": with_state(recent),
+                    }))
                 }
                 Err(e) => Response::failure(e.code(), e.to_string()),
             }
-        }
-        Request::Approve { request: id } => {
-            let pending = match ctx
-                .catalog
-                .take_approval(&id, &caller.user, caller.uid)
-                .await
-            {
-                Ok(p) => p,
-                Err(e) => return Response::failure(e.code(), e.to_string()),
-            };
-            let Some((original, requester, requester_uid)) = pending else {
-                let message = format!(
-                    "request {id} cannot be approved: it does not exist, has expired, was already approved, or is your own (a second administrator must approve)"
-                );
-                audit(
-                    ctx,
-                    caller,
-                    &Request::Approve { request: id },
-                    "refused",
-                    Some(message.clone()),
-                );
-                return Response::failure("approval.refused", message);
-            };
-            audit(
-                ctx,
-                caller,
-                &Request::Approve {
-                    request: id.clone(),
-                },
-                "approved",
-                Some(format!("request by {requester}")),
-            );
-            let Ok(original) = serde_json::from_value::<Request>(original) else {
-                return Response::failure("approval.refused", "the approved request is unreadable");
-            };
-            let requester_ctx = ctx.for_caller(&requester, requester_uid, "administrator");
-            run(&requester_ctx, shared, original).await
         }
         other => {
             let response = run(&actor, shared, other.clone()).await;
@@ -333,8 +268,229 @@ async fn answer(
     }
 }
 
-fn request_json(request: &Request) -> serde_json::Value {
-    serde_json::to_value(request).unwrap_or_default()
+/// A restore outside scratch: the requester's second factor, then a request for approval.
+async fn request_restore(
+    ctx: &Context,
+    actor: &Context,
+    caller: &Person,
+    request: Request,
+) -> Response {
+    let Request::Restore { second_factor, .. } = &request else {
+        return Response::failure("usage", "not a restore");
+    };
+    let given = match guard::second_factor(actor, caller, "restore", second_factor.as_deref()).await
+    {
+        Ok(given) => given,
+        Err(e) => return refused(ctx, caller, &request, &e),
+    };
+    let Some(op) = restore_operation(&request) else {
+        return Response::failure("usage", "not a restore");
+    };
+    let summary = op.summary();
+    let recorded = ctx
+        .catalog
+        .request_approval(&NewApproval {
+            origin: Origin::Socket,
+            action: "restore",
+            summary: &summary,
+            fingerprint: &op.fingerprint(),
+            request: &serde_json::to_value(request.redacted()).unwrap_or_default(),
+            requester: &caller.user,
+            uid: caller.uid,
+            requester_factor: given,
+            valid_for: ctx.config.access.approval_expiry,
+        })
+        .await;
+    match recorded {
+        Ok((id, expires)) => {
+            let message = format!(
+                "this restore needs a second administrator: ask one to run `{}` before {expires}; it then runs as you (`custodian approvals` shows how it went)",
+                approve_hint(ctx, &id)
+            );
+            audit(
+                ctx,
+                caller,
+                &request,
+                "approval-requested",
+                Some(id.clone()),
+            );
+            Response {
+                ok: false,
+                code: Some("approval.required".into()),
+                error: Some(message),
+                result: serde_json::json!({
+                    "request": id,
+                    "expires_at": expires,
+                    "summary": summary,
+                    "second_factor": given,
+                }),
+            }
+        }
+        Err(e) => Response::failure(e.code(), e.to_string()),
+    }
+}
+
+/// A second administrator approves: their second factor, the approval (or the reason it is
+/// refused), then — for a request through the socket — the operation, as its requester.
+async fn approve(
+    ctx: &Arc<Context>,
+    shared: &Arc<Shared>,
+    actor: &Context,
+    caller: &Person,
+    request: Request,
+) -> Response {
+    let Request::Approve {
+        request: id,
+        second_factor,
+    } = &request
+    else {
+        return Response::failure("usage", "not an approval");
+    };
+    let given = match guard::second_factor(actor, caller, "approve", second_factor.as_deref()).await
+    {
+        Ok(given) => given,
+        Err(e) => return refused(ctx, caller, &request, &e),
+    };
+    let approved = match ctx
+        .catalog
+        .approve(id, &caller.user, caller.uid, given)
+        .await
+    {
+        Ok(Ok(a)) => a,
+        Ok(Err(refusal)) => {
+            let message = match refusal {
+                Refusal::Unknown => format!(
+                    "request {id} does not exist; `custodian approvals` lists the pending ones"
+                ),
+                Refusal::Expired { at } => {
+                    format!("request {id} expired at {at}; the requester must ask again")
+                }
+                Refusal::AlreadyApproved { by, at } => {
+                    format!("request {id} was already approved by {by} at {at}")
+                }
+                Refusal::Own => format!(
+                    "request {id} is your own: a second, different administrator must approve it"
+                ),
+            };
+            audit(ctx, caller, &request, "refused", Some(message.clone()));
+            return Response::failure("approval.refused", message);
+        }
+        Err(e) => return Response::failure(e.code(), e.to_string()),
+    };
+    audit(
+        ctx,
+        caller,
+        &request,
+        "approved",
+        Some(format!(
+            "request by {}: {}",
+            approved.requested_by, approved.summary
+        )),
+    );
+    if approved.origin == Origin::Cli {
+        notify(ctx, &approved, &caller.user, "approved", None).await;
+        return Response::success(serde_json::json!({
+            "approved": id,
+            "summary": approved.summary,
+            "requester": approved.requested_by,
+            "next": format!("{} can now run the same command with --approval {id}", approved.requested_by),
+        }));
+    }
+    let Ok(original) = serde_json::from_value::<Request>(approved.request.clone()) else {
+        return Response::failure("approval.refused", "the approved request is unreadable");
+    };
+    let requester_ctx = ctx.for_caller(
+        &approved.requested_by,
+        approved.requested_uid,
+        "administrator",
+    );
+    requester_ctx.set_grant(
+        serde_json::to_value(Grant {
+            id: Grant::new_id(),
+            action: approved.action.clone(),
+            four_eyes: true,
+            second_factor: approved.requester_factor,
+            approval: Some(approved.id.clone()),
+            approved_by: Some(caller.user.clone()),
+            approver_second_factor: Some(given),
+            break_glass: None,
+            identified_by: "peer credentials".into(),
+        })
+        .unwrap_or_default(),
+    );
+    let mut response = run(&requester_ctx, shared, original.clone()).await;
+    if response.ok
+        && let Request::Restore { to: Some(path), .. } = &original
+    {
+        let gid = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(approved.requested_uid))
+            .ok()
+            .flatten()
+            .map_or(approved.requested_uid, |u| u.gid.as_raw());
+        match access::handoff::give(path, approved.requested_uid, gid) {
+            Ok(how) => {
+                response.result["handed_to"] = serde_json::json!({
+                    "user": approved.requested_by, "how": how,
+                })
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                response.result["handed_to"] = serde_json::json!({ "error": e.to_string() });
+            }
+        }
+    }
+    let detail = if response.ok {
+        "succeeded".to_string()
+    } else {
+        response.error.clone().unwrap_or_default()
+    };
+    if let Err(e) = ctx
+        .catalog
+        .approval_outcome(&approved.id, response.ok, &detail)
+        .await
+    {
+        tracing::error!(
+            "could not record the outcome of request {}: {e}",
+            approved.id
+        );
+    }
+    notify(
+        ctx,
+        &approved,
+        &caller.user,
+        if response.ok { "succeeded" } else { "failed" },
+        Some(detail),
+    )
+    .await;
+    response
+}
+
+/// Tells the requester (through the alert channels) what became of their request.
+async fn notify(
+    ctx: &Context,
+    approved: &crate::catalog::Approval,
+    approver: &str,
+    status: &'static str,
+    detail: Option<String>,
+) {
+    let event = crate::job::alert::JobEvent {
+        job: format!("approval {}", approved.id),
+        kind: "approval",
+        status: if status == "failed" {
+            "failed"
+        } else {
+            "succeeded"
+        },
+        host: ctx.config.hostname.clone(),
+        time: crate::model::time::format(crate::model::time::now()),
+        detail: Some(format!(
+            "{}'s request {} ({}) was approved by {approver}: {status}{}",
+            approved.requested_by,
+            approved.id,
+            approved.summary,
+            detail.map(|d| format!(" ({d})")).unwrap_or_default()
+        )),
+    };
+    crate::job::alert::send(ctx, &event).await;
 }
 
 /// A restore is dangerous unless it goes into scratch: the source's scratch server, or a file
@@ -431,6 +587,7 @@ async fn run(ctx: &Context, shared: &Arc<Shared>, request: Request) -> Response 
             to,
             target,
             force,
+            ..
         } => to_json(
             job::restore(
                 ctx,
@@ -481,20 +638,23 @@ async fn run(ctx: &Context, shared: &Arc<Shared>, request: Request) -> Response 
                 )
             }
         }
-        Request::Approve { .. } => Response::failure("usage", "an approval cannot be approved"),
+        Request::Approve { .. } | Request::Approvals {} => {
+            Response::failure("usage", "an approval cannot be approved")
+        }
     }
 }
 
-/// Where the CLI finds the daemon: `--socket`, `$CUSTODIAN_SOCKET`, the configuration, or the
-/// default.
-#[must_use]
-pub fn socket_path(explicit: Option<PathBuf>, config: &Path) -> PathBuf {
-    explicit
-        .or_else(|| std::env::var_os("CUSTODIAN_SOCKET").map(PathBuf::from))
-        .or_else(|| {
-            crate::config::Config::load(config)
-                .ok()
-                .map(|c| c.daemon.control_socket)
-        })
-        .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_CONTROL_SOCKET))
+/// Where the CLI finds the daemon: `--socket`, `$CUSTODIAN_SOCKET`, the configuration's
+/// `control-socket` (read alone: a `ctl` user need not be able to read the secrets the rest of
+/// the configuration names), or the default.
+///
+/// # Errors
+/// When the configuration exists but cannot be read or parsed, a sentence saying so and what
+/// to do.
+pub fn socket_path(explicit: Option<PathBuf>, config: &Path) -> Result<PathBuf, String> {
+    if let Some(p) = explicit.or_else(|| std::env::var_os("CUSTODIAN_SOCKET").map(PathBuf::from)) {
+        return Ok(p);
+    }
+    Ok(crate::config::control_socket(config)?
+        .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_CONTROL_SOCKET)))
 }

@@ -12,7 +12,6 @@
 //!   snapshot — and the daemon exits 0. SIGHUP: the configuration and schedules are reloaded;
 //!   an invalid one is rejected with its diagnostics and the old one keeps running.
 
-mod alert;
 pub mod control;
 mod metrics;
 mod notify;
@@ -31,6 +30,7 @@ use tokio::task::JoinSet;
 use crate::catalog::Trigger;
 use crate::config::Config;
 use crate::config::schedules::{JobKind, Missed, ScheduledJob};
+use crate::job::alert;
 use crate::job::{self, Context, JobError};
 use crate::model::Exit;
 

@@ -39,12 +39,23 @@ pub enum Request {
         target: Option<String>,
         #[serde(default)]
         force: bool,
+        /// The requester's TOTP code, when they are enrolled (never recorded).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        second_factor: Option<String>,
     },
     /// Generate (and e-mail) the compliance report for a period, default the last complete
     /// one (operator).
     Report { period: Option<String> },
     /// Approve another administrator's pending request (administrator).
-    Approve { request: String },
+    Approve {
+        request: String,
+        /// The approver's TOTP code, when they are enrolled (never recorded).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        second_factor: Option<String>,
+    },
+    /// Requests waiting for a second administrator, and recent ones with their outcome
+    /// (administrator).
+    Approvals {},
     /// Audit log entries (viewer).
     Audit {
         since: Option<String>,
@@ -65,9 +76,34 @@ impl Request {
             Self::Drill { .. } => "drill",
             Self::Restore { .. } => "restore",
             Self::Approve { .. } => "approve",
+            Self::Approvals {} => "approvals",
             Self::Report { .. } => "report",
             Self::Audit { .. } => "audit",
         }
+    }
+
+    /// The request as the audit log and the approvals table keep it: without a second-factor
+    /// code.
+    #[must_use]
+    pub fn redacted(&self) -> Self {
+        let mut r = self.clone();
+        match &mut r {
+            Self::Restore { second_factor, .. } | Self::Approve { second_factor, .. } => {
+                *second_factor = None;
+            }
+            _ => {}
+        }
+        r
+    }
+
+    /// The same request carrying `code` as its second factor (for requests that take one).
+    #[must_use]
+    pub fn with_second_factor(mut self, code: String) -> Self {
+        if let Self::Restore { second_factor, .. } | Self::Approve { second_factor, .. } = &mut self
+        {
+            *second_factor = Some(code);
+        }
+        self
     }
 }
 

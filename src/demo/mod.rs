@@ -168,7 +168,7 @@ fn config_text() -> String {
     text.push_str(
         "\n[retention]\nkeep-daily = 7\nkeep-weekly = 4\nmax-age = \"90d\"\n\n\
          [drills]\ninterval = \"30d\"\n\n\
-         [reports]\nout-dir = \"reports\"\nallowed-regions = [\"local\"]\n\n\
+         [reports]\nout-dir = \"reports\"\nallowed-regions = [\"local\"]\nsecret-key-password-file = \"keys/report.pass\"\n\n\
          [erasure.rules.crm]\n\
          subject-query = \"SELECT email FROM contacts\"\n\
          erase = [\n\
@@ -204,8 +204,13 @@ async fn run_inner(dir: &Path) -> Result<DemoOutput, JobError> {
     };
     private_dir(&dir.join("keys"))?;
     private_dir(&dir.join("repos"))?;
-    for name in LOCATIONS {
-        let key = dir.join("keys").join(format!("{name}.key"));
+    // The repositories' passwords, and the one that encrypts the report signing key.
+    for name in LOCATIONS
+        .iter()
+        .map(|l| format!("{l}.key"))
+        .chain(["report.pass".into()])
+    {
+        let key = dir.join("keys").join(&name);
         if !key.exists() {
             write_new_secret_file(&key, &generate_password())
                 .map_err(|e| JobError::io(format!("writing {}", key.display()), &e))?;

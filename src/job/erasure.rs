@@ -51,15 +51,7 @@ fn ledger_key(ctx: &Context, create: bool) -> Result<Option<Secret>, JobError> {
         && !path.exists()
         && create
     {
-        if let Some(parent) = path.parent() {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(parent)
-                .map_err(|e| JobError::io(format!("creating {}", parent.display()), &e))?;
-        }
-        crate::secret::write_new_secret_file(path, &crate::secret::generate_password())
+        crate::secret::create_key_file(path, &ctx.config.state_dir)
             .map_err(|e| JobError::io(format!("creating the ledger key {}", path.display()), &e))?;
     }
     reference.resolve().map(Some).map_err(|e| {

@@ -201,5 +201,6 @@ pub async fn gather(ctx: &Context, period: &Period, now: Timestamp) -> Result<Ev
         reports,
         locations,
         secret_files,
+        signing_key_encrypted: ctx.config.reports.secret_key_password.is_some(),
     })
 }

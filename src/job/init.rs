@@ -65,6 +65,11 @@ pub async fn init(ctx: &Context) -> Result<Vec<InitReport>, JobError> {
             }
             Err(e) => Err(e),
         };
+        if result.is_ok()
+            && let crate::config::LocationKind::Local { path } = &location.kind
+        {
+            owner_only(path);
+        }
         match result {
             Ok((repo, status)) => {
                 reports.push(InitReport {
@@ -88,4 +93,19 @@ pub async fn init(ctx: &Context) -> Result<Vec<InitReport>, JobError> {
         }
     }
     Ok(reports)
+}
+
+/// A local repository is its owner's alone (restic's own mode, 0700): its key files and packs
+/// are encrypted, but names, sizes and times are nobody else's business either.
+fn owner_only(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+        && let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+    {
+        tracing::warn!(
+            "{} is readable by others and could not be made owner-only ({e}); chmod 700 it",
+            path.display()
+        );
+    }
 }

@@ -6,6 +6,7 @@
 //! are kept for the life of the [`Context`], because opening one with a password costs ~0.3 s
 //! and ~128 MiB of scrypt.
 
+pub mod alert;
 mod backup;
 mod check;
 mod copy;
@@ -77,6 +78,9 @@ pub enum JobError {
     Erasure { code: &'static str, reason: String },
     #[error(transparent)]
     Report(#[from] crate::report::ReportError),
+    /// Access control refused the operation (a role, a second factor, an approval).
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
     #[error("internal error: {0}; please report it")]
     Internal(String),
 }
@@ -97,6 +101,7 @@ impl JobError {
             Self::Verification(_) => "verify.mismatch",
             Self::Erasure { code, .. } => code,
             Self::Report(e) => e.code(),
+            Self::Refused { code, .. } => code,
             Self::Internal(_) => "internal",
         }
     }
@@ -152,6 +157,9 @@ pub struct Context {
     /// the mapped role for requests through the control socket.
     pub role: String,
     pub trigger: Trigger,
+    /// What let this context's dangerous operation through (access control's grant), recorded
+    /// with every audit entry it writes.
+    grant: std::sync::Mutex<Option<serde_json::Value>>,
     repos: Mutex<HashMap<String, Repo>>,
     started: std::sync::Mutex<HashMap<String, RunStart>>,
 }
@@ -183,6 +191,7 @@ impl Context {
                 "local".to_string()
             },
             trigger,
+            grant: std::sync::Mutex::new(None),
             repos: Mutex::new(HashMap::new()),
             started: std::sync::Mutex::new(HashMap::new()),
         };
@@ -282,9 +291,31 @@ impl Context {
             uid,
             role: role.to_string(),
             trigger: Trigger::Socket,
+            grant: std::sync::Mutex::new(None),
             repos: Mutex::new(HashMap::new()),
             started: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Records what let this context's dangerous operation through; every audit entry it
+    /// writes from now on carries it (as `params.access`).
+    pub fn set_grant(&self, grant: serde_json::Value) {
+        *self
+            .grant
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(grant);
+    }
+
+    fn with_grant(&self, mut params: serde_json::Value) -> serde_json::Value {
+        let grant = self
+            .grant
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let (Some(grant), Some(map)) = (grant, params.as_object_mut()) {
+            map.insert("access".into(), grant);
+        }
+        params
     }
 
     /// Appends the end of a run to the audit log (and the journal). A failure to audit is
@@ -313,13 +344,13 @@ impl Context {
             trigger: self.trigger.as_str().to_string(),
             action: start.kind.as_str().to_string(),
             target,
-            params: serde_json::json!({
+            params: self.with_grant(serde_json::json!({
                 "run_id": run_id,
                 "source": start.source,
                 "location": start.location,
                 "target": start.target,
                 "scratch": scratch,
-            }),
+            })),
             outcome: outcome.to_string(),
             detail: error_code.map(str::to_string),
         };
@@ -329,7 +360,8 @@ impl Context {
     }
 
     /// Appends an action that is not a run (a refusal, an approval, an erasure).
-    pub fn audit_action(&self, entry: NewEntry) {
+    pub fn audit_action(&self, mut entry: NewEntry) {
+        entry.params = self.with_grant(entry.params);
         if let Err(e) = self.audit.append(entry) {
             tracing::error!(error = %e, "could not write the audit log");
         }

@@ -1,4 +1,5 @@
-//! Notifications: e-mail through an SMTP relay (the only place lettre appears), used by the
-//! compliance reports and the daemon's alerts alike.
+//! Notifications: e-mail through an SMTP relay (the only place lettre appears) and webhooks,
+//! used by the compliance reports and the alerts alike.
 
 pub mod mail;
+pub mod webhook;

@@ -88,4 +88,6 @@ pub struct Evidence {
     pub erasure_replays: Vec<ReplayRecord>,
     /// Damage open at some time in the period (found by checks, drills or restores).
     pub damage: Vec<DamageRecord>,
+    /// The report signing key is encrypted (a `reports.secret-key-password-*` is configured).
+    pub signing_key_encrypted: bool,
 }

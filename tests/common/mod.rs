@@ -69,6 +69,35 @@ impl Workspace {
         cmd.output().expect("run custodian")
     }
 
+    /// Runs `custodian --json --config … ARGS` with `stdin` piped in: its exit code and JSON.
+    pub fn custodian_stdin(&self, args: &[&str], stdin: &str) -> (Option<i32>, Value) {
+        use std::io::Write;
+        let mut child = custodian_cmd()
+            .arg("--json")
+            .arg("--config")
+            .arg(self.config_path())
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run custodian");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+            serde_json::json!({
+                "unparsed": String::from_utf8_lossy(&out.stdout),
+                "stderr": String::from_utf8_lossy(&out.stderr),
+            })
+        });
+        (out.status.code(), value)
+    }
+
     /// Runs custodian with `--json` and parses stdout, asserting the exit code.
     pub fn custodian_json(&self, args: &[&str], expected_code: i32) -> Value {
         let mut all = vec!["--json"];
@@ -128,8 +157,12 @@ password-file = "keys/offsite.key"
 
 pub fn custodian_cmd() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_custodian"));
+    // Under `sudo scripts/test-all`, SUDO_UID would make the invoking user the acting person.
     cmd.env_remove("CUSTODIAN_CONFIG")
-        .env_remove("CUSTODIAN_LOG");
+        .env_remove("CUSTODIAN_LOG")
+        .env_remove("SUDO_UID")
+        .env_remove("SUDO_GID")
+        .env_remove("SUDO_USER");
     cmd
 }
 
@@ -249,3 +282,5 @@ pub fn sha256_file(path: &Path) -> String {
 pub mod s3;
 pub mod servers;
 pub mod smtp;
+pub mod users;
+pub mod webhook;

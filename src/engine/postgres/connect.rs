@@ -39,6 +39,9 @@ impl Connect {
         if let Some(password) = &password {
             options = options.password(password.expose());
         }
+        if needs_verified_tls(url) {
+            options = options.ssl_mode(PgSslMode::VerifyFull);
+        }
         let mut tls_files = Vec::new();
         if let Ok(parsed) = url::Url::parse(url) {
             for (key, value) in parsed.query_pairs() {
@@ -162,6 +165,37 @@ impl Connect {
     }
 }
 
+/// A URL that names no `sslmode` and a host that is not this machine gets `verify-full`:
+/// libpq's default (`prefer`) would send the database password in clear text to any server
+/// that declines TLS, and accept any certificate from one that offers it. Loopback and unix
+/// sockets keep libpq's default; an explicit `sslmode` is always kept.
+fn needs_verified_tls(url: &str) -> bool {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return false;
+    };
+    if parsed
+        .query_pairs()
+        .any(|(k, _)| k == "sslmode" || k == "ssl-mode")
+    {
+        return false;
+    }
+    let host_param = parsed
+        .query_pairs()
+        .find(|(k, _)| k == "host")
+        .map(|(_, v)| v.into_owned());
+    let host = host_param
+        .or_else(|| parsed.host_str().map(str::to_string))
+        .unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let local = host.is_empty()
+        || host.starts_with('/')
+        || host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    !local
+}
+
 fn ssl_mode(mode: PgSslMode) -> &'static str {
     match mode {
         PgSslMode::Disable => "disable",
@@ -210,5 +244,29 @@ pub(super) fn unavailable(
         source_name: source.to_string(),
         path: PathBuf::from(connect.describe()),
         message: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::needs_verified_tls;
+
+    #[test]
+    fn remote_servers_default_to_verified_tls() {
+        assert!(needs_verified_tls(
+            "postgres://custodian@db.example.org/crm"
+        ));
+        assert!(needs_verified_tls("postgres://custodian@10.0.0.5:5432/crm"));
+        assert!(!needs_verified_tls(
+            "postgres://custodian@127.0.0.1:5432/crm"
+        ));
+        assert!(!needs_verified_tls("postgres://custodian@localhost/crm"));
+        assert!(!needs_verified_tls("postgres://custodian@[::1]:5432/crm"));
+        assert!(!needs_verified_tls(
+            "postgres://custodian@/crm?host=/run/postgresql"
+        ));
+        assert!(!needs_verified_tls(
+            "postgres://custodian@db.example.org/crm?sslmode=require"
+        ));
     }
 }

@@ -54,6 +54,11 @@ pub(super) fn crypto(ev: &Evidence) -> Measure {
                 .push(format!("{}: key files unreadable: {e}", l.name)),
         }
     }
+    if !ev.signing_key_encrypted {
+        m.warn.push(
+            "the key that signs these reports is stored unencrypted: set [reports] secret-key-password-file (or -env, -credential) and regenerate it".into(),
+        );
+    }
     for f in &ev.secret_files {
         if f.readable_by_others {
             m.fail.push(format!(
@@ -76,7 +81,13 @@ pub(super) fn crypto(ev: &Evidence) -> Measure {
     }
 }
 
+/// Every dangerous operation of the period (recorded with the grant that let it through) must
+/// have carried its doer's second factor and a second administrator's approval — approver's
+/// second factor included. A break-glass use is listed loudly (a warning, a failure when it
+/// carried no second factor); an operation recorded without a grant (before access control,
+/// or around it) is a failure.
 pub(super) fn access(ev: &Evidence) -> Measure {
+    use serde_json::Value;
     let Ok(v) = &ev.audit_verification else {
         return Measure::none("the audit log could not be read");
     };
@@ -84,32 +95,81 @@ pub(super) fn access(ev: &Evidence) -> Measure {
         return Measure::none("the audit log is empty");
     }
     let mut m = Measure::default();
-    let mut privileged = 0usize;
-    let mut unapproved = 0usize;
-    let mut scratch = 0usize;
+    let (mut dangerous, mut bad, mut scratch, mut glass) = (0usize, 0usize, 0usize, 0usize);
+    let mut glass_ops = 0usize;
+    let mut seen = BTreeSet::new();
+    let flag = |v: &Value, k: &str| v.get(k).and_then(Value::as_bool);
     for e in &ev.audit {
-        let is_restore =
-            e.action == "restore" && e.outcome != "refused" && e.outcome != "requested";
-        // A restore into scratch (recorded so when it ran) overwrites and exposes nothing.
-        if is_restore && e.params.get("scratch").and_then(serde_json::Value::as_bool) == Some(true)
-        {
+        let at = format!("{} by {} at {}", e.action, e.actor, e.time);
+        if e.action == "break-glass" {
+            glass += 1;
+            let reason = e.params["reason"].as_str().unwrap_or("?");
+            let what = e.detail.as_deref().unwrap_or("?");
+            let line = format!(
+                "BREAK-GLASS by {} at {}: {what} without a second administrator — reason given: {reason}",
+                e.actor, e.time
+            );
+            if flag(&e.params, "second_factor") == Some(true) {
+                m.warn.push(line);
+            } else {
+                m.fail.push(format!("{line} (and without a second factor)"));
+            }
+            m.evidence.push(format!("audit#{}", e.seq));
+            continue;
+        }
+        let ran = !matches!(
+            e.outcome.as_str(),
+            "refused" | "requested" | "approval-requested"
+        );
+        if e.action == "restore" && ran && flag(&e.params, "scratch") == Some(true) {
+            // Into scratch, a restore overwrites and exposes nothing.
             scratch += 1;
             continue;
         }
-        let is_key_change = e.action == "keys.replace";
-        if !(is_restore || is_key_change) {
+        let grant = e.params.get("access").filter(|g| g.is_object());
+        let Some(grant) = grant else {
+            if ran && matches!(e.action.as_str(), "restore" | "keys.replace") {
+                dangerous += 1;
+                bad += 1;
+                m.fail.push(format!(
+                    "{at} ({}) without a second administrator's approval or a second factor on record",
+                    e.trigger
+                ));
+                m.evidence.push(format!("audit#{}", e.seq));
+            }
+            continue;
+        };
+        // One operation writes several entries; its grant id counts it once.
+        let id = grant["id"].as_str().unwrap_or_default().to_string();
+        if !ran || !seen.insert(id) {
             continue;
         }
-        privileged += 1;
-        // Through the control socket, the daemon refuses any restore outside the source's
-        // scratch server until a second administrator approves it; the CLI has no such gate.
-        let approved = e.trigger == "socket";
-        if !approved {
-            unapproved += 1;
-            m.fail.push(format!(
-                "{} by {} at {} ({}) without a second administrator's approval",
-                e.action, e.actor, e.time, e.trigger
-            ));
+        dangerous += 1;
+        let mut problems = Vec::new();
+        if flag(grant, "second_factor") != Some(true) {
+            problems.push("without a second factor".to_string());
+        }
+        let four_eyes = flag(grant, "four_eyes") != Some(false);
+        match (grant["approval"].as_str(), grant["break_glass"].as_str()) {
+            _ if !four_eyes => {}
+            (Some(id), _) => {
+                if flag(grant, "approver_second_factor") == Some(false) {
+                    problems.push(format!(
+                        "approved ({id}) by {} without a second factor",
+                        grant["approved_by"].as_str().unwrap_or("?")
+                    ));
+                }
+            }
+            (None, Some(_)) => {}
+            (None, None) => problems.push("without a second administrator's approval".into()),
+        }
+        if problems.is_empty() && grant["break_glass"].is_string() {
+            glass_ops += 1;
+        }
+        if !problems.is_empty() {
+            bad += 1;
+            m.fail
+                .push(format!("{at} ({}) {}", e.trigger, problems.join(" and ")));
             m.evidence.push(format!("audit#{}", e.seq));
         }
     }
@@ -119,10 +179,10 @@ pub(super) fn access(ev: &Evidence) -> Measure {
         .filter(|a| a.approved_by.is_some())
         .count();
     m.findings.push(format!(
-        "{privileged} privileged operation(s); {} under four eyes; {approvals} approval(s) granted; {scratch} restore(s) into scratch",
-        privileged - unapproved
+        "{dangerous} dangerous operation(s); {} with a second factor and, where four eyes apply, an approval; {approvals} approval(s) granted; {glass} break-glass use(s); {scratch} restore(s) into scratch",
+        dangerous.saturating_sub(bad + glass_ops)
     ));
-    m.value = Some(unapproved as f64);
+    m.value = Some(bad as f64);
     m
 }
 

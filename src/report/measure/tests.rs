@@ -136,6 +136,7 @@ fn evidence(period: Period, now: Timestamp) -> Evidence {
         erasures: Vec::new(),
         erasure_replays: Vec::new(),
         damage: Vec::new(),
+        signing_key_encrypted: true,
     }
 }
 
@@ -840,26 +841,96 @@ fn keys_age_unknown_keys_and_clock_skew() {
     );
 }
 
+fn granted(seq: u64, action: &str, trigger: &str, grant: serde_json::Value) -> Entry {
+    let mut e = entry(seq, action, trigger, "succeeded", false);
+    e.params["access"] = grant;
+    e
+}
+
 #[test]
-fn access_counts_restores_outside_scratch_without_four_eyes() {
+fn every_dangerous_operation_needs_four_eyes_and_second_factors() {
     let mut ev = empty();
     assert!(not_evaluated(&get("access.unapproved", &ev, &config(""))).contains("empty"));
+    let full = serde_json::json!({
+        "id": "g1", "action": "restore", "second_factor": true,
+        "approval": "3f2a91c0", "approved_by": "bob", "approver_second_factor": true,
+    });
     with_audit(
         &mut ev,
         vec![
             entry(1, "backup", "schedule", "succeeded", false),
-            entry(2, "restore", "cli", "succeeded", false),
-            entry(3, "restore", "socket", "succeeded", false),
+            // Approved, both second factors: fine — and its second audit entry counts once.
+            granted(2, "restore", "socket", full.clone()),
+            granted(3, "restore", "socket", full),
+            // Into scratch: not dangerous.
             entry(4, "restore", "cli", "succeeded", true),
+            // Refused: nothing ran.
             entry(5, "restore", "socket", "refused", false),
-            entry(6, "keys.replace", "cli", "succeeded", false),
+            // No approval, no second factor.
+            granted(
+                6,
+                "prune",
+                "cli",
+                serde_json::json!({ "id": "g2", "action": "prune", "second_factor": false }),
+            ),
+            // Approved by someone without a second factor.
+            granted(
+                7,
+                "keys.replace",
+                "cli",
+                serde_json::json!({
+                    "id": "g3", "action": "keys.replace", "second_factor": true,
+                    "approval": "77aa", "approved_by": "carol", "approver_second_factor": false,
+                }),
+            ),
+            // Recorded without any grant (before access control, or around it).
+            entry(8, "restore", "cli", "succeeded", false),
         ],
     );
     let m = get("access.unapproved", &ev, &config(""));
-    assert_eq!(value(&m), 2.0, "{m:?}");
-    assert_eq!(m.evidence, ["audit#2", "audit#6"]);
-    assert!(m.findings[0].contains("3 privileged operation(s); 1 under four eyes"));
+    assert_eq!(value(&m), 3.0, "{m:?}");
+    assert_eq!(m.evidence, ["audit#6", "audit#7", "audit#8"]);
+    assert!(
+        m.fail[0].contains("without a second factor and without a second administrator's approval"),
+        "{m:?}"
+    );
+    assert!(m.fail[1].contains("approved (77aa) by carol without a second factor"));
+    assert!(
+        m.findings[0].starts_with("4 dangerous operation(s); 1 with a second factor"),
+        "{m:?}"
+    );
     assert!(m.findings[0].contains("1 restore(s) into scratch"));
+}
+
+#[test]
+fn break_glass_is_listed_loudly() {
+    let mut ev = empty();
+    let mut glass = entry(1, "break-glass", "cli", "used", false);
+    glass.params =
+        serde_json::json!({ "reason": "primary DB lost, CTO on the phone", "second_factor": true });
+    glass.detail = Some("restore snapshot latest into postgres://db2/crm".into());
+    with_audit(
+        &mut ev,
+        vec![
+            glass.clone(),
+            granted(
+                2,
+                "restore",
+                "cli",
+                serde_json::json!({
+                    "id": "g1", "action": "restore", "second_factor": true,
+                    "break_glass": "primary DB lost, CTO on the phone",
+                }),
+            ),
+        ],
+    );
+    let m = get("access.unapproved", &ev, &config(""));
+    assert_eq!(value(&m), 0.0, "{m:?}");
+    assert!(m.warn[0].starts_with("BREAK-GLASS by alice"), "{m:?}");
+    assert!(m.warn[0].contains("reason given: primary DB lost"));
+    glass.params["second_factor"] = false.into();
+    with_audit(&mut ev, vec![glass]);
+    assert!(get("access.unapproved", &ev, &config("")).fail[0].contains("without a second factor"));
 }
 
 #[test]

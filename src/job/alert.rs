@@ -1,4 +1,5 @@
-//! Alerts for scheduled jobs. Every failed or missed job is an error in the journal and a count
+//! Alerts: for scheduled jobs, and for a break-glass use. Every failed or missed job is an error
+//! in the journal and a count
 //! in `custodian_runs_total`; with `[notifications] webhook = URL`, the daemon also POSTs a JSON
 //! summary of every finished job — to `URL` on success and to `URL/fail` on failure (the
 //! convention of healthchecks.io and similar dead-man's-switch services, so a silent daemon is
@@ -6,19 +7,12 @@
 //! Every alert sent is recorded in the catalog with its delivery outcome: the MONITORING rule
 //! of the compliance report checks that each failure was alerted in time.
 
-use std::time::Duration;
-
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-
 /// What happened to a scheduled job.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct JobEvent {
     pub job: String,
     pub kind: &'static str,
-    /// `succeeded`, `failed` or `missed`.
+    /// `succeeded`, `failed`, `missed` or `break-glass`.
     pub status: &'static str,
     pub host: String,
     pub time: String,
@@ -28,7 +22,7 @@ pub struct JobEvent {
 
 /// Sends an event to the webhook and (for failures) by e-mail, as configured, and records each
 /// attempt. Failures to alert are logged, never fatal.
-pub async fn send(ctx: &crate::job::Context, event: &JobEvent) {
+pub async fn send(ctx: &super::Context, event: &JobEvent) {
     let notifications = &ctx.config.notifications;
     if let Some(base) = notifications.webhook.as_deref() {
         let url = if event.status == "succeeded" {
@@ -36,7 +30,7 @@ pub async fn send(ctx: &crate::job::Context, event: &JobEvent) {
         } else {
             format!("{}/fail", base.trim_end_matches('/'))
         };
-        let result = post(&url, event).await;
+        let result = crate::notify::webhook::post(&url, event).await;
         if let Err(e) = &result {
             tracing::warn!(job = event.job, "the webhook could not be reached: {e}");
         }
@@ -46,29 +40,39 @@ pub async fn send(ctx: &crate::job::Context, event: &JobEvent) {
         && !notifications.alert_to.is_empty()
         && event.status != "succeeded"
     {
-        let text = format!(
-            "Scheduled job {} ({}) on {} {} at {}.\n{}\n\nSee `custodian runs` and the journal (journalctl -u custodian).\n",
-            event.job,
-            event.kind,
-            event.host,
-            if event.status == "missed" {
-                "was MISSED"
-            } else {
-                "FAILED"
-            },
-            event.time,
-            event.detail.as_deref().unwrap_or("")
-        );
+        let text = if event.status == "break-glass" {
+            format!(
+                "BREAK-GLASS on {} at {}: a dangerous operation ({}) ran without a second administrator.\n{}\n\nSee `custodian audit list --action break-glass`; the next compliance report lists it under ACCESS.\n",
+                event.host,
+                event.time,
+                event.kind,
+                event.detail.as_deref().unwrap_or("")
+            )
+        } else {
+            format!(
+                "Scheduled job {} ({}) on {} {} at {}.\n{}\n\nSee `custodian runs` and the journal (journalctl -u custodian).\n",
+                event.job,
+                event.kind,
+                event.host,
+                if event.status == "missed" {
+                    "was MISSED"
+                } else {
+                    "FAILED"
+                },
+                event.time,
+                event.detail.as_deref().unwrap_or("")
+            )
+        };
         let outgoing = crate::notify::mail::Outgoing {
             to: notifications.alert_to.clone(),
             subject: format!(
                 "[Custodian] {} {}: {}",
                 event.host,
                 event.job,
-                if event.status == "missed" {
-                    "missed"
-                } else {
-                    "FAILED"
+                match event.status {
+                    "missed" => "missed",
+                    "break-glass" => "BREAK-GLASS used",
+                    _ => "FAILED",
                 }
             ),
             html: format!("<pre>{}</pre>", html_escape(&text)),
@@ -92,7 +96,7 @@ fn html_escape(text: &str) -> String {
 }
 
 async fn record(
-    ctx: &crate::job::Context,
+    ctx: &super::Context,
     event: &JobEvent,
     channel: &'static str,
     result: Result<(), String>,
@@ -109,30 +113,5 @@ async fn record(
             job = event.job,
             "could not record an alert in the catalog: {e}"
         );
-    }
-}
-
-async fn post(url: &str, event: &JobEvent) -> Result<(), String> {
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_native_roots()
-        .map_err(|e| format!("no TLS root certificates: {e}"))?
-        .https_or_http()
-        .enable_http1()
-        .build();
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
-    let body = serde_json::to_vec(event).map_err(|e| e.to_string())?;
-    let request = hyper::Request::post(url)
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .header(hyper::header::USER_AGENT, "custodian")
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| format!("{url} is not a usable URL: {e}"))?;
-    let response = tokio::time::timeout(Duration::from_secs(15), client.request(request))
-        .await
-        .map_err(|_| "no answer within 15 s".to_string())?
-        .map_err(|e| e.to_string())?;
-    if response.status().is_success() {
-        Ok(())
-    } else {
-        Err(format!("it answered {}", response.status()))
     }
 }
