@@ -18,7 +18,7 @@ pub struct Lock {
 /// # Errors
 /// [`JobError::Busy`] when held elsewhere, or an I/O error.
 pub fn try_lock(state_dir: &Path, name: &str, what: &str) -> Result<Lock, JobError> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let dir = state_dir.join("locks");
     fs::DirBuilder::new()
         .recursive(true)
@@ -30,6 +30,7 @@ pub fn try_lock(state_dir: &Path, name: &str, what: &str) -> Result<Lock, JobErr
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(&path)
         .map_err(|e| JobError::io(format!("opening {}", path.display()), &e))?;
     match file.try_lock() {

@@ -2,7 +2,7 @@
 //! of an older snapshot and after a drill; a broken replay rule withholds the data; the ledger
 //! holds no raw subject keys; horizons follow retention and Object Lock.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

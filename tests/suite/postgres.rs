@@ -2,7 +2,7 @@
 //! the oracle for the stored dump, consistency under concurrent writes, failure semantics
 //! (killed pg_dump, server gone, wrong password), and restores.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,6 +1,6 @@
 //! `custodian demo --dir DIR`: the whole cycle on the embedded default, twice.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

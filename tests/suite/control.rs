@@ -3,7 +3,7 @@
 //! approval of a restore, malformed and oversized requests, socket permissions, and the audit
 //! trail of all of it.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;

@@ -1,7 +1,7 @@
 //! Retention: keep rules per source plus a hard maximum age; dry runs change nothing; only
 //! Custodian's own backups are ever removed; prune leaves a sound repository.
 
-mod common;
+use crate::common;
 
 use common::{Workspace, assert_success};
 

@@ -3,7 +3,7 @@
 //! locked versions that cannot be deleted, prune that never fails on them, retention extended),
 //! a store that fails or goes away (retries, a recorded failure, catch-up), and clear errors.
 
-mod common;
+use crate::common;
 
 use common::s3::{ACCESS_KEY, Fault, FaultProxy, S3Server, SECRET_KEY, credential_files};
 use common::{Workspace, assert_success, stderr};

@@ -3,7 +3,7 @@
 //! at the end every repository passes `restic check --read-data`, no snapshot committed before
 //! a kill is lost, no run is left `running`, and the audit chain verifies.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::process::Stdio;

@@ -3,7 +3,7 @@
 //! rejected), SIGTERM stop, missed runs recorded and caught up; the audit log's chain; the
 //! systemd unit's exposure.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixDatagram;

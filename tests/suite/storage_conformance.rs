@@ -2,7 +2,7 @@
 //! location — a local directory, S3 with signature checking (s3s-fs), S3 with Object Lock
 //! (moto) — must store, list, read (whole and in part) and delete repository files the same way.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

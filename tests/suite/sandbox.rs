@@ -7,7 +7,7 @@
 //! it with `custodian ctl`, and both the decision and the uid in the audit log are checked: the
 //! identities survive the sandbox. A second test shows what `PrivateUsers=yes` would do.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;

@@ -3,7 +3,7 @@
 //! fail with precise reasons; a killed drill leaves nothing after the next start; a cancelled
 //! drill tears down at once; the scratch instance listens on no TCP port.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::fs;

@@ -2,7 +2,7 @@
 //! the repository usable (the next backup succeeds once there is room); a table dropped between
 //! two backups is simply absent from the next manifest and the restore matches it.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -2,7 +2,7 @@
 //! fidelity, restic as the oracle, consistency of the manifest with the dump under concurrent
 //! writes, failure semantics (killed dump tool, wrong password) and restores.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};

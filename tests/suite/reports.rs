@@ -3,7 +3,7 @@
 //! tampering and a missing predecessor detected, and the report e-mailed through a real SMTP
 //! server (STARTTLS + AUTH) — including a relay outage retried by the daemon.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

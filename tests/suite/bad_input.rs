@@ -2,7 +2,7 @@
 //! loader, the schedule parser and the control protocol (seeded, reproducible), and a live
 //! daemon fed random bytes on its control socket.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;

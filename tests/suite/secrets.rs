@@ -1,7 +1,7 @@
 //! Secrets never leak: with debug logging, every command's output, the audit log and the catalog
 //! are searched for the repository passwords and S3 keys; state files are owner-only.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 

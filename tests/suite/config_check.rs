@@ -1,7 +1,7 @@
 //! `custodian config check`: every problem at once, each with file, line, key and what to do;
 //! warnings for readable secrets; secrets never printed.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -2,7 +2,7 @@
 //! password is a clear error that changes nothing; a killed backup is recorded as interrupted
 //! and leaves the repository consistent; leftovers of an interrupted backup are discarded.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::process::Stdio;

@@ -2,7 +2,7 @@
 //! outage) and verified restores (from any location, never over an existing file by accident,
 //! never from damaged data).
 
-mod common;
+use crate::common;
 
 use std::fs;
 

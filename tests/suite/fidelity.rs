@@ -5,7 +5,7 @@
 //! privileges included), and the manifest comparison must catch a deliberately damaged restore
 //! of each object class.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -6,7 +6,7 @@
 //! glibc's per-thread malloc arenas made the RSS creep up (~40 KiB/s here), which this test
 //! found.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! The repository layer's guards against rustic_core's traps, driven through the library with
 //! readers that fail in the ways real dumps fail. restic is the judge of what is left behind.
 
-mod common;
+use crate::common;
 
 use std::io::{self, Read};
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //! the daemon, `--break-glass` audited, alerted at once and listed by the next report, and the
 //! report's ACCESS rule reading the grants back.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! The real restic CLI is the oracle: what Custodian writes, restic can list, check and restore
 //! byte for byte; what restic writes, Custodian can read.
 
-mod common;
+use crate::common;
 
 use std::fs;
 
