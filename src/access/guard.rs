@@ -259,6 +259,7 @@ async fn break_glass(ctx: &Context, person: &Person, op: &Operation, reason: &st
         op.summary()
     );
     let event = crate::job::alert::JobEvent {
+        error: None,
         job: "break-glass".into(),
         kind: op.action(),
         status: "break-glass",

@@ -123,6 +123,22 @@ impl Catalog {
     ///
     /// # Errors
     /// When the catalog cannot be read.
+    /// The size of the newest backup of `source`: what the next one is expected to read (its
+    /// progress bar's total).
+    ///
+    /// # Errors
+    /// When the catalog cannot be read.
+    pub async fn last_backup_size(&self, source: &str) -> Result<Option<u64>, CatalogError> {
+        let size: Option<i64> = sqlx::query_scalar(
+            "SELECT size FROM backups WHERE source = ? ORDER BY taken_at DESC LIMIT 1",
+        )
+        .bind(source)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(query_err("reading the last backup's size"))?;
+        Ok(size.and_then(|s| u64::try_from(s).ok()).filter(|s| *s > 0))
+    }
+
     pub async fn manifest(&self, backup_id: &str) -> Result<Option<String>, CatalogError> {
         sqlx::query_scalar("SELECT manifest FROM backups WHERE id = ?")
             .bind(backup_id)

@@ -7,10 +7,11 @@ use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 
 use super::args::GuardArgs;
+use super::ctl_view::{self, View};
 use super::{Exit, emit, render};
 use crate::access::{self, AccessError, Operation, Supplied, guard};
-use crate::daemon::protocol::{Request, Response};
-use crate::job::{Context, JobError};
+use crate::control::{Request, Response};
+use crate::job::{Context, Failure, JobError};
 
 pub(super) fn refused(e: AccessError) -> JobError {
     match e {
@@ -177,7 +178,7 @@ pub(super) async fn remove(ctx: &Context, user: &str, totp_stdin: bool) -> Resul
 async fn call(socket: &Path, request: &Request) -> Result<Response, String> {
     let socket = socket.to_path_buf();
     let request = request.clone();
-    tokio::task::spawn_blocking(move || crate::daemon::protocol::call(&socket, &request))
+    tokio::task::spawn_blocking(move || crate::control::call(&socket, &request))
         .await
         .map_err(|e| format!("internal error: {e}"))?
         .map_err(|e| e.to_string())
@@ -205,21 +206,20 @@ async fn call_with_factor(
     }
 }
 
-/// Prints a daemon's answer; its exit code.
-fn print(response: &Response, json: bool) -> Exit {
-    if json {
-        emit(true, response, |_| String::new());
-    } else if response.ok {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&response.result).unwrap_or_default()
-        );
-    } else {
-        eprintln!(
-            "custodian: {} [{}]",
-            response.error.as_deref().unwrap_or("the daemon refused"),
-            response.code.as_deref().unwrap_or("?")
-        );
+/// Shows a daemon's answer (the envelope's `data` and `error` with `--json`); its exit code.
+fn print(response: &Response, json: bool, view: View) -> Exit {
+    // A refusal's sentence says it all for people; a failed job's result is worth showing.
+    let show = response.ok || matches!(view, View::Outcome | View::Invocation);
+    if !response.result.is_null() && (json || show) {
+        emit(json, &response.result, |v| ctl_view::render(view, v));
+    }
+    if !response.ok {
+        let code = response.code.as_deref().unwrap_or("daemon.refused");
+        let message = response
+            .error
+            .as_deref()
+            .unwrap_or("the daemon refused the request");
+        super::reply::note(json, Failure::new(code, message), &[]);
     }
     match (response.ok, response.code.as_deref()) {
         (true, _) => Exit::Ok,
@@ -229,24 +229,17 @@ fn print(response: &Response, json: bool) -> Exit {
 }
 
 fn unreachable(e: &str, json: bool) -> Exit {
-    if json {
-        emit(
-            true,
-            &serde_json::json!({"ok": false, "error": e, "code": "daemon.unreachable"}),
-            |_| String::new(),
-        );
-    } else {
-        eprintln!("custodian: {e}");
-    }
-    Exit::JobFailed
+    super::fail(json, e, "daemon.unreachable", &[], Exit::JobFailed)
 }
 
 fn socket_or_exit(socket: Option<PathBuf>, config: &Path, json: bool) -> Result<PathBuf, Exit> {
-    crate::daemon::control::socket_path(socket, config)
+    crate::control::socket_path(socket, config)
         .map_err(|e| super::fail(json, &e, "config.unreadable", &[], Exit::Usage))
 }
 
 /// `custodian ctl …`: one request (a restore or an approval may be asked for a second factor).
+/// With `wait`, a started run (`ctl run`, `ctl job`) is followed until it ends, and a restore
+/// waiting for approval until it ran.
 pub(super) async fn ctl(
     socket: Option<PathBuf>,
     config: &Path,
@@ -259,6 +252,7 @@ pub(super) async fn ctl(
         Ok(s) => s,
         Err(exit) => return exit,
     };
+    let view = View::of(&request);
     let response = match call_with_factor(&socket, request, totp_stdin).await {
         Ok(r) => r,
         Err(e) => return unreachable(&e, json),
@@ -274,18 +268,57 @@ pub(super) async fn ctl(
             );
             eprintln!("custodian: waiting for the approval of {id} …");
         }
-        return wait_for(&socket, id, json).await;
+        return wait_for_approval(&socket, id, json).await;
     }
-    print(&response, json)
+    if wait
+        && response.ok
+        && matches!(view, View::Started | View::Invocation)
+        && let Some(id) = response.result["id"].as_str()
+    {
+        return follow(&socket, id, json).await;
+    }
+    print(&response, json, view)
+}
+
+/// Polls the daemon until run `id` ends; prints it (exit 1 when it failed).
+async fn follow(socket: &Path, id: &str, json: bool) -> Exit {
+    let mut last_phase = String::new();
+    loop {
+        let response = match call(socket, &Request::Job { id: id.to_string() }).await {
+            Ok(r) => r,
+            Err(e) => return unreachable(&e, json),
+        };
+        if !response.ok || response.result["state"] != "running" {
+            if response.ok && response.result["state"] == "failed" {
+                let f = &response.result["failure"];
+                let failed = Response {
+                    ok: false,
+                    code: f["code"].as_str().map(str::to_string),
+                    error: f["message"].as_str().map(str::to_string),
+                    result: response.result.clone(),
+                };
+                return print(&failed, json, View::Invocation);
+            }
+            return print(&response, json, View::Invocation);
+        }
+        if !json
+            && let Some(phase) = response.result["progress"]["phase"].as_str()
+            && phase != last_phase
+        {
+            eprintln!("custodian: {id}: {phase} …");
+            last_phase = phase.to_string();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }
 
 /// Polls the daemon until request `id` ran (or expired), then prints how it went.
-async fn wait_for(socket: &Path, id: &str, json: bool) -> Exit {
+async fn wait_for_approval(socket: &Path, id: &str, json: bool) -> Exit {
     loop {
         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
         let listing = match call(socket, &Request::Approvals {}).await {
             Ok(r) if r.ok => r.result,
-            Ok(r) => return print(&r, json),
+            Ok(r) => return print(&r, json, View::Approvals),
             Err(e) => return unreachable(&e, json),
         };
         let found = listing["recent"]
@@ -307,7 +340,7 @@ async fn wait_for(socket: &Path, id: &str, json: bool) -> Exit {
                 }),
                 result: request,
             };
-            return print(&out, json);
+            return print(&out, json, View::Outcome);
         }
     }
 }
@@ -371,7 +404,7 @@ pub(super) async fn approve(
         second_factor: None,
     };
     match call_with_factor(&socket, request, totp_stdin).await {
-        Ok(r) => print(&r, json),
+        Ok(r) => print(&r, json, View::Outcome),
         Err(e) => unreachable(&e, json),
     }
 }

@@ -10,7 +10,19 @@ use crate::model::ReadSubset;
 /// Custodian keeps a CRM database safe: encrypted, deduplicated, restic-compatible backups,
 /// copies in several locations, verified restores.
 #[derive(Debug, Parser)]
-#[command(name = "custodian", version, about, max_term_width = 100)]
+#[command(
+    name = "custodian",
+    version,
+    long_version = concat!(
+        env!("CARGO_PKG_VERSION"),
+        "\ncommit:                   ", env!("CUSTODIAN_COMMIT"),
+        "\nbuilt:                    ", env!("CUSTODIAN_BUILD_DATE"),
+        "\nrustic_core:              ", env!("CUSTODIAN_RUSTIC_CORE"),
+        "\nrestic repository format: 2",
+    ),
+    about,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// Configuration file.
     #[arg(long, global = true, env = "CUSTODIAN_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
@@ -19,6 +31,10 @@ pub struct Cli {
     /// Print machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// With --json: stream progress events (one JSON object per line) before the result.
+    #[arg(long, global = true, requires = "json")]
+    pub progress: bool,
 
     /// More log output on stderr (-v: progress, -vv: debug). CUSTODIAN_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -108,17 +124,18 @@ pub enum Command {
     Status,
     /// Restore a backup, verified against its manifest: a SQLite file (--to) or a database
     /// on a server (--target).
+    #[command(group(clap::ArgGroup::new("into").required(true).multiple(false)))]
     Restore {
         /// Snapshot id (a prefix is enough), backup id, or `latest`.
         #[arg(long)]
         snapshot: String,
         /// SQLite: where to write the database file.
-        #[arg(long, conflicts_with = "target", required_unless_present = "target")]
+        #[arg(long, group = "into")]
         to: Option<PathBuf>,
         /// PostgreSQL / MariaDB: the database to restore into, e.g.
         /// postgres://admin@db2:5432/crm (no password in the URL). The restore is built in a
         /// temporary database on that server and renamed into place only once verified.
-        #[arg(long)]
+        #[arg(long, group = "into")]
         target: Option<String>,
         /// File holding the target server's password (default: the source's password).
         #[arg(long, conflicts_with = "target_password_env")]
@@ -129,8 +146,8 @@ pub enum Command {
         /// PostgreSQL: parallel workers building indexes and constraints (default: one per CPU,
         /// at least 2). The data itself streams from the repository; nothing but the schema is
         /// written to disk.
-        #[arg(long, default_value_t = 0)]
-        jobs: u32,
+        #[arg(long, value_name = "N")]
+        jobs: Option<u32>,
         /// PostgreSQL: apply the cluster's roles (without passwords) and tablespaces first.
         #[arg(long)]
         with_globals: bool,
@@ -149,15 +166,16 @@ pub enum Command {
     /// Compare a database that exists (a SQLite file or a database on a server) with a backup's
     /// manifest: every table's rows and checksum and every schema object the manifest records.
     /// Changes nothing; exit code 1 when anything differs.
+    #[command(group(clap::ArgGroup::new("what").required(true).multiple(false)))]
     Verify {
         /// Snapshot id (a prefix is enough), backup id, or `latest`.
         #[arg(long, default_value = "latest")]
         snapshot: String,
         /// SQLite: the database file to compare.
-        #[arg(long, conflicts_with = "target", required_unless_present = "target")]
+        #[arg(long, group = "what")]
         to: Option<PathBuf>,
         /// PostgreSQL / MariaDB: the database to compare, e.g. postgres://admin@db2/crm.
-        #[arg(long)]
+        #[arg(long, group = "what")]
         target: Option<String>,
         /// File holding the target server's password (default: the source's password).
         #[arg(long, conflicts_with = "target_password_env")]
@@ -312,40 +330,73 @@ pub enum Command {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// Print a shell completion script: `custodian completions bash >
+    /// /etc/bash_completion.d/custodian` (zsh: into a directory on $fpath as `_custodian`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `custodian man > /usr/local/share/man/man1/custodian.1`.
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum CtlCommand {
     /// What runs, what is next, every location's health.
     Status,
-    /// Run a scheduled job now.
-    Run { job: String },
+    /// Run a scheduled job now: prints the run's id (follow it with `ctl job ID`).
+    Run {
+        /// The scheduled job's name, as in the schedule files.
+        job: String,
+        /// Wait until the run ends, and print how it went.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// How one run the daemon started stands: its progress, or how it ended and why.
+    Job {
+        /// The run's id, as `ctl run` and `ctl status` print it.
+        id: String,
+        /// Wait until the run ends.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Back up now.
     Backup {
+        /// Only this source.
         #[arg(long)]
         source: Option<String>,
     },
     /// A restore drill now.
     Drill {
+        /// Only this source.
         #[arg(long)]
         source: Option<String>,
+        /// Restore from this location.
         #[arg(long)]
         location: Option<String>,
+        /// `latest`, `random` or a snapshot id.
         #[arg(long)]
         snapshot: Option<String>,
     },
     /// A restore (needs a second administrator's approval unless the target is scratch).
+    #[command(group(clap::ArgGroup::new("into").required(true).multiple(false)))]
     Restore {
+        /// Snapshot id (a prefix is enough), backup id, or `latest`.
         #[arg(long)]
         snapshot: String,
-        #[arg(long, conflicts_with = "target", required_unless_present = "target")]
+        /// SQLite: where the daemon writes the database file (handed to you).
+        #[arg(long, group = "into")]
         to: Option<PathBuf>,
-        #[arg(long)]
+        /// PostgreSQL / MariaDB: the database to restore into (no password in the URL).
+        #[arg(long, group = "into")]
         target: Option<String>,
+        /// Location to restore from (default: the source's primary).
         #[arg(long)]
         location: Option<String>,
+        /// Source the snapshot belongs to (narrows `latest`).
         #[arg(long)]
         source: Option<String>,
+        /// Replace the target file, or the contents of a non-empty database.
         #[arg(long)]
         force: bool,
         /// Read the second-factor code from standard input.
@@ -359,17 +410,22 @@ pub enum CtlCommand {
     Approvals,
     /// Generate and e-mail the compliance report now (default: the last complete period).
     Report {
+        /// A month (2026-11), ISO week (2026-W47) or quarter (2026-Q4).
         #[arg(long)]
         period: Option<String>,
     },
     /// Audit log entries.
     Audit {
+        /// From this time (UTC, e.g. 2026-11-01 or 2026-11-01T08:00:00Z).
         #[arg(long)]
         since: Option<String>,
+        /// Until this time (exclusive).
         #[arg(long)]
         until: Option<String>,
+        /// Only this actor (unix user).
         #[arg(long)]
         actor: Option<String>,
+        /// Only this action (backup, drill, restore, approve, …).
         #[arg(long)]
         action: Option<String>,
     },
@@ -416,6 +472,7 @@ pub enum ErasureCommand {
     /// Record an erasure request: the subject is stored as a keyed hash (by default), and every
     /// later restore and drill erases it before the data is released.
     Record {
+        /// The source whose data the subject is erased from.
         #[arg(long)]
         source: String,
         /// The subject's key as the CRM stores it (e.g. the e-mail address the rules match).
@@ -428,16 +485,20 @@ pub enum ErasureCommand {
     /// Record many: a CSV file with a `subject,request` header, or a JSON array of
     /// {"subject", "request"}; or restore the ledger from a backup's `erasure-ledger.json`.
     Import {
+        /// The source whose data the subjects are erased from.
         #[arg(long)]
         source: String,
+        /// The CSV or JSON file.
         file: PathBuf,
         #[command(flatten)]
         guard: GuardArgs,
     },
     /// When is each erased subject gone from every backup (or one subject)?
     Status {
+        /// Only this source.
         #[arg(long)]
         source: Option<String>,
+        /// Only this subject.
         #[arg(long)]
         subject: Option<String>,
     },
@@ -484,7 +545,9 @@ pub enum TotpCommand {
     List,
     /// Remove a person's enrolment (needs your own second factor).
     Remove {
+        /// The unix user name.
         user: String,
+        /// Read your second-factor code from standard input.
         #[arg(long)]
         totp_stdin: bool,
     },
@@ -498,4 +561,25 @@ pub enum ConfigCommand {
 
 fn parse_subset(text: &str) -> Result<ReadSubset, String> {
     text.parse()
+}
+
+/// The command line as clap describes it — for parsing, completions and the manual page. The
+/// global `--config` is hidden where it means nothing (a hidden local argument of the same id
+/// keeps the global one from being propagated there).
+#[must_use]
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    for name in ["demo", "generate-crm", "completions", "man"] {
+        cmd = cmd.mut_subcommand(name, |sub| {
+            sub.arg(
+                clap::Arg::new("config")
+                    .long("config")
+                    .hide(true)
+                    .value_parser(clap::value_parser!(PathBuf))
+                    .default_value(DEFAULT_CONFIG_PATH),
+            )
+        });
+    }
+    cmd
 }

@@ -3,13 +3,14 @@
 
 mod access;
 mod args;
+mod ctl_view;
 mod render;
+mod reply;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
 use serde::Serialize;
 
 pub use args::{
@@ -27,7 +28,22 @@ pub use crate::model::Exit;
 /// Entry point used by `main`.
 #[must_use]
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::FromArgMatches;
+    let json = std::env::args().any(|a| a == "--json");
+    let parsed = args::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
+        Err(e) => return usage_error(&e, json),
+    };
+    let mut command = Vec::new();
+    let mut level = &matches;
+    while let Some((name, sub)) = level.subcommand() {
+        command.push(name);
+        level = sub;
+    }
+    reply::begin(&command.join(" "), cli.json, cli.progress);
     init_logging(cli.verbose, matches!(cli.command, Command::Daemon));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -39,7 +55,98 @@ pub fn main() -> ExitCode {
             return Exit::JobFailed.into();
         }
     };
-    runtime.block_on(run(cli)).into()
+    let exit = runtime.block_on(run(cli));
+    reply::finish(exit).into()
+}
+
+/// A command line clap refused: its own message for people, the envelope under `--json`;
+/// `--help` and `--version` are not errors.
+fn usage_error(e: &clap::Error, json: bool) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayVersion => {
+            if json {
+                reply::begin("version", true, false);
+                reply::emit(true, &version_info(), |_| String::new());
+                reply::finish(Exit::Ok).into()
+            } else {
+                let _ = e.print();
+                ExitCode::SUCCESS
+            }
+        }
+        _ if json => {
+            let text = e.render().to_string();
+            let message = text
+                .lines()
+                .next()
+                .unwrap_or("the command line is not valid")
+                .trim_start_matches("error: ")
+                .to_string();
+            let command = attempted_command();
+            let hint = if command.is_empty() {
+                "run `custodian --help`".to_string()
+            } else {
+                format!("run `custodian {command} --help`")
+            };
+            reply::begin(&command, true, false);
+            reply::note(
+                true,
+                crate::job::Failure {
+                    code: "usage".into(),
+                    message,
+                    hint: Some(hint),
+                },
+                &[],
+            );
+            reply::finish(Exit::Usage).into()
+        }
+        _ => {
+            let _ = e.print();
+            ExitCode::from(Exit::Usage as u8)
+        }
+    }
+}
+
+/// The subcommand chain a refused command line names (`backup`, `ctl status`), as far as it is
+/// recognisable: words that are subcommands of the command before them.
+fn attempted_command() -> String {
+    let mut level = args::command();
+    let mut chain = Vec::new();
+    for word in std::env::args().skip(1) {
+        if word.starts_with('-') {
+            continue;
+        }
+        let Some(sub) = level.find_subcommand(&word).cloned() else {
+            continue;
+        };
+        chain.push(sub.get_name().to_string());
+        level = sub;
+    }
+    chain.join(" ")
+}
+
+/// What `--version` says, in full.
+#[derive(Serialize)]
+pub(crate) struct VersionInfo {
+    pub version: &'static str,
+    pub commit: &'static str,
+    pub build_date: &'static str,
+    pub rustic_core: &'static str,
+    pub restic_repository_format: u32,
+}
+
+pub(crate) fn version_info() -> VersionInfo {
+    VersionInfo {
+        version: env!("CARGO_PKG_VERSION"),
+        commit: env!("CUSTODIAN_COMMIT"),
+        build_date: env!("CUSTODIAN_BUILD_DATE"),
+        rustic_core: env!("CUSTODIAN_RUSTIC_CORE"),
+        restic_repository_format: 2,
+    }
 }
 
 fn init_logging(verbose: u8, daemon: bool) {
@@ -80,47 +187,7 @@ fn init_logging(verbose: u8, daemon: bool) {
         .try_init();
 }
 
-/// Prints a value as JSON, or a human rendering of it.
-pub(crate) fn emit<T: Serialize>(json: bool, value: &T, human: impl FnOnce(&T) -> String) {
-    if json {
-        match serde_json::to_string_pretty(value) {
-            Ok(text) => println!("{text}"),
-            Err(e) => eprintln!("custodian: cannot render JSON output: {e}"),
-        }
-    } else {
-        let text = human(value);
-        if !text.is_empty() {
-            println!("{}", text.trim_end());
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct ErrorOutput<'a> {
-    ok: bool,
-    error: String,
-    error_code: &'a str,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    diagnostics: &'a [Diagnostic],
-}
-
-fn fail(json: bool, error: &str, code: &str, diagnostics: &[Diagnostic], exit: Exit) -> Exit {
-    if json {
-        emit(
-            true,
-            &ErrorOutput {
-                ok: false,
-                error: error.to_string(),
-                error_code: code,
-                diagnostics,
-            },
-            |_| String::new(),
-        );
-    } else {
-        eprintln!("custodian: {error}");
-    }
-    exit
-}
+pub(crate) use reply::{emit, fail};
 
 fn job_failure(json: bool, err: &JobError) -> Exit {
     let exit = if err.is_usage() {
@@ -128,7 +195,8 @@ fn job_failure(json: bool, err: &JobError) -> Exit {
     } else {
         Exit::JobFailed
     };
-    fail(json, &err.to_string(), err.code(), &[], exit)
+    reply::note(json, err.failure(), &[]);
+    exit
 }
 
 /// Loads the configuration, printing diagnostics on failure.
@@ -168,6 +236,13 @@ async fn context(path: &Path, json: bool, trigger: Trigger) -> Result<Context, E
 
 async fn run(cli: Cli) -> Exit {
     let json = cli.json;
+    let progress = if json && cli.progress {
+        job::progress::Display::Ndjson
+    } else if !json && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        job::progress::Display::Terminal
+    } else {
+        job::progress::Display::Hidden
+    };
     let config_path = cli.config.clone();
     match cli.command {
         Command::Config {
@@ -197,12 +272,42 @@ async fn run(cli: Cli) -> Exit {
             Err(e) => job_failure(json, &e),
         },
         Command::Daemon => crate::daemon::run(&config_path).await,
+        Command::Completions { shell } => {
+            let mut cmd = args::command();
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "custodian", &mut out);
+            use std::io::Write;
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = std::io::stdout().write_all(&out);
+            Exit::Ok
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            match clap_mangen::Man::new(args::command()).render(&mut out) {
+                Ok(()) => {
+                    use std::io::Write;
+                    let _ = std::io::stdout().write_all(&out);
+                    Exit::Ok
+                }
+                Err(e) => fail(json, &e.to_string(), "io", &[], Exit::JobFailed),
+            }
+        }
         Command::Ctl { socket, command } => {
-            use crate::daemon::protocol::Request;
+            use crate::control::Request;
             let (mut totp_stdin, mut wait) = (false, false);
             let request = match command {
                 CtlCommand::Status => Request::Status {},
-                CtlCommand::Run { job } => Request::Run { job },
+                CtlCommand::Run {
+                    job,
+                    wait: and_wait,
+                } => {
+                    wait = and_wait;
+                    Request::Run { job }
+                }
+                CtlCommand::Job { id, wait: and_wait } => {
+                    wait = and_wait;
+                    Request::Job { id }
+                }
                 CtlCommand::Backup { source } => Request::Backup { source },
                 CtlCommand::Drill {
                     source,
@@ -286,6 +391,7 @@ async fn run(cli: Cli) -> Exit {
             let person = crate::access::local_person(&ctx.config.access, &ctx.config.state_dir);
             ctx.actor = person.user;
             ctx.uid = person.uid;
+            ctx.progress = Arc::new(job::progress::Progress::new(progress));
             let exit = dispatch(&ctx, command, json).await;
             ctx.catalog.close().await;
             exit
@@ -293,23 +399,42 @@ async fn run(cli: Cli) -> Exit {
     }
 }
 
+/// Runs a job through `job::run` (Ctrl-C or SIGTERM cancels it), records an approval's
+/// outcome, and says how it went.
+async fn run_job(
+    ctx: &Context,
+    request: job::Request,
+    approval: Option<String>,
+    json: bool,
+) -> Result<Exit, JobError> {
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let stopper = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            cancel.cancel();
+        })
+    };
+    let result = job::run(ctx, &request, &cancel).await;
+    stopper.abort();
+    access::finished(ctx, approval.as_deref(), &result).await;
+    let outcome = result?;
+    emit(json, &outcome, render::outcome);
+    if let Some(failure) = outcome.failure() {
+        reply::note(json, failure, &[]);
+    }
+    Ok(all_ok(outcome.is_success()))
+}
+
 async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
     let result: Result<Exit, JobError> = async {
         Ok(match command {
-            Command::Init => {
-                let reports = job::init(ctx).await?;
-                emit(json, &reports, |r| render::init(r));
-                all_ok(reports.iter().all(|r| r.status != "failed"))
-            }
+            Command::Init => run_job(ctx, job::Request::Init, None, json).await?,
             Command::Backup { source } => {
-                let reports = job::backup(ctx, source.as_deref()).await?;
-                emit(json, &reports, |r| render::backups(r));
-                all_ok(reports.iter().all(job::BackupReport::all_ok))
+                run_job(ctx, job::Request::Backup { source }, None, json).await?
             }
             Command::Copy { source } => {
-                let reports = job::copy(ctx, source.as_deref()).await?;
-                emit(json, &reports, |r| render::copies(r));
-                all_ok(reports.iter().all(|r| r.status == "succeeded"))
+                run_job(ctx, job::Request::Copy { source }, None, json).await?
             }
             Command::Snapshots { location, source } => {
                 let lists = job::snapshots(ctx, location.as_deref(), source.as_deref()).await?;
@@ -321,10 +446,12 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
                 read_data_subset,
                 rotate,
             } => {
-                let outcomes =
-                    job::check(ctx, location.as_deref(), read_data_subset, rotate).await?;
-                emit(json, &outcomes, |o| render::checks(o));
-                all_ok(outcomes.iter().all(|o| o.status == "ok"))
+                let request = job::Request::Check {
+                    location,
+                    read_data: read_data_subset,
+                    rotate,
+                };
+                run_job(ctx, request, None, json).await?
             }
             Command::Restore {
                 snapshot,
@@ -360,25 +487,18 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
                     };
                     access::guarded(ctx, &op, &guard).await?
                 };
-                let result = job::restore(
-                    ctx,
-                    &job::RestoreRequest {
-                        snapshot,
-                        to,
-                        target,
-                        target_password,
-                        location,
-                        source,
-                        force,
-                        jobs,
-                        with_globals,
-                        progress: !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
-                    },
-                )
-                .await;
-                access::finished(ctx, approval.as_deref(), &result).await;
-                emit(json, &result?, render::restore);
-                Exit::Ok
+                let request = job::Request::Restore(job::RestoreRequest {
+                    snapshot,
+                    to,
+                    target,
+                    target_password,
+                    location,
+                    source,
+                    force,
+                    jobs: jobs.unwrap_or(0),
+                    with_globals,
+                });
+                run_job(ctx, request, approval, json).await?
             }
             Command::Verify {
                 snapshot,
@@ -392,20 +512,15 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
                 let target_password = target_password_file
                     .map(SecretRef::File)
                     .or(target_password_env.map(SecretRef::Env));
-                let report = job::verify(
-                    ctx,
-                    &job::VerifyRequest {
-                        snapshot,
-                        location,
-                        source,
-                        to,
-                        target,
-                        target_password,
-                    },
-                )
-                .await?;
-                emit(json, &report, render::verify);
-                all_ok(report.verification.is_verified())
+                let request = job::Request::Verify(job::VerifyRequest {
+                    snapshot,
+                    location,
+                    source,
+                    to,
+                    target,
+                    target_password,
+                });
+                run_job(ctx, request, None, json).await?
             }
             Command::Forget {
                 location,
@@ -420,11 +535,13 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
                 } else {
                     None
                 };
-                let result = job::forget(ctx, location.as_deref(), apply).await;
-                access::finished(ctx, approval.as_deref(), &result).await;
-                let outcomes = result?;
-                emit(json, &outcomes, |o| render::forgets(o));
-                all_ok(outcomes.iter().all(|o| o.error.is_none()))
+                run_job(
+                    ctx,
+                    job::Request::Forget { location, apply },
+                    approval,
+                    json,
+                )
+                .await?
             }
             Command::Prune {
                 location,
@@ -439,11 +556,7 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
                 } else {
                     None
                 };
-                let result = job::prune(ctx, location.as_deref(), apply).await;
-                access::finished(ctx, approval.as_deref(), &result).await;
-                let outcomes = result?;
-                emit(json, &outcomes, |o| render::prunes(o));
-                all_ok(outcomes.iter().all(|o| o.error.is_none()))
+                run_job(ctx, job::Request::Prune { location, apply }, approval, json).await?
             }
             Command::Status => {
                 let status = job::status(ctx).await?;
@@ -455,18 +568,12 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
                 location,
                 snapshot,
             } => {
-                let report = job::drill(
-                    ctx,
-                    &job::DrillRequest {
-                        source,
-                        location,
-                        snapshot,
-                    },
-                    shutdown_signal(),
-                )
-                .await?;
-                emit(json, &report, render::drill);
-                all_ok(report.passed())
+                let request = job::Request::Drill(job::DrillRequest {
+                    source,
+                    location,
+                    snapshot,
+                });
+                run_job(ctx, request, None, json).await?
             }
             Command::Drills {
                 source,
@@ -556,17 +663,12 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
                     ),
                     _ => None,
                 };
-                let outcome = job::report(
-                    ctx,
-                    &job::ReportRequest {
-                        period,
-                        out,
-                        send: !no_mail,
-                    },
-                )
-                .await?;
-                emit(json, &outcome, render::report);
-                Exit::Ok
+                let request = job::Request::Report(job::ReportRequest {
+                    period,
+                    out,
+                    send: !no_mail,
+                });
+                run_job(ctx, request, None, json).await?
             }
             Command::Erasure { command } => match command {
                 ErasureCommand::Record {
@@ -671,6 +773,8 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
             | Command::Daemon
             | Command::Ctl { .. }
             | Command::Approve { .. }
+            | Command::Completions { .. }
+            | Command::Man
             | Command::GenerateCrm { .. } => Exit::Usage,
         })
     }
@@ -782,21 +886,20 @@ fn config_check(path: &PathBuf, json: bool) -> Exit {
             if !valid {
                 if json {
                     emit(true, &out, |_| String::new());
-                } else {
-                    eprintln!(
-                        "{}: a location declared immutable is not; nothing was changed",
-                        path.display()
-                    );
                 }
-                return Exit::Usage;
+                let message = format!(
+                    "{}: a location declared immutable is not; nothing was changed",
+                    path.display()
+                );
+                return fail(json, &message, "config.invalid", &[], Exit::Usage);
             }
             emit(json, &out, |o| {
                 format!(
-                    "{}: configuration is valid ({} source(s): {}; {} location(s): {})",
+                    "{}: configuration is valid ({}: {}; {}: {})",
                     o.file.display(),
-                    o.sources.len(),
+                    render::count(o.sources.len(), "source"),
                     o.sources.join(", "),
-                    o.locations.len(),
+                    render::count(o.locations.len(), "location"),
                     o.locations.join(", ")
                 )
             });
@@ -821,9 +924,13 @@ fn config_check(path: &PathBuf, json: bool) -> Exit {
                 for d in &diagnostics {
                     eprintln!("{d}");
                 }
-                eprintln!("{}: {errors} error(s); nothing was changed", path.display());
             }
-            Exit::Usage
+            let message = format!(
+                "{}: {}; nothing was changed",
+                path.display(),
+                render::count(errors, "error")
+            );
+            fail(json, &message, "config.invalid", &[], Exit::Usage)
         }
         Err(err) => {
             let code = if matches!(err, ConfigError::NotFound { .. }) {

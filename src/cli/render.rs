@@ -10,6 +10,47 @@ use crate::job::{
 use crate::model::{group_digits, human_bytes};
 use crate::repo::ForgetPlan;
 
+/// A table with a header row: columns as wide as their widest cell, the last one unpadded,
+/// every line starting with `indent`.
+pub fn table<const N: usize>(headers: &[&str; N], rows: &[[String; N]], indent: &str) -> String {
+    let mut widths: [usize; N] = headers.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut text = String::from(indent);
+        for (i, cell) in cells.enumerate() {
+            if i + 1 == N {
+                text.push_str(cell);
+            } else {
+                let pad = widths[i] - cell.chars().count();
+                text.push_str(cell);
+                text.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(&mut headers.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+/// "1 snapshot", "2 snapshots".
+#[must_use]
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 pub fn init(reports: &[InitReport]) -> String {
     let mut out = String::new();
     for r in reports {
@@ -37,11 +78,11 @@ pub fn backups(reports: &[BackupReport]) -> String {
             (Some(s), _) => {
                 let _ = writeln!(
                     out,
-                    "{} → {}: snapshot {}, {} tables, {} rows, {} read, {} stored new ({} before compression), {:.1} s",
+                    "{} → {}: snapshot {}, {}, {} rows, {} read, {} stored new ({} before compression), {:.1} s",
                     r.source,
                     r.location,
                     s.short_id(),
-                    r.tables,
+                    count(r.tables, "table"),
                     group_digits(r.rows),
                     human_bytes(s.bytes),
                     human_bytes(s.added_stored),
@@ -97,21 +138,32 @@ pub fn snapshots(lists: &[LocationSnapshots]) -> String {
         if l.snapshots.is_empty() {
             let _ = writeln!(out, "  no snapshots");
         }
-        for s in &l.snapshots {
-            let copy = if s.backup_id == s.id {
-                String::new()
-            } else {
-                format!("  copy of {}", &s.backup_id[..8])
-            };
-            let state = if s.pending { "  PENDING" } else { "" };
-            let _ = writeln!(
-                out,
-                "  {}  {}  {:<12} {:>10}{copy}{state}",
-                s.short_id(),
-                crate::model::time::format(s.time),
-                s.source.as_deref().unwrap_or("-"),
-                human_bytes(s.bytes)
-            );
+        let rows: Vec<[String; 5]> = l
+            .snapshots
+            .iter()
+            .map(|s| {
+                let mut note = Vec::new();
+                if s.backup_id != s.id {
+                    note.push(format!("copy of {}", &s.backup_id[..8]));
+                }
+                if s.pending {
+                    note.push("PENDING".to_string());
+                }
+                [
+                    s.short_id().to_string(),
+                    crate::model::time::format(s.time),
+                    s.source.as_deref().unwrap_or("-").to_string(),
+                    human_bytes(s.bytes),
+                    note.join(", "),
+                ]
+            })
+            .collect();
+        if !rows.is_empty() {
+            out.push_str(&table(
+                &["ID", "TIME", "SOURCE", "SIZE", "NOTE"],
+                &rows,
+                "  ",
+            ));
         }
     }
     out
@@ -128,7 +180,7 @@ pub fn checks(outcomes: &[CheckOutcome]) -> String {
             out,
             "location {}: {} ({scope})",
             o.location,
-            o.status.to_uppercase()
+            o.status.as_str().to_uppercase()
         );
         if let Some(c) = &o.coverage {
             let _ = writeln!(
@@ -159,7 +211,7 @@ pub fn checks(outcomes: &[CheckOutcome]) -> String {
 pub fn restore(r: &RestoreReport) -> String {
     let rows: u64 = r.verification.tables.iter().map(|t| t.rows).sum();
     let mut out = format!(
-        "restored snapshot {} of {} ({}) from {} to {} ({}), {:.1} s\nverified against the manifest: {} tables, {} rows",
+        "restored snapshot {} of {} ({}) from {} to {} ({}), {:.1} s\nverified against the manifest: {}, {} rows",
         &r.snapshot_id[..8],
         r.source,
         r.engine,
@@ -167,7 +219,7 @@ pub fn restore(r: &RestoreReport) -> String {
         r.target,
         human_bytes(r.bytes),
         r.duration_seconds,
-        r.verification.tables.len(),
+        count(r.verification.tables.len(), "table"),
         group_digits(rows),
     );
     if let Some(sha) = &r.verification.file_sha256 {
@@ -206,7 +258,7 @@ fn verification_details(v: &crate::engine::Verification) -> String {
 pub fn verify(r: &crate::job::VerifyReport) -> String {
     let rows: u64 = r.verification.tables.iter().map(|t| t.rows).sum();
     format!(
-        "{} {} against snapshot {} of {} ({}) from {}: {} tables, {} rows{}",
+        "{} {} against snapshot {} of {} ({}) from {}: {}, {} rows{}",
         if r.verification.is_verified() {
             "VERIFIED"
         } else {
@@ -217,7 +269,7 @@ pub fn verify(r: &crate::job::VerifyReport) -> String {
         r.source,
         r.engine,
         r.location,
-        r.verification.tables.len(),
+        count(r.verification.tables.len(), "table"),
         group_digits(rows),
         verification_details(&r.verification)
     )
@@ -285,28 +337,47 @@ fn age(seconds: f64) -> String {
 }
 
 pub fn drills(drills: &[DrillRecord]) -> String {
-    let mut out = String::new();
-    for d in drills {
-        let _ = writeln!(
-            out,
-            "{}  {:<12} {:<12} {:<11} {:<8} {:>8}  {}{}",
-            d.started_at,
-            d.source,
-            d.location,
-            d.verdict,
-            d.snapshot_id
-                .as_deref()
-                .map_or("-", |s| &s[..8.min(s.len())]),
-            d.rto_seconds
-                .map_or_else(|| "-".into(), |r| format!("{r:.1} s")),
-            d.selection,
-            d.failure_reason
-                .as_deref()
-                .map(|r| format!("  {r}"))
-                .unwrap_or_default()
-        );
+    if drills.is_empty() {
+        return "no drills recorded yet: `custodian drill`".into();
     }
-    out
+    let rows: Vec<[String; 7]> = drills
+        .iter()
+        .map(|d| {
+            [
+                d.started_at.clone(),
+                d.source.clone(),
+                d.location.clone(),
+                d.verdict.to_string(),
+                d.snapshot_id
+                    .as_deref()
+                    .map_or("-", |s| &s[..8.min(s.len())])
+                    .to_string(),
+                d.rto_seconds
+                    .map_or_else(|| "-".into(), |r| format!("{r:.1} s")),
+                format!(
+                    "{}{}",
+                    d.selection,
+                    d.failure_reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                ),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "STARTED",
+            "SOURCE",
+            "LOCATION",
+            "VERDICT",
+            "SNAPSHOT",
+            "RTO",
+            "SELECTION",
+        ],
+        &rows,
+        "",
+    )
 }
 
 pub fn audit_verification(v: &crate::audit::Verification, path: &std::path::Path) -> String {
@@ -329,64 +400,80 @@ pub fn audit_verification(v: &crate::audit::Verification, path: &std::path::Path
 }
 
 pub fn audit_entries(entries: &[crate::audit::Entry]) -> String {
-    let mut out = String::new();
-    for e in entries {
-        let _ = writeln!(
-            out,
-            "{:>6}  {}  {:<12} {:<13} {:<8} {:<8} {:<12} {}{}",
-            e.seq,
-            e.time,
-            e.actor,
-            e.role,
-            e.trigger,
-            e.action,
-            e.target.as_deref().unwrap_or("-"),
-            e.outcome,
-            e.detail
-                .as_deref()
-                .map(|d| format!("  [{d}]"))
-                .unwrap_or_default()
-        );
+    if entries.is_empty() {
+        return "no audit entries match".into();
     }
-    out
+    let rows: Vec<[String; 8]> = entries
+        .iter()
+        .map(|e| {
+            [
+                e.seq.to_string(),
+                e.time.clone(),
+                e.actor.clone(),
+                e.role.to_string(),
+                e.trigger.to_string(),
+                e.action.to_string(),
+                e.target.as_deref().unwrap_or("-").to_string(),
+                format!(
+                    "{}{}",
+                    e.outcome,
+                    e.detail
+                        .as_deref()
+                        .map(|d| format!(" [{d}]"))
+                        .unwrap_or_default()
+                ),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "SEQ", "TIME", "ACTOR", "ROLE", "TRIGGER", "ACTION", "TARGET", "OUTCOME",
+        ],
+        &rows,
+        "",
+    )
 }
 
 pub fn runs(runs: &[RunRecord]) -> String {
-    let mut out = String::new();
-    for r in runs {
-        let what = [
-            r.source.as_deref(),
-            r.location.as_deref(),
-            r.target.as_deref(),
-        ]
-        .iter()
-        .flatten()
-        .copied()
-        .collect::<Vec<_>>()
-        .join(" ");
-        let _ = writeln!(
-            out,
-            "{}  {:<8} {:<11} {:<6} {}{}",
-            r.started_at,
-            r.kind,
-            r.outcome.as_str(),
-            r.trigger,
-            what,
-            r.error_code
-                .as_deref()
-                .map(|c| format!("  [{c}]"))
-                .unwrap_or_default()
-        );
+    if runs.is_empty() {
+        return "no runs recorded yet".into();
     }
-    out
+    let rows: Vec<[String; 6]> = runs
+        .iter()
+        .map(|r| {
+            let what = [
+                r.source.as_deref(),
+                r.location.as_deref(),
+                r.target.as_deref(),
+            ]
+            .iter()
+            .flatten()
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" ");
+            [
+                r.started_at.clone(),
+                r.kind.to_string(),
+                r.outcome.as_str().to_string(),
+                r.trigger.to_string(),
+                what,
+                r.error_code.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &["STARTED", "KIND", "OUTCOME", "TRIGGER", "ON", "ERROR"],
+        &rows,
+        "",
+    )
 }
 
 fn plan(out: &mut String, plan: &ForgetPlan, applied: bool) {
     let verb = if applied { "removed" } else { "would remove" };
     let _ = writeln!(
         out,
-        "  keeps {} snapshot(s), {verb} {}",
-        plan.keep.len(),
+        "  keeps {}, {verb} {}",
+        count(plan.keep.len(), "snapshot"),
         plan.remove.len()
     );
     for r in &plan.remove {
@@ -433,17 +520,18 @@ pub fn prunes(outcomes: &[PruneOutcome]) -> String {
             let verb = if p.applied { "deleted" } else { "would delete" };
             let _ = writeln!(
                 out,
-                "  data: {verb} {} pack(s), {} (repacking {} pack(s))",
-                p.packs_to_delete,
+                "  data: {verb} {}, {} (repacking {})",
+                count(p.packs_to_delete as usize, "pack"),
                 human_bytes(p.bytes_to_delete),
-                p.packs_to_repack
+                count(p.packs_to_repack as usize, "pack")
             );
         }
         if let Some(l) = &o.locks_extended {
             let _ = writeln!(
                 out,
-                "  object lock: retention extended on {} of {} object(s)",
-                l.extended, l.objects
+                "  object lock: retention extended on {} of {}",
+                l.extended,
+                count(l.objects, "object")
             );
         }
         if let Some(v) = &o.locked_versions {
@@ -488,7 +576,7 @@ pub fn status(s: &Status) -> String {
             "location {} [{}] {}: {health}",
             l.name, l.kind, l.repository
         );
-        let _ = writeln!(out, "  {} backup snapshot(s)", l.snapshots);
+        let _ = writeln!(out, "  {}", count(l.snapshots, "backup snapshot"));
         for f in &l.sources {
             let _ = writeln!(
                 out,
@@ -813,4 +901,22 @@ pub fn factors(list: &[crate::catalog::Factor]) -> String {
         );
     }
     out
+}
+
+/// A job's outcome, as its command renders it.
+pub fn outcome(o: &crate::job::Outcome) -> String {
+    use crate::job::Outcome;
+    match o {
+        Outcome::Init(r) => init(r),
+        Outcome::Backup(r) => backups(r),
+        Outcome::Copy(r) => copies(r),
+        Outcome::Check(r) => checks(r),
+        Outcome::Forget(r) => forgets(r),
+        Outcome::Prune(r) => prunes(r),
+        Outcome::Restore(r) => restore(r),
+        Outcome::Verify(r) => verify(r),
+        Outcome::Drill(r) => drill(r),
+        Outcome::Report(r) => report(r),
+        Outcome::ScheduledReport => "the period's report is made and delivered".into(),
+    }
 }

@@ -12,27 +12,27 @@
 //!   snapshot — and the daemon exits 0. SIGHUP: the configuration and schedules are reloaded;
 //!   an invalid one is rejected with its diagnostics and the old one keeps running.
 
-pub mod control;
 mod metrics;
 mod notify;
-pub mod protocol;
+mod runner;
+pub mod socket;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::RngExt;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{Mutex, Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::sync::watch;
 
 use crate::catalog::Trigger;
 use crate::config::Config;
-use crate::config::schedules::{JobKind, Missed, ScheduledJob};
+use crate::config::schedules::{Missed, ScheduledJob};
 use crate::job::alert;
-use crate::job::{self, Context, JobError};
+use crate::job::{Context, JobError};
 use crate::model::Exit;
+use runner::Shared;
 
 /// How long running jobs may take to finish after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(60);
@@ -40,35 +40,6 @@ const STOP_GRACE: Duration = Duration::from_secs(60);
 const TICK: Duration = Duration::from_secs(5);
 /// At most this many missed fires of one job are recorded individually.
 const MAX_MISSED_RECORDED: usize = 10_000;
-
-struct Shared {
-    running: std::sync::Mutex<HashSet<String>>,
-    source_queues: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
-    slots: Arc<Semaphore>,
-}
-
-impl Shared {
-    fn queue(&self, source: &str) -> Arc<Mutex<()>> {
-        self.source_queues
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(source.to_string())
-            .or_default()
-            .clone()
-    }
-
-    fn running(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .running
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .cloned()
-            .collect();
-        v.sort();
-        v
-    }
-}
 
 /// Runs the daemon until SIGTERM.
 pub async fn run(config_path: &Path) -> Exit {
@@ -108,14 +79,8 @@ pub async fn run(config_path: &Path) -> Exit {
         None => None,
     };
 
-    let shared = Arc::new(Shared {
-        running: std::sync::Mutex::new(HashSet::new()),
-        source_queues: std::sync::Mutex::new(HashMap::new()),
-        slots: Arc::new(Semaphore::new(config.daemon.max_concurrent_jobs as usize)),
-    });
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks: JoinSet<()> = JoinSet::new();
-    let listener = match control::bind(
+    let shared = Arc::new(Shared::new(config.daemon.max_concurrent_jobs as usize));
+    let listener = match socket::bind(
         &config.daemon.control_socket,
         config.access.socket_group.as_deref(),
     ) {
@@ -129,15 +94,16 @@ pub async fn run(config_path: &Path) -> Exit {
         }
     };
     let (ctx_tx, ctx_rx) = watch::channel(ctx.clone());
-    let control_task = control::serve(listener, ctx_rx, shared.clone());
+    let control_task = socket::serve(listener, ctx_rx, shared.clone());
 
-    let mut next = match plan(&ctx, &shared, &mut tasks, &stop_rx, true).await {
+    let mut next = match plan(&ctx, &shared, true).await {
         Ok(n) => n,
         Err(e) => {
             eprintln!("custodian daemon: {e}");
             return Exit::JobFailed;
         }
     };
+    publish_plan(&shared, &next);
     tracing::info!(
         jobs = ctx.config.daemon.schedules.len(),
         "daemon ready: {}",
@@ -163,23 +129,34 @@ pub async fn run(config_path: &Path) -> Exit {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                match Config::load(config_path) {
+                let accepted = match Config::load(config_path) {
                     Ok(new) => match Context::new(Arc::new(new), Trigger::Schedule).await {
                         Ok(new_ctx) => {
                             ctx = Arc::new(new_ctx);
                             let _ = ctx_tx.send(ctx.clone());
-                            match plan(&ctx, &shared, &mut tasks, &stop_rx, false).await {
-                                Ok(n) => next = n,
+                            match plan(&ctx, &shared, false).await {
+                                Ok(n) => {
+                                    next = n;
+                                    publish_plan(&shared, &next);
+                                }
                                 Err(e) => tracing::error!("reloading the schedules: {e}"),
                             }
                             tracing::info!("configuration reloaded: {}", describe_next(&next));
+                            true
                         }
-                        Err(e) => tracing::error!("configuration reload rejected: {e}; the old configuration keeps running"),
+                        Err(e) => {
+                            tracing::error!("configuration reload rejected: {e}; the old configuration keeps running");
+                            false
+                        }
                     },
-                    Err(e) => tracing::error!("configuration reload rejected, the old configuration keeps running: {e}"),
-                }
+                    Err(e) => {
+                        tracing::error!("configuration reload rejected, the old configuration keeps running: {e}");
+                        false
+                    }
+                };
+                *shared.reload.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    (accepted, jiff::Timestamp::now());
             }
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
         if watchdog.is_some() {
             notify::watchdog();
@@ -198,11 +175,12 @@ pub async fn run(config_path: &Path) -> Exit {
             if let Err(e) = ctx.catalog.set_last_fire(&job.name, now).await {
                 tracing::error!(job = job.name, "recording the schedule state: {e}");
             }
-            launch(&ctx, &shared, &mut tasks, &stop_rx, &job, scheduled).await;
+            launch(&ctx, &shared, &job, scheduled).await;
             if let Some(at) = next_fire(&job, now) {
                 next.insert(name, (at, job));
             }
         }
+        publish_plan(&shared, &next);
         let status = status_line(&shared, &next);
         if status != last_status {
             notify::status(&status);
@@ -212,19 +190,19 @@ pub async fn run(config_path: &Path) -> Exit {
 
     notify::stopping();
     tracing::info!(running = ?shared.running(), "stopping: no new jobs; waiting for running ones");
-    let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(STOP_GRACE, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
+    shared.shutdown.cancel();
+    shared.tracker.close();
+    if tokio::time::timeout(STOP_GRACE, shared.tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!(
             running = ?shared.running(),
             "jobs still running after {} s are stopped; their dump tools are killed and no partial backup is committed",
             STOP_GRACE.as_secs()
         );
-        tasks.abort_all();
-        while tasks.join_next().await.is_some() {}
+        shared.hard_stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(30), shared.tracker.wait()).await;
     }
     if let Some(task) = metrics_task {
         task.abort();
@@ -240,7 +218,7 @@ fn event(
     ctx: &Context,
     job: &ScheduledJob,
     status: &'static str,
-    detail: Option<String>,
+    failure: Option<crate::job::Failure>,
 ) -> alert::JobEvent {
     alert::JobEvent {
         job: job.name.clone(),
@@ -248,7 +226,8 @@ fn event(
         status,
         host: ctx.config.hostname.clone(),
         time: crate::model::time::format(jiff::Timestamp::now()),
-        detail,
+        detail: failure.as_ref().map(|f| f.message.clone()),
+        error: failure,
     }
 }
 
@@ -322,13 +301,7 @@ fn status_line(shared: &Shared, next: &Plan) -> String {
 
 /// Computes the next fire of every job; at start, records the fires missed since the last one
 /// and runs the job once now when its policy says so.
-async fn plan(
-    ctx: &Arc<Context>,
-    shared: &Arc<Shared>,
-    tasks: &mut JoinSet<()>,
-    stop: &watch::Receiver<bool>,
-    at_start: bool,
-) -> Result<Plan, JobError> {
+async fn plan(ctx: &Arc<Context>, shared: &Arc<Shared>, at_start: bool) -> Result<Plan, JobError> {
     let now = jiff::Timestamp::now();
     let mut next = Plan::new();
     for job in &ctx.config.daemon.schedules {
@@ -364,15 +337,15 @@ async fn plan(
                             ctx,
                             job,
                             "missed",
-                            Some(format!(
-                                "{} run(s) missed while the daemon was down",
-                                missed.len()
+                            Some(crate::job::Failure::new(
+                                "run.missed",
+                                format!("{} run(s) missed while the daemon was down", missed.len()),
                             )),
                         ),
                     )
                     .await;
                     if job.missed == Missed::RunOnce {
-                        launch(ctx, shared, tasks, stop, job, now).await;
+                        launch(ctx, shared, job, now).await;
                     }
                 }
             }
@@ -386,15 +359,27 @@ async fn plan(
     Ok(next)
 }
 
-/// Starts a job in the background unless its previous run still goes on.
-async fn launch(
+/// Publishes the plan's next fires for `ctl status`.
+fn publish_plan(shared: &Shared, next: &Plan) {
+    *shared
+        .plan
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = next
+        .iter()
+        .map(|(name, (at, job))| (name.clone(), (job.kind.as_str().to_string(), *at)))
+        .collect();
+}
+
+/// Starts a job in the background unless its previous run still goes on; its invocation id.
+pub(super) async fn launch(
     ctx: &Arc<Context>,
     shared: &Arc<Shared>,
-    tasks: &mut JoinSet<()>,
-    stop: &watch::Receiver<bool>,
     job: &ScheduledJob,
     scheduled: jiff::Timestamp,
-) {
+) -> Option<String> {
+    if shared.shutdown.is_cancelled() {
+        return None;
+    }
     if !claim(shared, &job.name) {
         tracing::warn!(
             job = job.name,
@@ -413,132 +398,66 @@ async fn launch(
         {
             tracing::error!(job = job.name, "recording a skipped run: {e}");
         }
-        return;
+        return None;
     }
-    let (ctx, shared, job, mut stop) = (ctx.clone(), shared.clone(), job.clone(), stop.clone());
-    tasks.spawn(async move {
+    let progress = Arc::new(crate::job::progress::Progress::hidden());
+    let trigger = if ctx.trigger == Trigger::Socket {
+        "socket"
+    } else {
+        "schedule"
+    };
+    let id = shared.begin(&job.name, job.kind.as_str(), trigger, progress.clone());
+    let (ctx, shared, job, invocation) = (ctx.clone(), shared.clone(), job.clone(), id.clone());
+    let tracker = shared.tracker.clone();
+    tracker.spawn(async move {
         let permit = shared.slots.clone().acquire_owned().await;
-        if permit.is_ok() && !*stop.borrow() {
+        let mut failure = Some(crate::job::Failure::new(
+            "run.cancelled",
+            "the daemon stopped before the job could start",
+        ));
+        if permit.is_ok() && !shared.shutdown.is_cancelled() {
             tracing::info!(
                 job = job.name,
                 kind = job.kind.as_str(),
-                "scheduled job started"
+                invocation,
+                "job started"
             );
-            let cancel = async move {
-                let _ = stop.wait_for(|s| *s).await;
-            };
-            let ok = execute(&ctx, &shared, &job, cancel).await;
-            if ok {
-                tracing::info!(job = job.name, "scheduled job finished");
-            } else {
-                tracing::error!(
+            let run_ctx = ctx.for_job(Some(&job.name), progress);
+            let requests = runner::requests(&run_ctx, &job);
+            failure = runner::execute(&run_ctx, &shared, &requests).await;
+            match &failure {
+                None => tracing::info!(job = job.name, invocation, "job finished"),
+                Some(f) => tracing::error!(
                     job = job.name,
-                    "scheduled job FAILED; see `custodian runs` and the log above"
-                );
+                    invocation,
+                    code = f.code,
+                    "job FAILED: {}",
+                    f.message
+                ),
             }
             alert::send(
                 &ctx,
-                &event(&ctx, &job, if ok { "succeeded" } else { "failed" }, None),
+                &event(
+                    &ctx,
+                    &job,
+                    if failure.is_none() {
+                        "succeeded"
+                    } else {
+                        "failed"
+                    },
+                    failure.clone(),
+                ),
             )
             .await;
         }
+        shared.end(&invocation, failure);
         shared
             .running
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&job.name);
     });
-}
-
-/// Runs one scheduled job; every run it makes is recorded by the job itself.
-async fn execute(
-    ctx: &Context,
-    shared: &Shared,
-    job: &ScheduledJob,
-    cancel: impl std::future::Future<Output = ()>,
-) -> bool {
-    let sources: Vec<String> = if job.sources.is_empty() {
-        ctx.config.sources.iter().map(|s| s.name.clone()).collect()
-    } else {
-        job.sources.clone()
-    };
-    let locations: Vec<Option<String>> = if job.locations.is_empty() {
-        vec![None]
-    } else {
-        job.locations.iter().cloned().map(Some).collect()
-    };
-    let result: Result<bool, JobError> = async {
-        Ok(match job.kind {
-            JobKind::Backup => {
-                let mut ok = true;
-                for source in &sources {
-                    let queue = shared.queue(source);
-                    let _turn = queue.lock().await;
-                    let reports = job::backup(ctx, Some(source)).await?;
-                    ok &= reports.iter().all(job::BackupReport::all_ok);
-                }
-                ok
-            }
-            JobKind::Copy => {
-                let mut ok = true;
-                for source in &sources {
-                    let reports = job::copy(ctx, Some(source)).await?;
-                    ok &= reports.iter().all(|r| r.status == "succeeded");
-                }
-                ok
-            }
-            JobKind::Check => {
-                let (subset, rotate) = match job.read_data.as_str() {
-                    "rotate" => (None, true),
-                    "none" => (None, false),
-                    other => (other.parse().ok(), false),
-                };
-                let mut ok = true;
-                for location in &locations {
-                    let outcomes =
-                        job::check(ctx, location.as_deref(), subset.clone(), rotate).await?;
-                    ok &= outcomes.iter().all(|o| o.status == "ok");
-                }
-                ok
-            }
-            JobKind::Prune => {
-                let mut ok = true;
-                for location in &locations {
-                    let outcomes = job::prune(ctx, location.as_deref(), true).await?;
-                    ok &= outcomes.iter().all(|o| o.error.is_none());
-                }
-                ok
-            }
-            JobKind::Drill => {
-                let source = job.sources.first().cloned();
-                let queue = shared.queue(source.as_deref().unwrap_or("*drill*"));
-                let _turn = queue.lock().await;
-                let report = job::drill(
-                    ctx,
-                    &job::DrillRequest {
-                        source,
-                        location: job.locations.first().cloned(),
-                        snapshot: None,
-                    },
-                    cancel,
-                )
-                .await?;
-                report.passed()
-            }
-            JobKind::Report => {
-                job::report::scheduled(ctx).await?;
-                true
-            }
-        })
-    }
-    .await;
-    match result {
-        Ok(ok) => ok,
-        Err(e) => {
-            tracing::error!(job = job.name, code = e.code(), "scheduled job failed: {e}");
-            false
-        }
-    }
+    Some(id)
 }
 
 /// The schedule files shipped in `schedules/` (for `config check` and tests).
@@ -568,11 +487,7 @@ mod tests {
     }
 
     fn shared(slots: usize) -> Shared {
-        Shared {
-            running: std::sync::Mutex::new(HashSet::new()),
-            source_queues: std::sync::Mutex::new(HashMap::new()),
-            slots: Arc::new(Semaphore::new(slots)),
-        }
+        Shared::new(slots)
     }
 
     #[test]
@@ -637,7 +552,7 @@ mod tests {
         let (same, total) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let (peak_same, peak_total) =
             (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let mut set = JoinSet::new();
+        let mut set = tokio::task::JoinSet::new();
         for i in 0..6 {
             let source = if i % 2 == 0 {
                 "crm"

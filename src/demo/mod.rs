@@ -243,7 +243,7 @@ async fn run_inner(dir: &Path) -> Result<DemoOutput, JobError> {
     } else {
         Vec::new()
     };
-    if let Some(bad) = checks.iter().find(|c| c.status != "ok") {
+    if let Some(bad) = checks.iter().find(|c| !c.status.is_success()) {
         error.get_or_insert_with(|| {
             format!(
                 "check of {} did not pass: {}",
@@ -315,7 +315,7 @@ async fn run_inner(dir: &Path) -> Result<DemoOutput, JobError> {
             check: checks
                 .iter()
                 .find(|c| c.location == *name)
-                .map_or("not run", |c| c.status),
+                .map_or("not run", |c| c.status.as_str()),
         })
         .collect();
     ctx.catalog.close().await;
@@ -502,7 +502,7 @@ pub fn render(out: &DemoOutput) -> String {
             d.snapshot_id.as_deref().map_or("-", |id| &id[..8]),
             d.location,
             d.scratch.as_deref().unwrap_or("scratch database"),
-            d.status.to_uppercase(),
+            d.status.as_str().to_uppercase(),
             d.rto_seconds.unwrap_or_default(),
             d.assertions.len(),
             phases.join(" · ")

@@ -18,6 +18,9 @@ pub struct JobEvent {
     pub time: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Why it failed: the stable code, the sentence, what to do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<super::Failure>,
 }
 
 /// Sends an event to the webhook and (for failures) by e-mail, as configured, and records each

@@ -23,8 +23,7 @@ pub struct BackupReport {
     pub source: String,
     pub engine: String,
     pub run_id: String,
-    /// `succeeded` or `failed`.
-    pub status: &'static str,
+    pub status: crate::model::status::RunStatus,
     pub location: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<SnapshotInfo>,
@@ -46,7 +45,7 @@ impl BackupReport {
     /// Whether the backup and all its copies succeeded.
     #[must_use]
     pub fn all_ok(&self) -> bool {
-        self.status == "succeeded" && self.copies.iter().all(|c| c.status == "succeeded")
+        self.status.is_success() && self.copies.iter().all(|c| c.status.is_success())
     }
 }
 
@@ -78,9 +77,20 @@ async fn backup_source(ctx: &Context, source: &SourceConfig) -> Result<BackupRep
     let started = Instant::now();
     let span =
         tracing::info_span!("backup", run_id = %run_id, source = %source.name, location = %primary);
+    // The last backup's size is the best guess of this one's (a dump's size is known only at
+    // its end); the bar corrects itself when the sources say more.
+    let estimate = ctx
+        .catalog
+        .last_backup_size(&source.name)
+        .await
+        .ok()
+        .flatten();
+    ctx.progress
+        .phase(format!("backing up {}", source.name), estimate);
     let result = async {
         tracing::info!("backup started");
         let result = store(ctx, source, &run_id).await;
+        ctx.progress.finish();
         match &result {
             Ok(stored) => tracing::info!(
                 snapshot = %stored.snapshot.short_id(),
@@ -120,7 +130,7 @@ async fn backup_source(ctx: &Context, source: &SourceConfig) -> Result<BackupRep
         source: source.name.clone(),
         engine: source.engine().to_string(),
         run_id,
-        status: "failed",
+        status: crate::model::status::RunStatus::Failed,
         location: primary,
         snapshot: None,
         tables: 0,
@@ -134,7 +144,7 @@ async fn backup_source(ctx: &Context, source: &SourceConfig) -> Result<BackupRep
     };
     match result {
         Ok(stored) => {
-            report.status = "succeeded";
+            report.status = crate::model::status::RunStatus::Succeeded;
             report.tables = stored.manifest.tables.len();
             report.rows = stored.manifest.total_rows();
             report.files = stored.files;
@@ -220,6 +230,7 @@ async fn store_files(
             e.extend(ledger_entry(ctx, &source.name, manifest.taken_at).await?);
             e
         },
+        bars: Some(ctx.bars()),
     };
     let stored = {
         let repo = repo.clone();
@@ -297,6 +308,7 @@ async fn store_streams(
         hostname: ctx.config.hostname.clone(),
         time: taken_at,
         entries,
+        bars: Some(ctx.bars()),
     };
     // The tools and the archiver run side by side; whichever ends first decides what happens to
     // the other: a failed tool abandons the manifest (so the archiver, waiting for it, stops), a

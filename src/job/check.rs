@@ -16,8 +16,7 @@ use crate::repo::CheckReport;
 pub struct CheckOutcome {
     pub location: String,
     pub run_id: String,
-    /// `ok`, `damaged` (the check found errors) or `failed` (the check could not run).
-    pub status: &'static str,
+    pub status: crate::model::status::CheckStatus,
     pub read_data_subset: Option<String>,
     pub errors: Vec<String>,
     pub warnings: Vec<String>,
@@ -106,7 +105,7 @@ pub async fn check(
                 CheckOutcome {
                     location: name,
                     run_id,
-                    status: "ok",
+                    status: crate::model::status::CheckStatus::Ok,
                     read_data_subset: report.read_data_subset,
                     errors: Vec::new(),
                     warnings: report.warnings,
@@ -118,8 +117,13 @@ pub async fn check(
             Err(err) => {
                 tracing::error!(location = %name, error = %err, "check did not pass");
                 let (status, errors) = match &err {
-                    JobError::Damaged { errors, .. } => ("damaged", errors.clone()),
-                    other => ("failed", vec![other.to_string()]),
+                    JobError::Damaged { errors, .. } => {
+                        (crate::model::status::CheckStatus::Damaged, errors.clone())
+                    }
+                    other => (
+                        crate::model::status::CheckStatus::Failed,
+                        vec![other.to_string()],
+                    ),
                 };
                 CheckOutcome {
                     location: name,
@@ -146,10 +150,21 @@ async fn check_one(
     subset: Option<ReadSubset>,
 ) -> Result<CheckReport, JobError> {
     let repo = ctx.repo(name).await?;
+    ctx.progress.phase(
+        if subset.is_some() {
+            format!("checking {name} (reading data)")
+        } else {
+            format!("checking {name}")
+        },
+        None,
+    );
     let report = {
         let subset = subset.clone();
-        blocking(move || repo.check(subset.as_ref())).await?
+        let bars = ctx.bars();
+        blocking(move || repo.check(subset.as_ref(), Some(bars))).await
     };
+    ctx.progress.finish();
+    let report = report?;
     ctx.catalog
         .record_check(&CheckRecord {
             run_id: run_id.to_string(),

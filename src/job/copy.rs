@@ -16,8 +16,7 @@ pub struct CopyReport {
     pub from: String,
     pub to: String,
     pub run_id: String,
-    /// `succeeded` or `failed`.
-    pub status: &'static str,
+    pub status: crate::model::status::RunStatus,
     pub copied: Vec<Copied>,
     /// Backups the destination already held.
     pub already_present: usize,
@@ -63,7 +62,7 @@ pub(super) async fn copy_source(
             from: from.clone(),
             to: to.clone(),
             run_id,
-            status: "succeeded",
+            status: crate::model::status::RunStatus::Succeeded,
             copied: Vec::new(),
             already_present: 0,
             error: None,
@@ -77,7 +76,7 @@ pub(super) async fn copy_source(
             }
             Err(err) => {
                 tracing::error!(source = %source.name, from = %from, to = %to, error = %err, "copy failed; it will be retried on the next run");
-                report.status = "failed";
+                report.status = crate::model::status::RunStatus::Failed;
                 report.error = Some(err.to_string());
                 report.error_code = Some(err.code());
             }
@@ -102,16 +101,20 @@ async fn copy_one(
     let src = ctx.repo(from).await?;
     let dst = ctx.repo(to).await?;
     let name = source.name.clone();
-    let (copied, wanted) = blocking(move || {
+    ctx.progress.phase(format!("copying {name} to {to}"), None);
+    let bars = ctx.bars();
+    let result = blocking(move || {
         let wanted: Vec<_> = src
             .snapshots()?
             .into_iter()
             .filter(|s| s.is_committed_backup() && s.source.as_deref() == Some(name.as_str()))
             .collect();
-        let copied = src.copy_to(&dst, &wanted)?;
+        let copied = src.copy_to(&dst, &wanted, Some(bars))?;
         Ok((copied, wanted.len()))
     })
-    .await?;
+    .await;
+    ctx.progress.finish();
+    let (copied, wanted) = result?;
     for c in &copied {
         ctx.catalog
             .record_copy(&c.backup_id, to, &c.snapshot_id, from, run_id)

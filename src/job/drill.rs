@@ -68,8 +68,7 @@ pub struct DrillReport {
     pub location: String,
     /// `latest`, `random` or `id`.
     pub selection: String,
-    /// `passed` or `failed`.
-    pub status: &'static str,
+    pub status: crate::model::status::DrillStatus,
     pub snapshot_id: Option<String>,
     pub backup_id: Option<String>,
     pub snapshot_time: Option<String>,
@@ -97,7 +96,7 @@ pub struct DrillReport {
 impl DrillReport {
     #[must_use]
     pub fn passed(&self) -> bool {
-        self.status == "passed"
+        self.status.is_success()
     }
 }
 
@@ -224,7 +223,11 @@ pub async fn drill(
         source,
         location,
         selection: selection_kind,
-        status: if result.is_ok() { "passed" } else { "failed" },
+        status: if result.is_ok() {
+            crate::model::status::DrillStatus::Passed
+        } else {
+            crate::model::status::DrillStatus::Failed
+        },
         snapshot_id: snap.map(|s| s.id.clone()),
         backup_id: snap.map(|s| s.backup_id.clone()),
         snapshot_time: snap.map(|s| time::format(s.time)),
@@ -404,7 +407,7 @@ async fn run(
     // restore + verify, in the scratch instance itself
     let (tables, rows) = (manifest.tables.len() as u64, manifest.total_rows());
     let mut staging = scratch.staging();
-    let files = RepoFiles::new(&repo, &snap, &manifest.source, false);
+    let files = RepoFiles::new(&repo, &snap, &manifest.source, ctx.progress.clone());
     // Roles come from the snapshot's globals where it has them; without them ownership is
     // left to the scratch superuser (and not compared).
     let opts = LoadOptions {

@@ -13,8 +13,7 @@ pub struct InitReport {
     pub location: String,
     pub repository: String,
     pub repository_id: Option<String>,
-    /// `created`, `exists` or `failed`.
-    pub status: &'static str,
+    pub status: crate::model::status::InitStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -39,7 +38,10 @@ pub async fn init(ctx: &Context) -> Result<Vec<InitReport>, JobError> {
             blocking(move || Repo::exists(&name, &backend)).await
         };
         let result = match exists {
-            Ok(true) => ctx.repo(&name).await.map(|repo| (repo, "exists")),
+            Ok(true) => ctx
+                .repo(&name)
+                .await
+                .map(|repo| (repo, crate::model::status::InitStatus::Exists)),
             Ok(false) => {
                 let run_id = ctx.start(RunKind::Init, None, Some(&name), None).await?;
                 let created = match location.password.resolve() {
@@ -61,7 +63,7 @@ pub async fn init(ctx: &Context) -> Result<Vec<InitReport>, JobError> {
                     tracing::info!(location = %name, repository = %label, "created repository");
                     ctx.remember(repo.clone()).await;
                 }
-                created.map(|repo| (repo, "created"))
+                created.map(|repo| (repo, crate::model::status::InitStatus::Created))
             }
             Err(e) => Err(e),
         };
@@ -86,7 +88,7 @@ pub async fn init(ctx: &Context) -> Result<Vec<InitReport>, JobError> {
                 location: name,
                 repository: label,
                 repository_id: None,
-                status: "failed",
+                status: crate::model::status::InitStatus::Failed,
                 error: Some(err.to_string()),
                 error_code: Some(err.code()),
             }),

@@ -16,7 +16,9 @@ mod evidence;
 mod init;
 mod lock;
 mod meter;
+pub mod progress;
 pub mod report;
+mod request;
 mod restore;
 mod retention;
 mod snapshots;
@@ -35,6 +37,7 @@ pub use copy::{CopyReport, copy};
 pub use drill::{AssertionResult, DrillFailure, DrillReport, DrillRequest, drill, sweep_scratch};
 pub use init::{InitReport, init};
 pub use report::{Delivery, Generated, ReportOutcome, ReportRequest, report};
+pub use request::{Outcome, Request, run};
 pub use restore::{RestoreReport, RestoreRequest, restore};
 pub use retention::{ForgetOutcome, PruneOutcome, forget, prune};
 pub use snapshots::{LocationSnapshots, snapshots};
@@ -42,7 +45,7 @@ pub use status::{LocationStatus, Status, status};
 pub use verify::{VerifyReport, VerifyRequest, verify};
 
 use crate::audit::{AuditLog, NewEntry};
-use crate::catalog::{Catalog, CatalogError, Outcome, RunEnd, RunStart, Trigger};
+use crate::catalog::{Catalog, CatalogError, Outcome as RunOutcome, RunEnd, RunStart, Trigger};
 use crate::config::Config;
 use crate::engine::EngineError;
 use crate::location::{self, LocationError};
@@ -81,6 +84,11 @@ pub enum JobError {
     /// Access control refused the operation (a role, a second factor, an approval).
     #[error("{message}")]
     Refused { code: &'static str, message: String },
+    /// Stopped by SIGTERM or Ctrl-C before it finished (its runs are recorded as interrupted).
+    #[error(
+        "stopped before it finished; nothing half-done was kept, and the run is recorded as interrupted"
+    )]
+    Cancelled,
     #[error("internal error: {0}; please report it")]
     Internal(String),
 }
@@ -102,6 +110,7 @@ impl JobError {
             Self::Erasure { code, .. } => code,
             Self::Report(e) => e.code(),
             Self::Refused { code, .. } => code,
+            Self::Cancelled => "run.cancelled",
             Self::Internal(_) => "internal",
         }
     }
@@ -117,6 +126,67 @@ impl JobError {
             what: what.into(),
             message: err.to_string(),
         }
+    }
+}
+
+/// Why a job failed, for alerts, `ctl` and `--json`: the stable code, the sentence, and what
+/// to do.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Failure {
+    pub code: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+impl Failure {
+    /// A failure from a stable code and its sentence, with the code's hint.
+    #[must_use]
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            code: code.to_string(),
+            message: message.into(),
+            hint: hint(code).map(str::to_string),
+        }
+    }
+}
+
+/// What to do about a failure with this code, when the message itself does not say.
+#[must_use]
+pub fn hint(code: &str) -> Option<&'static str> {
+    let family = code.split('.').next().unwrap_or(code);
+    Some(match (family, code) {
+        (_, "repo.unreadable_pack" | "check.found_errors") => {
+            "run `custodian check --location LOCATION --read-data-subset all`; restore from another location until a copy is intact again"
+        }
+        (_, "repo.wrong_password") => {
+            "the location's password reference does not open the repository: check password-file/-env/-credential"
+        }
+        (_, "repo.not_initialized") => "run `custodian init`",
+        (_, "job.busy") => "another run holds the lock; it is retried at the job's next fire",
+        (_, "run.cancelled") => "the daemon was stopped; the job runs again at its next fire",
+        ("source" | "engine", _) => {
+            "check that the database is reachable with the configured URL and credentials (`custodian config check`, `custodian doctor`)"
+        }
+        ("repo" | "location", _) => {
+            "check that the location is reachable with its credentials (`custodian status`, `custodian doctor`)"
+        }
+        ("io", _) => "check free space and permissions where the message says (`custodian doctor`)",
+        ("catalog", _) => {
+            "check the state directory's free space and permissions (`custodian doctor`)"
+        }
+        ("restore", _) => "the target is as it was; fix what the message names and restore again",
+        ("second_factor" | "access" | "approval", _) => "see README, \"Access control\"",
+        ("usage" | "config", _) => "fix the command line or configuration the message names",
+        _ => "see `custodian runs` and the journal (`journalctl -u custodian`)",
+    })
+}
+
+impl JobError {
+    /// The failure as alerts and `--json` carry it.
+    #[must_use]
+    pub fn failure(&self) -> Failure {
+        Failure::new(self.code(), self.to_string())
     }
 }
 
@@ -160,6 +230,10 @@ pub struct Context {
     /// What let this context's dangerous operation through (access control's grant), recorded
     /// with every audit entry it writes.
     grant: std::sync::Mutex<Option<serde_json::Value>>,
+    /// Where its job's progress goes (a terminal bar, NDJSON, or `ctl status`).
+    pub progress: Arc<progress::Progress>,
+    /// The scheduled job this context runs, when it runs one (recorded with its runs).
+    pub job: Option<String>,
     repos: Mutex<HashMap<String, Repo>>,
     started: std::sync::Mutex<HashMap<String, RunStart>>,
 }
@@ -192,6 +266,8 @@ impl Context {
             },
             trigger,
             grant: std::sync::Mutex::new(None),
+            progress: Arc::new(progress::Progress::hidden()),
+            job: None,
             repos: Mutex::new(HashMap::new()),
             started: std::sync::Mutex::new(HashMap::new()),
         };
@@ -292,9 +368,42 @@ impl Context {
             role: role.to_string(),
             trigger: Trigger::Socket,
             grant: std::sync::Mutex::new(None),
+            progress: Arc::new(progress::Progress::hidden()),
+            job: None,
             repos: Mutex::new(HashMap::new()),
             started: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same configuration, catalog, audit log and actor, running the scheduled `job`
+    /// (or a request) with its own progress.
+    #[must_use]
+    pub fn for_job(&self, job: Option<&str>, progress: Arc<progress::Progress>) -> Self {
+        Self {
+            config: self.config.clone(),
+            catalog: self.catalog.clone(),
+            audit: self.audit.clone(),
+            actor: self.actor.clone(),
+            uid: self.uid,
+            role: self.role.clone(),
+            trigger: self.trigger,
+            grant: std::sync::Mutex::new(
+                self.grant
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone(),
+            ),
+            progress,
+            job: job.map(str::to_string),
+            repos: Mutex::new(HashMap::new()),
+            started: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// rustic_core's progress reports into this context's progress.
+    #[must_use]
+    pub fn bars(&self) -> crate::repo::Bars {
+        Arc::new(progress::Bars(self.progress.clone()))
     }
 
     /// Records what let this context's dangerous operation through; every audit entry it
@@ -304,6 +413,15 @@ impl Context {
             .grant
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(grant);
+    }
+
+    /// The grant recorded with this context, if any.
+    #[must_use]
+    pub fn grant_value(&self) -> Option<serde_json::Value> {
+        self.grant
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     fn with_grant(&self, mut params: serde_json::Value) -> serde_json::Value {
@@ -316,6 +434,36 @@ impl Context {
             map.insert("access".into(), grant);
         }
         params
+    }
+
+    /// Records every run this context started and has not finished as interrupted (a job
+    /// stopped by cancellation).
+    pub(crate) async fn interrupt_started(&self) {
+        let ids: Vec<String> = self
+            .started
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        for id in ids {
+            let end = RunEnd {
+                error_code: Some("run.cancelled".into()),
+                error_message: Some(
+                    "stopped (SIGTERM or Ctrl-C) before it finished; nothing half-done was kept"
+                        .into(),
+                ),
+                ..RunEnd::default()
+            };
+            if let Err(e) = self
+                .catalog
+                .finish_run(&id, RunOutcome::Interrupted, &end)
+                .await
+            {
+                tracing::error!(run_id = id, "could not record an interrupted run: {e}");
+            }
+            self.audit_run(&id, "interrupted", Some("run.cancelled"));
+        }
     }
 
     /// Appends the end of a run to the audit log (and the journal). A failure to audit is
@@ -371,9 +519,9 @@ impl Context {
     /// allowed to hide the job's own error.
     pub(crate) async fn finish<T>(&self, run_id: &str, result: &Result<T, JobError>, end: RunEnd) {
         let (outcome, end) = match result {
-            Ok(_) => (Outcome::Succeeded, end),
+            Ok(_) => (RunOutcome::Succeeded, end),
             Err(err) => (
-                Outcome::Failed,
+                RunOutcome::Failed,
                 RunEnd {
                     error_code: Some(err.code().to_string()),
                     error_message: Some(err.to_string()),

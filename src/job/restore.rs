@@ -47,8 +47,6 @@ pub struct RestoreRequest {
     pub jobs: u32,
     /// PostgreSQL: also apply the cluster globals (roles, tablespaces) first.
     pub with_globals: bool,
-    /// Print progress on stderr.
-    pub progress: bool,
 }
 
 /// A finished restore.
@@ -80,12 +78,17 @@ pub(crate) struct RepoFiles {
     repo: Repo,
     snapshot: String,
     source: String,
-    progress: bool,
+    progress: Arc<super::progress::Progress>,
     error: Mutex<Option<RepoError>>,
 }
 
 impl RepoFiles {
-    pub(crate) fn new(repo: &Repo, snap: &SnapshotInfo, source: &str, progress: bool) -> Arc<Self> {
+    pub(crate) fn new(
+        repo: &Repo,
+        snap: &SnapshotInfo,
+        source: &str,
+        progress: Arc<super::progress::Progress>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             repo: repo.clone(),
             snapshot: snap.id.clone(),
@@ -113,10 +116,14 @@ impl RepoFiles {
 impl SnapshotFiles for RepoFiles {
     fn copy_to(&self, name: &str, out: &mut dyn Write) -> Result<u64, String> {
         let path = naming::file_path(&self.source, name);
-        let meter = super::meter::Meter::start(name, self.progress);
-        let mut metered = super::meter::Metered::new(out, &meter);
-        let result = self.repo.dump_file(&self.snapshot, &path, &mut metered);
-        meter.stop();
+        self.progress.phase(format!("restoring {name}"), None);
+        let mut metered = super::meter::Metered::new(out, &self.progress);
+        let result = self
+            .repo
+            .dump_file_sized(&self.snapshot, &path, &mut metered, &mut |size| {
+                self.progress.set_total(size);
+            });
+        self.progress.finish();
         result.map_err(|e| {
             let message = e.to_string();
             // A write error is the consumer's (it stopped reading); anything else the
@@ -177,7 +184,7 @@ pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreRepor
         };
         let manifest = read_manifest(&repo, &snap).await?;
         let destination = destination(ctx, req, &manifest)?;
-        let files = RepoFiles::new(&repo, &snap, &manifest.source, req.progress);
+        let files = RepoFiles::new(&repo, &snap, &manifest.source, ctx.progress.clone());
         let mut phases = Phases::default();
         let done = build_and_release(
             ctx,

@@ -6,6 +6,7 @@ pub mod manifest;
 pub mod naming;
 pub mod objects;
 pub mod phases;
+pub mod status;
 pub mod subset;
 pub mod time;
 
@@ -23,6 +24,10 @@ pub fn sha256_hex(data: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(data))
 }
+
+/// The version of Custodian's `--json` contract (docs/json.md): every envelope and progress
+/// event names it.
+pub const JSON_SCHEMA: &str = "custodian.v1";
 
 /// The unix user running this process (its name, or `uid:N` when it has none).
 #[must_use]

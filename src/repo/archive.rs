@@ -58,6 +58,8 @@ pub struct ArchiveRequest {
     pub hostname: String,
     pub time: Timestamp,
     pub entries: Vec<ArchiveEntry>,
+    /// Where rustic_core reports the bytes backed up.
+    pub bars: Option<super::Bars>,
 }
 
 /// A committed backup.
@@ -359,7 +361,7 @@ impl Repo {
             .no_scan(true);
 
         let indexed = self
-            .reopen()?
+            .reopen_with(request.bars.clone())?
             .to_indexed_ids()
             .map_err(|e| self.err("reading the index", &e))?;
         let pending = indexed

@@ -92,7 +92,11 @@ impl Repo {
     ///
     /// # Errors
     /// Only when the check could not run at all; corruption is reported in the [`CheckReport`].
-    pub fn check(&self, subset: Option<&ReadSubset>) -> Result<CheckReport, RepoError> {
+    pub fn check(
+        &self,
+        subset: Option<&ReadSubset>,
+        bars: Option<super::Bars>,
+    ) -> Result<CheckReport, RepoError> {
         let mut opts = CheckOptions::default();
         if let Some(subset) = subset {
             let option =
@@ -103,10 +107,11 @@ impl Repo {
                 })?;
             opts = opts.read_data(true).read_data_subset(option);
         }
-        let results = self
-            .rustic()
-            .check(opts)
-            .map_err(|e| self.err("checking the repository", &e))?;
+        let results = match bars {
+            Some(bars) => self.reopen_with(Some(bars))?.check(opts),
+            None => self.rustic().check(opts),
+        }
+        .map_err(|e| self.err("checking the repository", &e))?;
         let mut report = CheckReport {
             location: self.location().to_string(),
             read_data_subset: subset.map(|s| s.as_str().to_string()),

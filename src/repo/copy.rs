@@ -37,7 +37,12 @@ impl Repo {
     ///
     /// # Errors
     /// When either repository cannot be read or `dst` cannot be written.
-    pub fn copy_to(&self, dst: &Self, wanted: &[SnapshotInfo]) -> Result<Vec<Copied>, RepoError> {
+    pub fn copy_to(
+        &self,
+        dst: &Self,
+        wanted: &[SnapshotInfo],
+        bars: Option<super::Bars>,
+    ) -> Result<Vec<Copied>, RepoError> {
         let present = dst.backup_ids()?;
         let todo: Vec<&SnapshotInfo> = wanted
             .iter()
@@ -61,7 +66,7 @@ impl Repo {
             .to_indexed()
             .map_err(|e| self.err("reading the index", &e))?;
         let dst_indexed = dst
-            .reopen()?
+            .reopen_with(bars)?
             .to_indexed_ids()
             .map_err(|e| dst.err("reading the index", &e))?;
         src.copy(&dst_indexed, files.iter())

@@ -158,15 +158,36 @@ impl Backend {
     }
 }
 
+/// Where rustic_core reports an operation's progress (bytes copied, pack data read).
+pub type Bars = Arc<dyn rustic_core::ProgressBars>;
+
+#[derive(Debug)]
+struct Forward(Bars);
+
+impl rustic_core::ProgressBars for Forward {
+    fn progress(&self, kind: rustic_core::ProgressType, prefix: &str) -> rustic_core::Progress {
+        self.0.progress(kind, prefix)
+    }
+}
+
 fn repository(location: &str, backend: &Backend) -> Result<Repository<()>, RepoError> {
+    repository_with(location, backend, None)
+}
+
+fn repository_with(
+    location: &str,
+    backend: &Backend,
+    bars: Option<Bars>,
+) -> Result<Repository<()>, RepoError> {
     let opts = match &backend.cache_dir {
         Some(dir) => RepositoryOptions::default().cache_dir(dir.clone()),
         None => RepositoryOptions::default().no_cache(true),
     };
-    Repository::new(
-        &opts,
-        &RepositoryBackends::new(backend.storage.clone(), None),
-    )
+    let backends = RepositoryBackends::new(backend.storage.clone(), None);
+    match bars {
+        Some(bars) => Repository::new_with_progress(&opts, &backends, Forward(bars)),
+        None => Repository::new(&opts, &backends),
+    }
     .map_err(|e| storage_error(location, "setting up the repository", &e))
 }
 
@@ -311,7 +332,12 @@ impl Repo {
     /// A second handle on the same repository, opened with the master key. Indexing consumes
     /// an open repository, so every indexed operation starts from one of these.
     fn reopen(&self) -> Result<Repository<OpenStatus>, RepoError> {
-        repository(&self.inner.location, &self.inner.backend)?
+        self.reopen_with(None)
+    }
+
+    /// As [`Self::reopen`], reporting the operation's progress to `bars`.
+    fn reopen_with(&self, bars: Option<Bars>) -> Result<Repository<OpenStatus>, RepoError> {
+        repository_with(&self.inner.location, &self.inner.backend, bars)?
             .open(&self.inner.key)
             .map_err(|e| self.err("reopening the repository", &e))
     }

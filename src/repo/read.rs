@@ -16,6 +16,20 @@ impl Repo {
         path: &Path,
         writer: &mut impl Write,
     ) -> Result<u64, RepoError> {
+        self.dump_file_sized(snapshot_id, path, writer, &mut |_| {})
+    }
+
+    /// As [`Repo::dump_file`], telling `size` the file's size before the first byte.
+    ///
+    /// # Errors
+    /// As [`Repo::dump_file`].
+    pub fn dump_file_sized(
+        &self,
+        snapshot_id: &str,
+        path: &Path,
+        writer: &mut impl Write,
+        size: &mut dyn FnMut(u64),
+    ) -> Result<u64, RepoError> {
         let snap = self.snapshot_file(snapshot_id)?;
         let indexed = self
             .reopen()?
@@ -31,6 +45,7 @@ impl Repo {
                 }
             })
         })?;
+        size(node.meta.size);
         let mut counter = CountingWriter {
             inner: writer,
             bytes: 0,

@@ -35,7 +35,7 @@ fn enroll(ws: &Workspace, user: &str, stdin: &str) -> String {
     let (code, out) =
         ws.custodian_stdin(&["access", "totp", "enroll", user, "--totp-stdin"], stdin);
     assert_eq!(code, Some(0), "{out:#}");
-    let uri = out["uri"].as_str().unwrap().to_string();
+    let uri = out["data"]["uri"].as_str().unwrap().to_string();
     assert!(uri.starts_with("otpauth://totp/Custodian:"), "{uri}");
     uri
 }
@@ -65,7 +65,7 @@ fn second_factors_are_single_use_rate_limited_and_lock_out() {
     assert_eq!(outcomes(&audit(&ws, "totp.enroll")), ["enrolled"]);
     let (c, again) = ws.custodian_stdin(&["access", "totp", "enroll", "root"], "");
     assert_eq!(
-        (c, again["error_code"].as_str()),
+        (c, again["error"]["code"].as_str()),
         (Some(2), Some("usage")),
         "{again:#}"
     );
@@ -73,21 +73,34 @@ fn second_factors_are_single_use_rate_limited_and_lock_out() {
     // Enrolled: no code, no restore.
     let (c, out) = ws.custodian_stdin(&["restore", "--snapshot", "latest", "--to", t], "");
     assert_eq!(
-        (c, out["error_code"].as_str()),
+        (c, out["error"]["code"].as_str()),
         (Some(1), Some("second_factor.required")),
         "{out:#}"
     );
-    assert!(out["error"].as_str().unwrap().contains("--totp-stdin"));
+    assert!(
+        out["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--totp-stdin")
+    );
     // A wrong code, then at once another: rate-limited without being checked.
     let (c, out) = restore(&[], "000000\n");
     assert_eq!(
-        (c, out["error_code"].as_str()),
+        (c, out["error"]["code"].as_str()),
         (Some(1), Some("second_factor.invalid")),
         "{out:#}"
     );
-    assert!(out["error"].as_str().unwrap().contains("4 attempt(s) left"));
+    assert!(
+        out["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("4 attempt(s) left")
+    );
     let (_, out) = restore(&[], &codes.next());
-    assert_eq!(out["error_code"], "second_factor.rate_limited", "{out:#}");
+    assert_eq!(
+        out["error"]["code"], "second_factor.rate_limited",
+        "{out:#}"
+    );
     assert!(!target.exists());
     std::thread::sleep(Duration::from_millis(2100));
     // The right code restores (the one refused unchecked above); the same code a second time
@@ -97,7 +110,7 @@ fn second_factors_are_single_use_rate_limited_and_lock_out() {
     assert_eq!(c, Some(0), "{out:#}");
     let (c, out) = restore(&["--force"], &good);
     assert_eq!(
-        (c, out["error_code"].as_str()),
+        (c, out["error"]["code"].as_str()),
         (Some(1), Some("second_factor.replayed")),
         "{out:#}"
     );
@@ -113,12 +126,17 @@ fn second_factors_are_single_use_rate_limited_and_lock_out() {
         } else {
             "second_factor.locked"
         };
-        assert_eq!(out["error_code"], expected, "attempt {i}: {out:#}");
+        assert_eq!(out["error"]["code"], expected, "attempt {i}: {out:#}");
     }
     std::thread::sleep(Duration::from_millis(2100));
     let (_, out) = restore(&["--force"], &codes.next());
-    assert_eq!(out["error_code"], "second_factor.locked", "{out:#}");
-    assert!(out["error"].as_str().unwrap().contains("locked out"));
+    assert_eq!(out["error"]["code"], "second_factor.locked", "{out:#}");
+    assert!(
+        out["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("locked out")
+    );
     let list = ws.custodian_json(&["access", "totp", "list"], 0);
     assert!(list[0]["locked_until"].is_string(), "{list:#}");
 
@@ -161,12 +179,12 @@ fn two_factor_required_refuses_whoever_is_not_enrolled() {
         "",
     );
     assert_eq!(
-        (c, out["error_code"].as_str()),
+        (c, out["error"]["code"].as_str()),
         (Some(1), Some("second_factor.not_enrolled")),
         "{out:#}"
     );
     assert!(
-        out["error"]
+        out["error"]["message"]
             .as_str()
             .unwrap()
             .contains("custodian access totp enroll root")
@@ -189,7 +207,7 @@ fn two_factor_required_refuses_whoever_is_not_enrolled() {
     ws.custodian_json(&["prune"], 0);
     let (c, out) = ws.custodian_stdin(&["prune", "--apply"], "");
     assert_eq!(
-        out["error_code"], "second_factor.not_enrolled",
+        out["error"]["code"], "second_factor.not_enrolled",
         "{c:?} {out:#}"
     );
 }
@@ -257,11 +275,11 @@ fn enforce_needs_a_second_administrator_for_root_too_or_an_alerted_break_glass()
     // Root, with a valid code, is refused: a request is recorded for a second administrator.
     let (c, out) = restore(&[], &root.next());
     assert_eq!(
-        (c, out["error_code"].as_str()),
+        (c, out["error"]["code"].as_str()),
         (Some(1), Some("approval.required")),
         "{out:#}"
     );
-    let message = out["error"].as_str().unwrap();
+    let message = out["error"]["message"].as_str().unwrap();
     let id = message
         .split("custodian approve ")
         .nth(1)
@@ -272,9 +290,9 @@ fn enforce_needs_a_second_administrator_for_root_too_or_an_alerted_break_glass()
     assert!(!target.exists());
     // Not usable before it is approved (refused before any code is asked for).
     let (_, out) = restore(&["--approval", &id], "");
-    assert_eq!(out["error_code"], "approval.refused", "{out:#}");
+    assert_eq!(out["error"]["code"], "approval.refused", "{out:#}");
     assert!(
-        out["error"]
+        out["error"]["message"]
             .as_str()
             .unwrap()
             .contains("has not been approved yet"),
@@ -284,7 +302,7 @@ fn enforce_needs_a_second_administrator_for_root_too_or_an_alerted_break_glass()
     // The second administrator lists it, sees what will run, and approves with her code.
     let (c, listed) = custodian_as(ADMIN, &["ctl", "--socket", s, "approvals"], "");
     assert_eq!(c, Some(0), "{listed:#}");
-    let pending = &listed["result"]["pending"][0];
+    let pending = &listed["data"]["pending"][0];
     assert_eq!(pending["id"], id.as_str());
     assert_eq!(pending["requested_by"], "root");
     assert_eq!(pending["origin"], "cli");
@@ -300,7 +318,7 @@ fn enforce_needs_a_second_administrator_for_root_too_or_an_alerted_break_glass()
     );
     assert_eq!(c, Some(0), "{approved:#}");
     assert!(
-        approved["result"]["next"]
+        approved["data"]["next"]
             .as_str()
             .unwrap()
             .contains("--approval")
@@ -308,9 +326,12 @@ fn enforce_needs_a_second_administrator_for_root_too_or_an_alerted_break_glass()
 
     // It runs once, for exactly this operation, with root's own second factor.
     let (c, out) = restore(&["--approval", &id, "--force"], "");
-    assert_eq!(out["error_code"], "approval.refused", "{c:?} {out:#}");
+    assert_eq!(out["error"]["code"], "approval.refused", "{c:?} {out:#}");
     assert!(
-        out["error"].as_str().unwrap().contains("another operation"),
+        out["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("another operation"),
         "{out:#}"
     );
     let (c, out) = restore(&["--approval", &id], &root.next());
@@ -318,9 +339,12 @@ fn enforce_needs_a_second_administrator_for_root_too_or_an_alerted_break_glass()
     assert!(target.exists());
     std::fs::remove_file(&target).unwrap();
     let (_, out) = restore(&["--approval", &id], "");
-    assert_eq!(out["error_code"], "approval.refused", "{out:#}");
+    assert_eq!(out["error"]["code"], "approval.refused", "{out:#}");
     assert!(
-        out["error"].as_str().unwrap().contains("already used"),
+        out["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already used"),
         "{out:#}"
     );
     let done = ws.custodian_json(&["approvals"], 0);
@@ -360,7 +384,7 @@ fn enforce_needs_a_second_administrator_for_root_too_or_an_alerted_break_glass()
         "",
     );
     assert_eq!(
-        out["error_code"], "usage",
+        out["error"]["code"], "usage",
         "a break-glass needs a real reason: {out:#}"
     );
 

@@ -176,7 +176,7 @@ fn schedule_parser_explains_every_rejection() {
 
 #[test]
 fn control_requests_parse_or_fail_cleanly() {
-    use custodian::daemon::protocol::Request;
+    use custodian::control::Request;
     runner(2000)
         .run(&prop::collection::vec(any::<u8>(), 0..256), |bytes| {
             let _ = serde_json::from_slice::<Request>(&bytes);

@@ -15,7 +15,7 @@ fn a_valid_configuration_passes() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
         stdout(&out)
-            .contains("configuration is valid (1 source(s): crm; 2 location(s): local, offsite)")
+            .contains("configuration is valid (1 source: crm; 2 locations: local, offsite)")
     );
 }
 
@@ -97,7 +97,7 @@ from = "custodian@example.org"
     assert!(err.contains("keys/nope.key does not exist"), "{err}");
     assert!(err.contains("missing.sqlite does not exist"), "{err}");
     assert!(
-        err.contains(&format!("{file}: 12 error(s); nothing was changed")),
+        err.contains(&format!("{file}: 12 errors; nothing was changed")),
         "{err}"
     );
 }
@@ -111,7 +111,9 @@ fn json_output_lists_the_same_diagnostics() {
     );
     let out = ws.custodian(&["--json", "config", "check"]);
     assert_eq!(out.status.code(), Some(2));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let envelope = common::reply(&out);
+    assert_eq!(envelope["error"]["code"], "config.invalid", "{envelope:#}");
+    let v = &envelope["data"];
     assert_eq!(v["valid"], false);
     let d = &v["diagnostics"][0];
     assert_eq!(d["severity"], "error");

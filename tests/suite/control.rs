@@ -58,10 +58,7 @@ fn as_user(user: &str, args: &[&str]) -> (Option<i32>, Value) {
         .gid(u.gid.as_raw())
         .output()
         .unwrap();
-    let value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-        serde_json::json!({ "unparsed": String::from_utf8_lossy(&out.stdout), "stderr": String::from_utf8_lossy(&out.stderr) })
-    });
-    (out.status.code(), value)
+    (out.status.code(), common::reply(&out))
 }
 
 fn raw_request(socket: &Path, bytes: &[u8]) -> Value {
@@ -137,19 +134,60 @@ fn roles_refusals_and_four_eyes_approval() {
     );
     let (code, denied) = as_user(VIEWER, &["ctl", "--socket", s, "backup"]);
     assert_eq!(code, Some(1));
-    assert_eq!(denied["code"], "access.denied", "{denied:#}");
+    assert_eq!(denied["error"]["code"], "access.denied", "{denied:#}");
     assert!(
-        denied["error"].as_str().unwrap().contains("operator role"),
+        denied["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("operator role"),
         "{denied:#}"
     );
     // Someone outside the socket's group cannot even connect.
     let (code, outsider) = as_user(OUTSIDER, &["ctl", "--socket", s, "status"]);
     assert_eq!(code, Some(1));
-    assert_eq!(outsider["code"], "daemon.unreachable", "{outsider:#}");
+    assert_eq!(
+        outsider["error"]["code"], "daemon.unreachable",
+        "{outsider:#}"
+    );
 
     // An administrator runs a scheduled job now.
-    let (code, ran) = as_user(ADMIN1, &["ctl", "--socket", s, "run", "nightly-backup"]);
+    // `ctl run` answers at once with the run's id; `--wait` follows it to its end.
+    let (code, ran) = as_user(
+        ADMIN1,
+        &["ctl", "--socket", s, "run", "nightly-backup", "--wait"],
+    );
     assert_eq!(code, Some(0), "{ran:#}");
+    assert_eq!(ran["data"]["state"], "succeeded", "{ran:#}");
+    assert_eq!(ran["data"]["job"], "nightly-backup", "{ran:#}");
+    let run_id = ran["data"]["id"].as_str().unwrap().to_string();
+    let (code, looked_up) = as_user(VIEWER, &["ctl", "--socket", s, "job", &run_id]);
+    assert_eq!(code, Some(0), "{looked_up:#}");
+    assert_eq!(looked_up["data"]["state"], "succeeded");
+    let (code, status) = as_user(VIEWER, &["ctl", "--socket", s, "status"]);
+    assert_eq!(code, Some(0), "{status:#}");
+    let schedule = status["data"]["schedules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job"] == "nightly-backup")
+        .cloned()
+        .unwrap();
+    assert!(schedule["next_fire"].is_string(), "{schedule:#}");
+    assert_eq!(schedule["last"]["id"], run_id.as_str(), "{schedule:#}");
+    // The people's view of the same: headed, with the next run and the last outcome.
+    let viewer = nix::unistd::User::from_name(VIEWER).unwrap().unwrap();
+    let human = common::custodian_cmd()
+        .args(["ctl", "--socket", s, "status"])
+        .current_dir("/")
+        .uid(viewer.uid.as_raw())
+        .gid(viewer.gid.as_raw())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        text.contains("JOB") && text.contains("NEXT RUN") && text.contains("nightly-backup"),
+        "{text}"
+    );
     let runs = ws.custodian_json(&["runs"], 0);
     let backup = runs
         .as_array()
@@ -177,12 +215,12 @@ fn roles_refusals_and_four_eyes_approval() {
         ],
     );
     assert_eq!(code, Some(1));
-    assert_eq!(pending["code"], "approval.required", "{pending:#}");
-    let id = pending["result"]["request"].as_str().unwrap().to_string();
+    assert_eq!(pending["error"]["code"], "approval.required", "{pending:#}");
+    let id = pending["data"]["request"].as_str().unwrap().to_string();
     assert!(!target.exists());
     // The hint names the socket this daemon listens on (not ctl's default).
     assert!(
-        pending["error"]
+        pending["error"]["message"]
             .as_str()
             .unwrap()
             .contains(&format!("custodian approve {id} --socket {s}")),
@@ -191,7 +229,7 @@ fn roles_refusals_and_four_eyes_approval() {
     // The second administrator sees what waits: who asks, what will run, until when.
     let (code, listed) = as_user(ADMIN2, &["ctl", "--socket", s, "approvals"]);
     assert_eq!(code, Some(0), "{listed:#}");
-    let waiting = &listed["result"]["pending"][0];
+    let waiting = &listed["data"]["pending"][0];
     assert_eq!(waiting["id"], id.as_str());
     assert_eq!(waiting["requested_by"], ADMIN1);
     assert!(
@@ -204,8 +242,14 @@ fn roles_refusals_and_four_eyes_approval() {
         let (code, out) = as_user(user, &["approve", request, "--socket", s, "--yes"]);
         assert_eq!(code, Some(1), "{out:#}");
         (
-            out["code"].as_str().unwrap_or_default().to_string(),
-            out["error"].as_str().unwrap_or_default().to_string(),
+            out["error"]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            out["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
         )
     };
     let (code, why) = refusal(ADMIN1, &id);
@@ -220,14 +264,14 @@ fn roles_refusals_and_four_eyes_approval() {
     // Without --yes and without a terminal, approving asks for a confirmation it cannot get.
     let (code, unconfirmed) = as_user(ADMIN2, &["approve", &id, "--socket", s]);
     assert_eq!(
-        (code, unconfirmed["error_code"].as_str()),
+        (code, unconfirmed["error"]["code"].as_str()),
         (Some(2), Some("usage")),
         "{unconfirmed:#}"
     );
     let (code, approved) = as_user(ADMIN2, &["approve", &id, "--socket", s, "--yes"]);
     assert_eq!(code, Some(0), "{approved:#}");
     assert_eq!(
-        approved["result"]["verification"]["status"], "verified",
+        approved["data"]["verification"]["status"], "verified",
         "{approved:#}"
     );
     // The restored file belongs to the requester, not to the daemon's user.
@@ -238,7 +282,7 @@ fn roles_refusals_and_four_eyes_approval() {
         common::users::uid(ADMIN1)
     );
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-    assert_eq!(approved["result"]["handed_to"]["user"], ADMIN1);
+    assert_eq!(approved["data"]["handed_to"]["user"], ADMIN1);
     let (code, why) = refusal(ADMIN2, &id);
     assert_eq!(code, "approval.refused");
     assert!(
@@ -260,7 +304,7 @@ fn roles_refusals_and_four_eyes_approval() {
             "--force",
         ],
     );
-    let late_id = late["result"]["request"].as_str().unwrap().to_string();
+    let late_id = late["data"]["request"].as_str().unwrap().to_string();
     common::sqlite(
         &ws.path("state/catalog.db"),
         &format!(
@@ -296,7 +340,7 @@ fn roles_refusals_and_four_eyes_approval() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let waiting_id = loop {
         let (_, listed) = as_user(ADMIN2, &["ctl", "--socket", s, "approvals"]);
-        if let Some(p) = listed["result"]["pending"].as_array().and_then(|a| {
+        if let Some(p) = listed["data"]["pending"].as_array().and_then(|a| {
             a.iter().find(|r| {
                 r["summary"]
                     .as_str()
@@ -316,7 +360,7 @@ fn roles_refusals_and_four_eyes_approval() {
     assert_eq!(code, Some(0));
     let (code, waited) = waiter.join().unwrap();
     assert_eq!(code, Some(0), "{waited:#}");
-    assert_eq!(waited["result"]["state"], "succeeded", "{waited:#}");
+    assert_eq!(waited["data"]["state"], "succeeded", "{waited:#}");
     assert!(second.exists());
 
     // `ctl` finds the socket in a configuration it may read, without the secrets it names
@@ -336,7 +380,7 @@ fn roles_refusals_and_four_eyes_approval() {
     );
     assert_eq!(code, Some(2), "{unreadable:#}");
     assert!(
-        unreadable["error"]
+        unreadable["error"]["message"]
             .as_str()
             .unwrap()
             .contains("pass --socket"),

@@ -12,7 +12,7 @@ fn demo(dir: &Path) -> serde_json::Value {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::reply(&out)["data"].clone()
 }
 
 #[test]

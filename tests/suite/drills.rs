@@ -561,7 +561,7 @@ fn killed_and_cancelled_drills_leave_no_scratch_instance() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let d: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let d: Value = common::reply(&out)["data"].clone();
     assert_eq!(d["status"], "failed", "{d:#}");
     assert_eq!(d["failure"]["code"], "drill.cancelled");
     assert_no_scratch_left(scratch.path());
@@ -601,7 +601,7 @@ fn a_drill_cancelled_while_its_scratch_server_starts_leaves_nothing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let d: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let d: Value = common::reply(&out)["data"].clone();
     assert_eq!(d["failure"]["code"], "drill.cancelled", "{d:#}");
     // Neither the directory nor a server outlives the cancelled start.
     wait_for("no scratch server process", Duration::from_secs(15), || {

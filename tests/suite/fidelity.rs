@@ -56,13 +56,18 @@ scratch-lifetime = "10m"
     )
 }
 
+/// Runs a restore: its result, or (when it fails) its error.
 fn restore(ws: &Workspace, target: &[&str], force: bool, code: i32) -> Value {
     let mut args = vec!["restore", "--snapshot", "latest"];
     args.extend_from_slice(target);
     if force {
         args.push("--force");
     }
-    ws.custodian_json(&args, code)
+    if code == 0 {
+        ws.custodian_json(&args, code)
+    } else {
+        ws.custodian_error(&args, code)
+    }
 }
 
 fn verified(out: &Value) -> &Value {
@@ -169,7 +174,7 @@ fn postgres_kitchen_sink_comes_back_whole_from_every_restore_path() {
     server.psql("restored", "CREATE TABLE crm.extra (x int)");
     let refused = restore(&ws, &["--target", &server.url("restored")], false, 2);
     assert!(
-        refused["error"].as_str().unwrap().contains("not empty"),
+        refused["message"].as_str().unwrap().contains("not empty"),
         "{refused:#}"
     );
     assert_eq!(
@@ -327,7 +332,7 @@ fn mariadb_kitchen_sink_comes_back_whole_from_every_restore_path() {
     server.sql("CREATE TABLE restored.extra (x int)");
     let refused = restore(&ws, &["--target", &server.url("restored")], false, 2);
     assert!(
-        refused["error"].as_str().unwrap().contains("not empty"),
+        refused["message"].as_str().unwrap().contains("not empty"),
         "{refused:#}"
     );
     let out = restore(&ws, &["--target", &server.url("restored")], true, 0);
@@ -449,7 +454,7 @@ scratch-dir = "{}"
     assert_same_dump(&source, &sqlite_dump(&restored), "new file");
     let refused = restore(&ws, &["--to", target], false, 2);
     assert!(
-        refused["error"]
+        refused["message"]
             .as_str()
             .unwrap()
             .contains("already exists"),

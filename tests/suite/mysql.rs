@@ -262,7 +262,7 @@ fn a_killed_dump_tool_commits_nothing_and_passwords_stay_secret() {
         "a failed tool must not leave the backup hanging"
     );
     assert_eq!(out.status.code(), Some(1));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = common::reply(&out)["data"].clone();
     assert_eq!(report[0]["status"], "failed");
     assert_eq!(report[0]["error_code"], "source.dump_failed");
     assert!(
@@ -283,7 +283,7 @@ fn a_killed_dump_tool_commits_nothing_and_passwords_stay_secret() {
     std::fs::write(ws.path("keys/db.pass"), "not-the-password\n").unwrap();
     let out = ws.custodian(&["--json", "backup"]);
     assert_eq!(out.status.code(), Some(1));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = common::reply(&out)["data"].clone();
     let error = report[0]["error"].as_str().unwrap();
     assert_eq!(report[0]["error_code"], "source.unavailable");
     assert!(

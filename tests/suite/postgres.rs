@@ -336,7 +336,7 @@ fn a_killed_pg_dump_or_a_vanished_server_commits_nothing() {
     let _ = locker.kill();
     let _ = locker.wait();
     assert_eq!(out.status.code(), Some(1));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = common::reply(&out)["data"].clone();
     assert_eq!(report[0]["status"], "failed");
     assert_eq!(report[0]["error_code"], "source.dump_failed");
     let error = report[0]["error"].as_str().unwrap();
@@ -393,7 +393,7 @@ fn a_killed_pg_dump_or_a_vanished_server_commits_nothing() {
     let _ = locker.kill();
     let _ = locker.wait();
     assert_eq!(out.status.code(), Some(1));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = common::reply(&out)["data"].clone();
     assert_eq!(report[0]["status"], "failed");
     assert!(
         report[0]["error"].as_str().unwrap().contains("source crm"),
@@ -427,7 +427,7 @@ fn wrong_passwords_and_unreachable_servers_are_named() {
     std::fs::write(ws.path("keys/db.pass"), "wrong-password\n").unwrap();
     let out = ws.custodian(&["--json", "backup"]);
     assert_eq!(out.status.code(), Some(1));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = common::reply(&out)["data"].clone();
     let error = report[0]["error"].as_str().unwrap();
     assert_eq!(report[0]["error_code"], "source.unavailable");
     assert!(error.contains("source crm"), "{error}");
@@ -445,7 +445,7 @@ fn wrong_passwords_and_unreachable_servers_are_named() {
     );
     let out = ws.custodian(&["--json", "backup"]);
     assert_eq!(out.status.code(), Some(1));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = common::reply(&out)["data"].clone();
     let error = report[0]["error"].as_str().unwrap();
     assert!(
         error.contains("source crm") && error.contains(&format!("127.0.0.1:{closed}")),
@@ -501,7 +501,7 @@ fn a_table_larger_than_custodians_memory_streams_through() {
     let peak_kib = peak_rss_while_running(&mut backup);
     let out = backup.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = common::reply(&out)["data"].clone();
     assert_eq!(report[0]["status"], "succeeded", "{report:#}");
     let peak_mib = peak_kib / 1024;
     eprintln!("table big: {table_mib} MiB; custodian backup peak RSS {peak_mib} MiB");
@@ -560,7 +560,7 @@ fn a_restore_that_fails_leaves_the_target_exactly_as_it_was() {
         std::fs::set_permissions(&pack, perms).unwrap();
         std::fs::write(&pack, bytes).unwrap();
     }
-    let failed = ws.custodian_json(
+    let failed = ws.custodian_error(
         &[
             "restore",
             "--location",
@@ -573,8 +573,8 @@ fn a_restore_that_fails_leaves_the_target_exactly_as_it_was() {
         ],
         1,
     );
-    assert_eq!(failed["error_code"], "repo.unreadable_pack", "{failed:#}");
-    let message = failed["error"].as_str().unwrap();
+    assert_eq!(failed["code"], "repo.unreadable_pack", "{failed:#}");
+    let message = failed["message"].as_str().unwrap();
     assert!(
         message.contains("location local") && message.contains("restore from another location"),
         "{message}"
@@ -628,7 +628,7 @@ fn a_restore_that_fails_leaves_the_target_exactly_as_it_was() {
     );
 
     // An unreachable target is named as the restore target, not as the source.
-    let out = ws.custodian_json(
+    let out = ws.custodian_error(
         &[
             "restore",
             "--location",
@@ -640,8 +640,8 @@ fn a_restore_that_fails_leaves_the_target_exactly_as_it_was() {
         ],
         1,
     );
-    assert_eq!(out["error_code"], "restore.target_unavailable", "{out:#}");
-    let message = out["error"].as_str().unwrap();
+    assert_eq!(out["code"], "restore.target_unavailable", "{out:#}");
+    let message = out["message"].as_str().unwrap();
     assert!(message.starts_with("restore target "), "{message}");
     assert!(!message.contains("source"), "{message}");
 }

@@ -75,6 +75,7 @@ fn request(
             mtime: "2026-01-01T00:00:00Z".parse().unwrap(),
             open: Box::new(move || Ok(reader.take().unwrap())),
         }],
+        bars: None,
     }
 }
 

@@ -482,7 +482,7 @@ fn verify_elsewhere(key: &str, dir: &Path, expected_code: i32) -> Value {
         common::stdout(&out),
         stderr(&out)
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::reply(&out)["data"].clone()
 }
 
 #[test]

@@ -333,11 +333,7 @@ fn audit(config: &Path) -> Vec<Value> {
         .output()
         .unwrap();
     assert_success(&out, "audit list");
-    serde_json::from_slice::<Value>(&out.stdout)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
+    common::reply(&out)["data"].as_array().unwrap().clone()
 }
 
 fn entry<'a>(entries: &'a [Value], action: &str, actor: &str, outcome: &str) -> &'a Value {
@@ -374,9 +370,9 @@ fn under_the_shipped_unit_every_caller_keeps_their_identity_and_role() {
     assert_eq!(code, Some(0), "{status:#}");
     let (code, denied) = ctl(VIEWER, &["backup"]);
     assert_eq!(code, Some(1));
-    assert_eq!(denied["code"], "access.denied");
+    assert_eq!(denied["error"]["code"], "access.denied");
     assert!(
-        denied["error"]
+        denied["error"]["message"]
             .as_str()
             .unwrap()
             .starts_with(&format!("{VIEWER} (viewer) may not backup")),
@@ -391,22 +387,19 @@ fn under_the_shipped_unit_every_caller_keeps_their_identity_and_role() {
     let t = target.to_str().unwrap();
     let (code, pending) = ctl(ADMIN1, &["restore", "--snapshot", "latest", "--to", t]);
     assert_eq!(
-        (code, pending["code"].as_str()),
+        (code, pending["error"]["code"].as_str()),
         (Some(1), Some("approval.required")),
         "{pending:#}"
     );
-    let id = pending["result"]["request"].as_str().unwrap().to_string();
+    let id = pending["data"]["request"].as_str().unwrap().to_string();
     let (code, refused) = ctl(OPERATOR, &["approvals"]);
     assert_eq!(
-        (code, refused["code"].as_str()),
+        (code, refused["error"]["code"].as_str()),
         (Some(1), Some("access.denied"))
     );
     let (code, approved) = custodian_as(ADMIN2, &["approve", &id, "--socket", s, "--yes"], "");
     assert_eq!(code, Some(0), "{approved:#}");
-    assert_eq!(
-        approved["result"]["handed_to"]["how"], "acl",
-        "{approved:#}"
-    );
+    assert_eq!(approved["data"]["handed_to"]["how"], "acl", "{approved:#}");
     let head = |user: &str| {
         let out = run_as_shell(user, &format!("head -c 15 '{t}'"));
         (
@@ -456,7 +449,7 @@ fn private_users_would_make_every_caller_nobody() {
     );
     assert_eq!(code, Some(1), "{refused:#}");
     assert!(
-        refused["error"]
+        refused["error"]["message"]
             .as_str()
             .unwrap()
             .starts_with("nobody (no role) may not status"),

@@ -89,17 +89,17 @@ impl Workspace {
             .write_all(stdin.as_bytes())
             .unwrap();
         let out = child.wait_with_output().unwrap();
-        let value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-            serde_json::json!({
-                "unparsed": String::from_utf8_lossy(&out.stdout),
-                "stderr": String::from_utf8_lossy(&out.stderr),
-            })
-        });
-        (out.status.code(), value)
+        (out.status.code(), reply(&out))
     }
 
-    /// Runs custodian with `--json` and parses stdout, asserting the exit code.
+    /// Runs custodian with `--json`, asserting the exit code; the envelope's `data` (null when a
+    /// failed command has none).
     pub fn custodian_json(&self, args: &[&str], expected_code: i32) -> Value {
+        self.custodian_envelope(args, expected_code)["data"].clone()
+    }
+
+    /// Runs custodian with `--json`, asserting the exit code; the whole checked envelope.
+    pub fn custodian_envelope(&self, args: &[&str], expected_code: i32) -> Value {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);
         let out = self.custodian(&all);
@@ -110,12 +110,14 @@ impl Workspace {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "custodian {args:?} printed no JSON ({e}):\n{}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
+        reply(&out)
+    }
+
+    /// As [`Self::custodian_json`] for a command expected to fail: the envelope's `error`
+    /// (`code`, `message`, `hint`).
+    pub fn custodian_error(&self, args: &[&str], expected_code: i32) -> Value {
+        assert_ne!(expected_code, 0);
+        self.custodian_envelope(args, expected_code)["error"].clone()
     }
 
     /// Runs the real restic against one of the workspace's repositories.
@@ -129,6 +131,62 @@ impl Workspace {
         assert_success(&out, "restic snapshots");
         serde_json::from_slice(&out.stdout).expect("restic snapshots JSON")
     }
+}
+
+/// Checks that stdout is one `custodian.v1` envelope whose `ok` matches the exit code and
+/// whose `error` (with a stable code and a message) is there exactly when it failed; returns it.
+pub fn reply(out: &Output) -> Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    // With `--progress`, NDJSON events come first and the envelope is the last line.
+    let envelope: Value = serde_json::from_str(&text)
+        .or_else(|_| serde_json::from_str(text.lines().last().unwrap_or_default()))
+        .unwrap_or_else(|e| {
+            panic!(
+                "custodian printed no JSON envelope ({e}):\nstdout: {text}\nstderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let ok = out.status.code() == Some(0);
+    if let Ok(dir) = std::env::var("CUSTODIAN_TEST_DUMP_JSON") {
+        // Collects real outputs (for writing docs/schema/), one file per envelope.
+        let name = envelope["command"]
+            .as_str()
+            .unwrap_or("none")
+            .replace(' ', "-");
+        let n: u64 = rand_suffix();
+        let _ = fs::create_dir_all(&dir);
+        let _ = fs::write(format!("{dir}/{name}.{n}.json"), envelope.to_string());
+    }
+    assert_eq!(envelope["schema"], "custodian.v1", "{envelope:#}");
+    assert_eq!(
+        envelope["ok"], ok,
+        "ok must match the exit code: {envelope:#}"
+    );
+    assert!(envelope["command"].is_string(), "{envelope:#}");
+    if ok {
+        assert!(envelope.get("error").is_none(), "{envelope:#}");
+    } else {
+        let code = envelope["error"]["code"].as_str().unwrap_or_default();
+        assert!(
+            !code.is_empty()
+                && code
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '.' || c == '_'),
+            "a failure has a stable code: {envelope:#}"
+        );
+        assert!(
+            envelope["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{envelope:#}"
+        );
+    }
+    envelope
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
 }
 
 /// The configuration every test starts from; paths are relative to the file.

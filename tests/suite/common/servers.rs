@@ -273,6 +273,16 @@ impl PgServer {
 
 impl Drop for PgServer {
     fn drop(&mut self) {
+        // A failing test shows what the server said (a crash, a full disk, a killed backend).
+        if std::thread::panicking() {
+            let log = fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!(
+                "--- last lines of the test PostgreSQL server's log (port {}):\n{}",
+                self.port,
+                lines[lines.len().saturating_sub(40)..].join("\n")
+            );
+        }
         let _ = as_user("postgres", &pg_bin("pg_ctl"))
             .args(["-D"])
             .arg(self.dir.path().join("data"))

@@ -37,13 +37,7 @@ pub fn ensure(group: &str, users: &[&str], outside: &[&str]) {
 /// `stdin` on its standard input.
 pub fn custodian_as(user: &str, args: &[&str], stdin: &str) -> (Option<i32>, serde_json::Value) {
     let out = run_as(user, args, stdin);
-    let value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-        serde_json::json!({
-            "unparsed": String::from_utf8_lossy(&out.stdout),
-            "stderr": String::from_utf8_lossy(&out.stderr),
-        })
-    });
-    (out.status.code(), value)
+    (out.status.code(), super::reply(&out))
 }
 
 pub fn run_as(user: &str, args: &[&str], stdin: &str) -> Output {

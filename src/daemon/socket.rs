@@ -9,7 +9,7 @@
 //! expires; it then runs as the requester, and a restored file is handed to them. Every
 //! request — refused ones included — is in the audit log, without its codes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,18 +17,18 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
-use super::protocol::{MAX_REQUEST, Request, Response};
-use super::{Shared, execute};
+use super::runner::Shared;
 use crate::access::{self, Grant, Operation, Person, Role, guard};
 use crate::audit::NewEntry;
 use crate::catalog::{NewApproval, Origin, Refusal};
 use crate::config::schedules::JobKind;
+use crate::control::{MAX_REQUEST, Request, Response};
 use crate::job::{self, Context};
 
 /// The role a request needs.
 fn required(request: &Request, ctx: &Context) -> Role {
     match request {
-        Request::Status {} | Request::Audit { .. } => Role::Viewer,
+        Request::Status {} | Request::Audit { .. } | Request::Job { .. } => Role::Viewer,
         Request::Backup { .. } | Request::Report { .. } => Role::Operator,
         Request::Run { job } => match ctx
             .config
@@ -473,6 +473,7 @@ async fn notify(
     detail: Option<String>,
 ) {
     let event = crate::job::alert::JobEvent {
+        error: None,
         job: format!("approval {}", approved.id),
         kind: "approval",
         status: if status == "failed" {
@@ -510,17 +511,51 @@ fn needs_approval(ctx: &Context, request: &Request) -> bool {
     !ctx.config.is_scratch_target(source.as_deref(), &target)
 }
 
+/// Runs a job request as an invocation (so `ctl status` shows its progress) and answers with
+/// its outcome, or why it failed.
+async fn invoke(ctx: &Context, shared: &Arc<Shared>, request: job::Request) -> Response {
+    let progress = Arc::new(job::progress::Progress::hidden());
+    let id = shared.begin(request.kind(), request.kind(), "socket", progress.clone());
+    let run_ctx = ctx.for_job(None, progress);
+    let result = job::run(&run_ctx, &request, &shared.shutdown).await;
+    let failure = match &result {
+        Ok(o) => o.failure(),
+        Err(e) => Some(e.failure()),
+    };
+    shared.end(&id, failure.clone());
+    match (result, failure) {
+        (Ok(outcome), None) => Response::success(serde_json::to_value(outcome).unwrap_or_default()),
+        (Ok(outcome), Some(f)) => Response {
+            ok: false,
+            code: Some(f.code.clone()),
+            error: Some(f.message.clone()),
+            result: serde_json::to_value(outcome).unwrap_or_default(),
+        },
+        (Err(_), Some(f)) => Response::failure(&f.code, f.message),
+        (Err(e), None) => Response::failure(e.code(), e.to_string()),
+    }
+}
+
 async fn run(ctx: &Context, shared: &Arc<Shared>, request: Request) -> Response {
     let to_json = |v: Result<serde_json::Value, job::JobError>| match v {
         Ok(v) => Response::success(v),
         Err(e) => Response::failure(e.code(), e.to_string()),
     };
     match request {
-        Request::Status {} => to_json(
-            job::status(ctx)
-                .await
-                .map(|s| serde_json::json!({ "running": shared.running(), "status": s })),
-        ),
+        Request::Status {} => to_json(job::status(ctx).await.map(|s| {
+            serde_json::json!({
+                "running": shared.active(),
+                "schedules": shared.schedules(&ctx.config.daemon.schedules),
+                "status": s,
+            })
+        })),
+        Request::Job { id } => match shared.invocation(&id) {
+            Some(i) => Response::success(serde_json::to_value(i).unwrap_or_default()),
+            None => Response::failure(
+                "usage",
+                format!("no job run is known as {id} (the daemon remembers the last 200)"),
+            ),
+        },
         Request::Audit {
             since,
             until,
@@ -545,41 +580,26 @@ async fn run(ctx: &Context, shared: &Arc<Shared>, request: Request) -> Response 
                 Some(Ok(p)) => Some(p),
                 None => None,
             };
-            to_json(
-                job::report(
-                    ctx,
-                    &job::ReportRequest {
-                        period,
-                        out: None,
-                        send: true,
-                    },
-                )
-                .await
-                .map(|r| serde_json::to_value(r).unwrap_or_default()),
-            )
+            let request = job::Request::Report(job::ReportRequest {
+                period,
+                out: None,
+                send: true,
+            });
+            invoke(ctx, shared, request).await
         }
-        Request::Backup { source } => to_json(
-            job::backup(ctx, source.as_deref())
-                .await
-                .map(|r| serde_json::to_value(r).unwrap_or_default()),
-        ),
+        Request::Backup { source } => invoke(ctx, shared, job::Request::Backup { source }).await,
         Request::Drill {
             source,
             location,
             snapshot,
-        } => to_json(
-            job::drill(
-                ctx,
-                &job::DrillRequest {
-                    source,
-                    location,
-                    snapshot,
-                },
-                std::future::pending(),
-            )
-            .await
-            .map(|r| serde_json::to_value(r).unwrap_or_default()),
-        ),
+        } => {
+            let request = job::Request::Drill(job::DrillRequest {
+                source,
+                location,
+                snapshot,
+            });
+            invoke(ctx, shared, request).await
+        }
         Request::Restore {
             snapshot,
             source,
@@ -588,22 +608,18 @@ async fn run(ctx: &Context, shared: &Arc<Shared>, request: Request) -> Response 
             target,
             force,
             ..
-        } => to_json(
-            job::restore(
-                ctx,
-                &job::RestoreRequest {
-                    snapshot,
-                    to,
-                    target,
-                    location,
-                    source,
-                    force,
-                    ..job::RestoreRequest::default()
-                },
-            )
-            .await
-            .map(|r| serde_json::to_value(r).unwrap_or_default()),
-        ),
+        } => {
+            let request = job::Request::Restore(job::RestoreRequest {
+                snapshot,
+                to,
+                target,
+                location,
+                source,
+                force,
+                ..job::RestoreRequest::default()
+            });
+            invoke(ctx, shared, request).await
+        }
         Request::Run { job: name } => {
             let Some(job) = ctx
                 .config
@@ -615,46 +631,18 @@ async fn run(ctx: &Context, shared: &Arc<Shared>, request: Request) -> Response 
             else {
                 return Response::failure("usage", format!("no scheduled job is named `{name}`"));
             };
-            let fresh = shared
-                .running
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(job.name.clone());
-            if !fresh {
-                return Response::failure("job.busy", format!("job {name} is already running"));
-            }
-            let ok = execute(ctx, shared, &job, std::future::pending()).await;
-            shared
-                .running
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .remove(&job.name);
-            if ok {
-                Response::success(serde_json::json!({ "job": name }))
-            } else {
-                Response::failure(
-                    "job.failed",
-                    format!("job {name} failed; see `custodian runs` and the journal"),
-                )
+            let ctx =
+                Arc::new(ctx.for_job(Some(&job.name), Arc::new(job::progress::Progress::hidden())));
+            match super::launch(&ctx, shared, &job, jiff::Timestamp::now()).await {
+                Some(id) => Response::success(serde_json::json!({ "job": name, "id": id })),
+                None => Response::failure(
+                    "job.busy",
+                    format!("job {name} is already running (or the daemon is stopping)"),
+                ),
             }
         }
         Request::Approve { .. } | Request::Approvals {} => {
             Response::failure("usage", "an approval cannot be approved")
         }
     }
-}
-
-/// Where the CLI finds the daemon: `--socket`, `$CUSTODIAN_SOCKET`, the configuration's
-/// `control-socket` (read alone: a `ctl` user need not be able to read the secrets the rest of
-/// the configuration names), or the default.
-///
-/// # Errors
-/// When the configuration exists but cannot be read or parsed, a sentence saying so and what
-/// to do.
-pub fn socket_path(explicit: Option<PathBuf>, config: &Path) -> Result<PathBuf, String> {
-    if let Some(p) = explicit.or_else(|| std::env::var_os("CUSTODIAN_SOCKET").map(PathBuf::from)) {
-        return Ok(p);
-    }
-    Ok(crate::config::control_socket(config)?
-        .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_CONTROL_SOCKET)))
 }

@@ -19,8 +19,11 @@ pub enum Request {
     /// What runs, what is next, the health of every location (viewer). (A struct variant, so
     /// that unknown fields are refused like everywhere else.)
     Status {},
-    /// Run a scheduled job now (operator; administrator for drill and prune jobs).
+    /// Run a scheduled job now (operator; administrator for drill and prune jobs): answers at
+    /// once with the invocation's id.
     Run { job: String },
+    /// How an invocation (a job the daemon runs or ran) stands (viewer).
+    Job { id: String },
     /// Back up now (operator).
     Backup { source: Option<String> },
     /// A restore drill now (administrator).
@@ -72,6 +75,7 @@ impl Request {
         match self {
             Self::Status {} => "status",
             Self::Run { .. } => "run",
+            Self::Job { .. } => "job",
             Self::Backup { .. } => "backup",
             Self::Drill { .. } => "drill",
             Self::Restore { .. } => "restore",
