@@ -13,44 +13,67 @@ pub struct Sample {
     pub value: f64,
 }
 
+/// Labels with a value: an absent one is left out, never exported as `label=""`.
+fn present(labels: Vec<(&'static str, Option<String>)>) -> Vec<(&'static str, String)> {
+    labels
+        .into_iter()
+        .filter_map(|(k, v)| v.filter(|v| !v.is_empty()).map(|v| (k, v)))
+        .collect()
+}
+
 fn epoch(text: &str) -> f64 {
     text.parse::<jiff::Timestamp>()
         .map_or(0.0, |t| t.as_millisecond() as f64 / 1000.0)
 }
 
 impl Catalog {
-    /// Every metric sample.
+    /// Every metric sample the catalog holds, `locations` being the configured ones.
     ///
     /// # Errors
     /// When the catalog cannot be read.
     pub async fn metric_samples(
         &self,
         check_window: std::time::Duration,
+        locations: &[String],
     ) -> Result<Vec<Sample>, CatalogError> {
         let mut out = Vec::new();
         let pool = self.pool();
         let err = query_err("computing metrics");
 
-        // Last success (time, duration, bytes) per kind/source/location.
+        // Last success (time, duration, bytes) per kind, source, location and job. A copy is
+        // labelled with where it went (`location`) and where it came from (`from`).
         let rows = sqlx::query(
-            "SELECT kind, COALESCE(source, '') AS source, COALESCE(location, '') AS location,
-                    finished_at, started_at, bytes_read, bytes_added
+            "SELECT kind, source, location, target, job, finished_at, started_at, bytes_read,
+                    bytes_added
              FROM runs r
              WHERE outcome = 'succeeded' AND finished_at = (
                  SELECT max(finished_at) FROM runs q
                  WHERE q.outcome = 'succeeded' AND q.kind = r.kind
                    AND COALESCE(q.source, '') = COALESCE(r.source, '')
-                   AND COALESCE(q.location, '') = COALESCE(r.location, ''))",
+                   AND COALESCE(q.location, '') = COALESCE(r.location, '')
+                   AND COALESCE(q.target, '') = COALESCE(r.target, '')
+                   AND COALESCE(q.job, '') = COALESCE(r.job, ''))",
         )
         .fetch_all(pool)
         .await
         .map_err(err)?;
         for r in rows {
-            let labels = vec![
-                ("kind", r.get::<String, _>("kind")),
-                ("source", r.get::<String, _>("source")),
-                ("location", r.get::<String, _>("location")),
-            ];
+            let kind: String = r.get("kind");
+            let (location, from) = if kind == "copy" {
+                (
+                    r.get::<Option<String>, _>("target"),
+                    r.get::<Option<String>, _>("location"),
+                )
+            } else {
+                (r.get::<Option<String>, _>("location"), None)
+            };
+            let labels = present(vec![
+                ("kind", Some(kind)),
+                ("source", r.get("source")),
+                ("location", location),
+                ("from", from),
+                ("job", r.get("job")),
+            ]);
             let finished: String = r.get("finished_at");
             let started: String = r.get("started_at");
             out.push(Sample {
@@ -65,13 +88,13 @@ impl Catalog {
             });
             if let Some(read) = r.get::<Option<i64>, _>("bytes_read") {
                 out.push(Sample {
-                    name: "custodian_last_success_bytes_read",
+                    name: "custodian_last_success_read_bytes",
                     labels: labels.clone(),
                     value: read as f64,
                 });
                 if let Some(added) = r.get::<Option<i64>, _>("bytes_added") {
                     out.push(Sample {
-                        name: "custodian_last_success_bytes_added",
+                        name: "custodian_last_success_added_bytes",
                         labels: labels.clone(),
                         value: added as f64,
                     });
@@ -86,15 +109,21 @@ impl Catalog {
             }
         }
 
-        // Runs by kind and outcome (failures, missed and skipped runs included).
-        for r in sqlx::query("SELECT kind, outcome, count(*) AS n FROM runs GROUP BY kind, outcome")
-            .fetch_all(pool)
-            .await
-            .map_err(query_err("computing metrics"))?
+        // Runs by kind, outcome and job (failures, missed and skipped runs included).
+        for r in sqlx::query(
+            "SELECT kind, outcome, job, count(*) AS n FROM runs GROUP BY kind, outcome, job",
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(query_err("computing metrics"))?
         {
             out.push(Sample {
                 name: "custodian_runs_total",
-                labels: vec![("kind", r.get("kind")), ("outcome", r.get("outcome"))],
+                labels: present(vec![
+                    ("kind", r.get("kind")),
+                    ("outcome", r.get("outcome")),
+                    ("job", r.get("job")),
+                ]),
                 value: r.get::<i64, _>("n") as f64,
             });
         }
@@ -235,6 +264,34 @@ impl Catalog {
                 name: "custodian_check_coverage_ratio",
                 labels: vec![("location", location)],
                 value: share,
+            });
+        }
+
+        // Health per configured location: the latest run that used it (backup into it, copy
+        // to or from it, check, drill or restore from it) succeeded and no damage is open.
+        for location in locations {
+            let last: Option<String> = sqlx::query_scalar(
+                "SELECT outcome FROM runs
+                 WHERE (location = ?1 OR (kind = 'copy' AND target = ?1))
+                   AND outcome IN ('succeeded', 'failed', 'interrupted')
+                 ORDER BY started_at DESC LIMIT 1",
+            )
+            .bind(location)
+            .fetch_optional(pool)
+            .await
+            .map_err(query_err("computing metrics"))?;
+            let damaged: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM damage WHERE location = ? AND cleared_at IS NULL",
+            )
+            .bind(location)
+            .fetch_one(pool)
+            .await
+            .map_err(query_err("computing metrics"))?;
+            let healthy = last.as_deref() == Some("succeeded") && damaged == 0;
+            out.push(Sample {
+                name: "custodian_location_healthy",
+                labels: vec![("location", location.clone())],
+                value: if healthy { 1.0 } else { 0.0 },
             });
         }
         Ok(out)

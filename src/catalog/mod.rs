@@ -147,6 +147,13 @@ impl<'s> MigrationSource<'s> for Embedded {
                     Cow::Borrowed(include_str!("migrations/0009_access.sql")),
                     false,
                 ),
+                Migration::new(
+                    10,
+                    Cow::Borrowed("run job"),
+                    MigrationType::Simple,
+                    Cow::Borrowed(include_str!("migrations/0010_run_job.sql")),
+                    false,
+                ),
             ])
         })
     }
@@ -245,6 +252,7 @@ mod tests {
             source: Some("crm".into()),
             location: Some("local".into()),
             target: None,
+            job: None,
         }
     }
 

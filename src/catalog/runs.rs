@@ -163,6 +163,8 @@ pub struct RunStart {
     pub source: Option<String>,
     pub location: Option<String>,
     pub target: Option<String>,
+    /// The scheduled job it runs for, if any.
+    pub job: Option<String>,
 }
 
 /// What is known when a run ends.
@@ -197,11 +199,14 @@ pub struct RunRecord {
     /// What the run reported beyond the columns (JSON), as stored.
     #[serde(default)]
     pub details: Option<serde_json::Value>,
+    /// The scheduled job it ran for, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
 }
 
 const RUN_COLUMNS: &str =
     "id, kind, trigger, actor, source, location, target, started_at, finished_at,
-     outcome, error_code, error_message, bytes_read, bytes_added, snapshot_id, details";
+     outcome, error_code, error_message, bytes_read, bytes_added, snapshot_id, details, job";
 
 /// A stored run; `None` for a kind this version does not know.
 fn run_record(r: &sqlx::sqlite::SqliteRow) -> Option<RunRecord> {
@@ -224,6 +229,7 @@ fn run_record(r: &sqlx::sqlite::SqliteRow) -> Option<RunRecord> {
         details: r
             .get::<Option<String>, _>("details")
             .and_then(|d| serde_json::from_str(&d).ok()),
+        job: r.get("job"),
     })
 }
 
@@ -247,8 +253,8 @@ impl Catalog {
         let id = new_run_id();
         sqlx::query(
             "INSERT INTO runs (id, kind, trigger, actor, pid, pid_start, source, location, target,
-                               started_at, outcome)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running')",
+                               started_at, outcome, job)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?)",
         )
         .bind(&id)
         .bind(start.kind.as_str())
@@ -260,6 +266,7 @@ impl Catalog {
         .bind(&start.location)
         .bind(&start.target)
         .bind(time::format(time::now()))
+        .bind(&start.job)
         .execute(self.pool())
         .await
         .map_err(query_err("starting a run"))?;

@@ -56,8 +56,8 @@ impl Catalog {
         );
         sqlx::query(
             "INSERT OR IGNORE INTO runs (id, kind, trigger, actor, pid, started_at, finished_at,
-                 outcome, error_code, error_message, details)
-             VALUES (?, ?, 'schedule', 'custodian', ?, ?, ?, ?, ?, ?, ?)",
+                 outcome, error_code, error_message, details, job)
+             VALUES (?, ?, 'schedule', 'custodian', ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(id)
         .bind(kind)
@@ -68,6 +68,7 @@ impl Catalog {
         .bind(format!("schedule.{outcome}"))
         .bind(message)
         .bind(serde_json::json!({ "job": job, "scheduled_for": at }).to_string())
+        .bind(job)
         .execute(self.pool())
         .await
         .map_err(query_err("recording a run that did not happen"))?;

@@ -583,3 +583,52 @@ pub fn command() -> clap::Command {
     }
     cmd
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every command that prints `--json` has its schema in docs/schema/ (docs/json.md).
+    #[test]
+    fn every_command_has_a_json_schema() {
+        fn leaves(cmd: &clap::Command, chain: &mut Vec<String>, out: &mut Vec<String>) {
+            let subs: Vec<_> = cmd
+                .get_subcommands()
+                .filter(|s| s.get_name() != "help")
+                .collect();
+            // A command with an optional subcommand (`report`) prints JSON itself too.
+            if subs.is_empty() || !cmd.is_subcommand_required_set() {
+                out.push(chain.join("-"));
+            }
+            for s in subs {
+                chain.push(s.get_name().to_string());
+                leaves(s, chain, out);
+                chain.pop();
+            }
+        }
+        let mut all = Vec::new();
+        let root = super::command();
+        for s in root.get_subcommands().filter(|s| s.get_name() != "help") {
+            let mut chain = vec![s.get_name().to_string()];
+            leaves(s, &mut chain, &mut all);
+        }
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/schema");
+        // Text by nature (a completion script, a manual page) or no output (the daemon logs).
+        let exempt = [
+            "daemon",
+            "completions",
+            "man",
+            "access",
+            "audit",
+            "erasure",
+            "keys",
+            "config",
+            "ctl",
+        ];
+        let missing: Vec<_> = all
+            .iter()
+            .filter(|c| !exempt.contains(&c.as_str()))
+            .filter(|c| !dir.join(format!("{c}.json")).exists())
+            .collect();
+        assert!(missing.is_empty(), "commands without a schema: {missing:?}");
+        assert!(all.contains(&"ctl-status".to_string()), "{all:?}");
+    }
+}

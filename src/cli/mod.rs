@@ -4,6 +4,7 @@
 mod access;
 mod args;
 mod ctl_view;
+mod journal;
 mod render;
 mod reply;
 
@@ -178,6 +179,15 @@ fn init_logging(verbose: u8, daemon: bool) {
         if let Ok(d) = directive.parse() {
             filter = filter.add_directive(d);
         }
+    }
+    if journal::stderr_is_journal() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .fmt_fields(journal::Fields::default())
+            .event_format(journal::Prefixed::new())
+            .try_init();
+        return;
     }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

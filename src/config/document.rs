@@ -78,49 +78,217 @@ impl<'a> Document<'a> {
         self.span_of(&segments).map(|s| diags.line_of(s.start))
     }
 
-    /// Deserializes one value into `T`, reporting unknown keys (all of them) and the first type
-    /// error, each with its key path under `prefix`.
+    /// Deserializes one value into `T`, reporting every unknown key and every value of the
+    /// wrong type, each with its key path under `prefix`.
     pub fn deserialize<T: DeserializeOwned>(
         &self,
         value: &Spanned<DeValue<'a>>,
         prefix: &str,
         diags: &mut Diagnostics,
     ) -> Option<T> {
+        let mut value = value.clone();
+        let mut reported = std::collections::BTreeSet::new();
+        let mut result = self.attempt::<T>(&value, prefix, diags, &mut reported);
+        // A value of the wrong type is named at its own key, then left out so that the rest
+        // of the entry is still checked (every problem at once, not the first one).
+        let mut rounds = 0;
+        let mut removed: Vec<Vec<String>> = Vec::new();
+        loop {
+            let err = match result {
+                Ok(v) => return Some(v),
+                Err(err) => err,
+            };
+            let at = err.span().and_then(|span| key_at(&value, span.start));
+            let line = err
+                .span()
+                .or_else(|| Some(value.span()))
+                .map(|s| diags.line_of(s.start));
+            // A required key left out above is already reported.
+            let missing = err
+                .message()
+                .strip_prefix("missing field `")
+                .and_then(|r| r.trim_end().strip_suffix('`'));
+            if rounds > 0
+                && missing.is_some_and(|m| removed.iter().any(|p| p.last().is_some_and(|l| l == m)))
+            {
+                return None;
+            }
+            match (at, plain_type_error(err.message())) {
+                (Some(path), Some(sentence)) if rounds < 32 => {
+                    diags.push(
+                        Severity::Error,
+                        line,
+                        join(prefix, &path.join(".")),
+                        sentence,
+                    );
+                    remove_path(&mut value, &path);
+                    removed.push(path);
+                }
+                _ => {
+                    diags.push(
+                        Severity::Error,
+                        line,
+                        prefix,
+                        fix_serde_message(err.message()),
+                    );
+                    return None;
+                }
+            }
+            rounds += 1;
+            result = self.attempt::<T>(&value, prefix, diags, &mut reported);
+        }
+    }
+
+    /// One deserialization; reports the unknown keys it met (serde stops at the first type
+    /// error, so each round may meet new ones).
+    fn attempt<T: DeserializeOwned>(
+        &self,
+        value: &Spanned<DeValue<'a>>,
+        prefix: &str,
+        diags: &mut Diagnostics,
+        reported: &mut std::collections::BTreeSet<String>,
+    ) -> Result<T, toml::de::Error> {
         let mut unknown = Vec::new();
         let de = ValueDeserializer::from(value.clone());
-        let result: Result<T, _> =
-            serde_ignored::deserialize(de, |path| unknown.push(path.to_string()));
+        let result = serde_ignored::deserialize(de, |path| unknown.push(path.to_string()));
         for key in unknown {
+            if !reported.insert(key.clone()) {
+                continue;
+            }
             let full = join(prefix, &key);
             let last = key.rsplit('.').next().unwrap_or(&key).to_string();
             let line = self.line(diags, &full);
+            let hint = if key.contains('.') {
+                String::new()
+            } else {
+                super::validate::suggestion(&last, field_names::<T>())
+            };
             diags.push(
                 Severity::Error,
                 line,
                 full,
                 format!(
-                    "unknown key `{last}`; remove it or check its spelling against the \
+                    "unknown key `{last}`{hint}; remove it or check its spelling against the \
                      configuration reference in the README"
                 ),
             );
         }
-        match result {
-            Ok(v) => Some(v),
-            Err(err) => {
-                let line = err
-                    .span()
-                    .or_else(|| Some(value.span()))
-                    .map(|s| diags.line_of(s.start));
-                diags.push(
-                    Severity::Error,
-                    line,
-                    prefix,
-                    fix_serde_message(err.message()),
-                );
-                None
+        result
+    }
+}
+
+/// The field names a struct deserializes (serde tells them to the deserializer it is given),
+/// for "did you mean" on unknown keys.
+fn field_names<T: DeserializeOwned>() -> &'static [&'static str] {
+    struct Fields(&'static [&'static str]);
+    #[derive(Debug)]
+    struct Stop;
+    impl std::fmt::Display for Stop {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("introspection")
+        }
+    }
+    impl std::error::Error for Stop {}
+    impl serde::de::Error for Stop {
+        fn custom<M: std::fmt::Display>(_: M) -> Self {
+            Self
+        }
+    }
+    impl<'de> serde::Deserializer<'de> for &mut Fields {
+        type Error = Stop;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop)
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Stop> {
+            self.0 = fields;
+            Err(Stop)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+    let mut fields = Fields(&[]);
+    let _ = T::deserialize(&mut fields);
+    fields.0
+}
+
+/// The path of the deepest key whose value contains byte `pos`.
+fn key_at(value: &Spanned<DeValue<'_>>, pos: usize) -> Option<Vec<String>> {
+    let DeValue::Table(table) = value.get_ref() else {
+        return None;
+    };
+    for (k, v) in table {
+        if v.span().contains(&pos) || v.span().start == pos {
+            let mut path = vec![k.get_ref().to_string()];
+            if let Some(rest) = key_at(v, pos) {
+                path.extend(rest);
+            }
+            return Some(path);
+        }
+    }
+    None
+}
+
+fn remove_path(value: &mut Spanned<DeValue<'_>>, path: &[String]) {
+    let DeValue::Table(table) = value.get_mut() else {
+        return;
+    };
+    match path {
+        [] => {}
+        [last] => {
+            table.remove(last.as_str());
+        }
+        [first, rest @ ..] => {
+            if let Some(inner) = table.get_mut(first.as_str()) {
+                remove_path(inner, rest);
             }
         }
     }
+}
+
+/// "invalid type: string \"two\", expected u32" → "must be a whole number, like 2; found the
+/// string \"two\"".
+fn plain_type_error(message: &str) -> Option<String> {
+    let rest = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))?;
+    let (found, expected) = rest.split_once(", expected ")?;
+    let expected = expected.trim_end();
+    let wanted = match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number, like 2".to_string(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number, like -1 or 2".to_string(),
+        "f32" | "f64" => "a number, like 0.5".to_string(),
+        "a boolean" => "true or false (without quotes)".to_string(),
+        "a string" => "a string in double quotes".to_string(),
+        "a sequence" => "a list, like [\"a\", \"b\"]".to_string(),
+        e if e.starts_with("a map") || e.starts_with("struct") => {
+            "a table (a [section] or { key = value })".to_string()
+        }
+        e => e.to_string(),
+    };
+    let found = if let Some(s) = found.strip_prefix("string ") {
+        format!("the string {s}")
+    } else if let Some(n) = found.strip_prefix("integer ") {
+        format!("the number {}", n.trim_matches('`'))
+    } else if let Some(n) = found.strip_prefix("floating point ") {
+        format!("the number {}", n.trim_matches('`'))
+    } else if let Some(b) = found.strip_prefix("boolean ") {
+        b.trim_matches('`').to_string()
+    } else if found == "sequence" {
+        "a list".to_string()
+    } else if found == "map" {
+        "a table".to_string()
+    } else {
+        found.to_string()
+    };
+    Some(format!("must be {wanted}; found {found}"))
 }
 
 /// `a` + `b` → `a.b`, skipping empty parts.
@@ -183,7 +351,9 @@ mod tests {
         let text: Vec<String> = diags.items().iter().map(ToString::to_string).collect();
         assert_eq!(text.len(), 3, "{text:#?}");
         assert!(
-            text[0].starts_with("c.toml:3: e.kep-last: unknown key"),
+            text[0].starts_with(
+                "c.toml:3: e.kep-last: unknown key `kep-last` (did you mean `keep-last`?)"
+            ),
             "{}",
             text[0]
         );
@@ -193,7 +363,9 @@ mod tests {
             text[1]
         );
         assert!(
-            text[2].starts_with("c.toml:6: f: invalid type"),
+            text[2].starts_with(
+                "c.toml:6: f.path: must be a string in double quotes; found the number 3"
+            ),
             "{}",
             text[2]
         );

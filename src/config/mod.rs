@@ -24,7 +24,7 @@ pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use erasure::{Erasure, ErasureRules};
 pub use policy::{
     Assertion, Comparison, Drills, FRAMEWORKS, Notifications, ReportPeriod, Reports, Retention,
-    Smtp, SmtpTls, Targets,
+    Sink, SinkKind, Smtp, SmtpTls, Targets,
 };
 
 use crate::model::Engine;
@@ -261,7 +261,7 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{} has {} problem(s):\n{}", path.display(), diagnostics.iter().filter(|d| d.severity == Severity::Error).count(), render(diagnostics))]
+    #[error("{} has {}:\n{}", path.display(), problems(diagnostics), render(diagnostics))]
     Invalid {
         path: PathBuf,
         diagnostics: Vec<Diagnostic>,
@@ -417,6 +417,18 @@ pub fn control_socket(path: &Path) -> Result<Option<PathBuf>, String> {
         .map(PathBuf::from);
     let base = path.parent().unwrap_or_else(|| Path::new("."));
     Ok(socket.map(|s| if s.is_absolute() { s } else { base.join(s) }))
+}
+
+/// "1 problem", "3 problems" (errors only; warnings are listed but not counted).
+fn problems(diagnostics: &[Diagnostic]) -> String {
+    match diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count()
+    {
+        1 => "1 problem".into(),
+        n => format!("{n} problems"),
+    }
 }
 
 /// Parses a duration such as `24h`, `30d`, `90m`, `1h 30m`.

@@ -226,6 +226,46 @@ pub struct Notifications {
     pub report_to: Vec<String>,
     pub alert_to: Vec<String>,
     pub webhook: Option<String>,
+    pub sinks: Vec<Sink>,
+}
+
+/// What kind of alert target a sink is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SinkKind {
+    Ntfy,
+    Slack,
+    Mattermost,
+    Teams,
+    PagerDuty,
+}
+
+impl SinkKind {
+    pub const ALL: [(&'static str, Self); 5] = [
+        ("ntfy", Self::Ntfy),
+        ("slack", Self::Slack),
+        ("mattermost", Self::Mattermost),
+        ("teams", Self::Teams),
+        ("pagerduty", Self::PagerDuty),
+    ];
+
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map_or("?", |(n, _)| n)
+    }
+}
+
+/// One configured alert target.
+#[derive(Clone, Debug)]
+pub struct Sink {
+    pub kind: SinkKind,
+    /// Where to send (for Slack, Mattermost and Teams the URL is the secret instead).
+    pub url: Option<String>,
+    pub secret: Option<crate::secret::SecretRef>,
+    /// The event statuses it hears.
+    pub on: Vec<String>,
 }
 
 /// A duration key: parsed, or a diagnostic and `None`.
@@ -595,12 +635,113 @@ pub(super) fn notifications(
             from: s.from,
         }
     });
+    let sinks = raw
+        .sink
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, s)| sink(doc, diags, base, i, s))
+        .collect();
     Notifications {
         smtp,
         report_to: raw.report_to,
         alert_to: raw.alert_to,
         webhook: raw.webhook,
+        sinks,
     }
+}
+
+const SINK_EVENTS: [&str; 4] = ["failed", "missed", "succeeded", "break-glass"];
+
+fn sink(
+    doc: &Document<'_>,
+    diags: &mut Diagnostics,
+    base: &Path,
+    index: usize,
+    raw: super::raw::RawSink,
+) -> Option<Sink> {
+    let prefix = format!("notifications.sink.{index}");
+    let names = SinkKind::ALL.map(|(n, _)| n);
+    let Some(kind) = SinkKind::ALL
+        .iter()
+        .find(|(n, _)| *n == raw.kind)
+        .map(|(_, k)| *k)
+    else {
+        let line = doc.line(diags, &format!("{prefix}.kind"));
+        diags.push(
+            Severity::Error,
+            line,
+            format!("{prefix}.kind"),
+            format!(
+                "`{}` is not a sink kind{}; use one of: {}",
+                raw.kind,
+                super::validate::suggestion(&raw.kind, &names),
+                names.join(", ")
+            ),
+        );
+        return None;
+    };
+    let secret = secret_ref(
+        doc,
+        diags,
+        &format!("{prefix}.secret"),
+        raw.secret(),
+        base,
+        false,
+    );
+    let url = raw.url.clone();
+    let mut problem = |key: &str, message: String| {
+        let key = format!("{prefix}.{key}");
+        let line = doc.line(diags, &key);
+        diags.push(Severity::Error, line, key, message);
+    };
+    match kind {
+        SinkKind::Ntfy if url.is_none() => problem(
+            "url",
+            "an ntfy sink needs `url`, the topic's URL (e.g. https://ntfy.sh/custodian-alerts)".into(),
+        ),
+        SinkKind::Slack | SinkKind::Mattermost | SinkKind::Teams if secret.is_none() => problem(
+            "secret-file",
+            format!(
+                "a {} sink needs its incoming-webhook URL in `secret-file`, `secret-env` or `secret-credential` (the URL is the credential: keep it out of the configuration)",
+                kind.as_str()
+            ),
+        ),
+        SinkKind::Slack | SinkKind::Mattermost | SinkKind::Teams if url.is_some() => problem(
+            "url",
+            "the incoming-webhook URL is a credential: put it in `secret-file`, not `url`".into(),
+        ),
+        SinkKind::PagerDuty if secret.is_none() => problem(
+            "secret-file",
+            "a pagerduty sink needs the integration's routing key in `secret-file`, `secret-env` or `secret-credential`".into(),
+        ),
+        _ => {}
+    }
+    if let Some(u) = &url
+        && !(u.starts_with("https://") || u.starts_with("http://"))
+    {
+        problem("url", "must be an http:// or https:// URL".into());
+    }
+    let on = raw
+        .on
+        .unwrap_or_else(|| vec!["failed".into(), "missed".into(), "break-glass".into()]);
+    for event in &on {
+        if !SINK_EVENTS.contains(&event.as_str()) {
+            problem(
+                "on",
+                format!(
+                    "`{event}` is not an event{}; use: {}",
+                    super::validate::suggestion(event, &SINK_EVENTS),
+                    SINK_EVENTS.join(", ")
+                ),
+            );
+        }
+    }
+    Some(Sink {
+        kind,
+        url,
+        secret,
+        on,
+    })
 }
 
 #[cfg(test)]

@@ -257,6 +257,38 @@ pub struct RawNotifications {
     #[serde(default)]
     pub alert_to: Vec<String>,
     pub webhook: Option<String>,
+    /// Native alert targets (`[[notifications.sink]]`).
+    #[serde(default)]
+    pub sink: Vec<RawSink>,
+}
+
+/// `[[notifications.sink]]`: one alert target of a kind (ntfy, slack, mattermost, teams,
+/// pagerduty). Its secret — the incoming-webhook URL of Slack, Mattermost and Teams (the URL
+/// is the credential), the PagerDuty routing key, an ntfy access token — comes from
+/// `secret-file`, `secret-env` or `secret-credential`, never from the file itself.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawSink {
+    pub kind: String,
+    /// ntfy: the topic URL (`https://ntfy.sh/my-topic`); PagerDuty: the Events API v2 URL
+    /// (default `https://events.pagerduty.com/v2/enqueue`).
+    pub url: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    pub secret_env: Option<String>,
+    pub secret_credential: Option<String>,
+    /// Which events: `failed`, `missed`, `succeeded`, `break-glass` (default all but
+    /// `succeeded`; PagerDuty always resolves on the next success).
+    pub on: Option<Vec<String>>,
+}
+
+impl RawSink {
+    pub fn secret(&self) -> RawPassword {
+        RawPassword {
+            file: self.secret_file.clone(),
+            env: self.secret_env.clone(),
+            credential: self.secret_credential.clone(),
+        }
+    }
 }
 
 /// `[notifications.smtp]`.

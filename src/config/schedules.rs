@@ -136,15 +136,120 @@ struct RawJob {
 /// Parses a cron expression; five fields (minute first, as in crontab) get a seconds field of 0.
 ///
 /// # Errors
-/// When the expression is invalid.
+/// When the expression is invalid: one sentence naming the field at fault.
 pub fn parse_cron(text: &str) -> Result<cron::Schedule, String> {
-    let fields = text.split_whitespace().count();
-    let full = if fields == 5 {
-        format!("0 {text}")
-    } else {
-        text.to_string()
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let full = match fields.len() {
+        // crontab's day of week counts from 0 = Sunday (7 is Sunday too); the cron crate's
+        // from 1 = Sunday. Translated, so that `0 3 * * 1` is Monday, as in crontab.
+        5 => format!(
+            "0 {} {}",
+            fields[..4].join(" "),
+            crontab_day_of_week(fields[4])?
+        ),
+        6 | 7 => text.to_string(),
+        n => {
+            return Err(format!(
+                "it has {n} field{}; write 5 (`MIN HOUR DOM MON DOW`, as in crontab) or 6 with seconds first (`SEC MIN HOUR DOM MON DOW`)",
+                if n == 1 { "" } else { "s" }
+            ));
+        }
     };
-    cron::Schedule::from_str(&full).map_err(|e| e.to_string())
+    let names: &[(&str, u32, u32)] = &[
+        ("seconds", 0, 59),
+        ("minutes", 0, 59),
+        ("hours", 0, 23),
+        ("day of month", 1, 31),
+        ("month", 1, 12),
+        ("day of week", 1, 7),
+        ("year", 1970, 2100),
+    ];
+    for (field, (name, low, high)) in full.split_whitespace().zip(names) {
+        // Numbers in lists, ranges and steps (`1,5`, `9-17`, `*/15`): each within its range.
+        for part in field.split(',') {
+            let (range, _step) = part.split_once('/').unwrap_or((part, ""));
+            for number in range.split('-') {
+                if let Ok(n) = number.parse::<u32>()
+                    && !(*low..=*high).contains(&n)
+                {
+                    let crontab = if *name == "day of week" {
+                        " (1 is Sunday, 7 Saturday; or write SUN-SAT)"
+                    } else {
+                        ""
+                    };
+                    return Err(format!(
+                        "`{n}` is out of range for {name}: {low} to {high}{crontab}"
+                    ));
+                }
+            }
+        }
+    }
+    cron::Schedule::from_str(&full).map_err(|e| {
+        e.to_string()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
+
+/// A crontab day-of-week field (0–7, 0 and 7 Sunday; names; lists; ranges) in the cron crate's
+/// numbering (1 Sunday … 7 Saturday).
+fn crontab_day_of_week(field: &str) -> Result<String, String> {
+    let day = |text: &str| -> Result<Option<u32>, String> {
+        match text.parse::<u32>() {
+            Ok(n @ 0..=6) => Ok(Some(n + 1)),
+            Ok(7) => Ok(Some(1)),
+            Ok(n) => Err(format!(
+                "`{n}` is out of range for day of week: 0 to 7 (0 and 7 are Sunday, as in crontab; or write SUN-SAT)"
+            )),
+            Err(_) => Ok(None),
+        }
+    };
+    let mut out = Vec::new();
+    for part in field.split(',') {
+        if part.contains('/') || part.contains('*') {
+            out.push(part.to_string());
+            continue;
+        }
+        match part.split_once('-') {
+            Some((a, b)) => match (day(a)?, day(b)?) {
+                // A numeric range, expanded: crontab's `5-7` (Fri–Sun) wraps in the new numbering.
+                (Some(_), Some(_)) => {
+                    let (a, b): (u32, u32) = (a.parse().unwrap_or(0), b.parse().unwrap_or(0));
+                    if a > b {
+                        return Err(format!("`{part}` is a range that runs backwards"));
+                    }
+                    for n in a..=b {
+                        out.push(day(&n.to_string())?.unwrap_or(1).to_string());
+                    }
+                }
+                _ => out.push(part.to_string()),
+            },
+            None => match day(part)? {
+                Some(n) => out.push(n.to_string()),
+                None => out.push(part.to_string()),
+            },
+        }
+    }
+    out.dedup();
+    Ok(out.join(","))
+}
+
+/// " (did you mean `Europe/Berlin`?)" for a misspelt IANA time zone.
+fn time_zone_suggestion(name: &str) -> String {
+    let lower = name.to_ascii_lowercase();
+    jiff::tz::db()
+        .available()
+        .map(|n| {
+            let n = n.as_str().to_string();
+            (strsim::levenshtein(&lower, &n.to_ascii_lowercase()), n)
+        })
+        .filter(|(d, _)| *d <= 3)
+        .min()
+        .map(|(_, n)| format!(" (did you mean `{n}`?)"))
+        .unwrap_or_default()
 }
 
 /// Loads every `*.toml` in `dir`, in name order. Problems go to `out`, each with its file.
@@ -263,8 +368,9 @@ pub fn parse_file(
                 diags,
                 "kind",
                 format!(
-                    "`{}` is not a job kind; use one of: {}",
+                    "`{}` is not a job kind{}; use one of: {}",
                     job.kind,
+                    super::validate::suggestion(&job.kind, &JobKind::ALL.map(|(n, _)| n)),
                     JobKind::ALL.map(|(n, _)| n).join(", ")
                 ),
             );
@@ -276,7 +382,7 @@ pub fn parse_file(
                     diags,
                     "cron",
                     format!(
-                        "`{}` is not a cron expression ({e}); write `MIN HOUR DOM MON DOW` or with seconds first, e.g. `0 0 * * * *` for hourly",
+                        "`{}` is not a cron expression: {e}; e.g. `0 * * * *` is hourly, `30 2 * * *` daily at 02:30",
                         job.cron
                     ),
                 );
@@ -291,7 +397,8 @@ pub fn parse_file(
                     diags,
                     "time-zone",
                     format!(
-                        "`{tz_name}` is not a known time zone; use an IANA name like `Europe/Berlin` or `UTC`"
+                        "`{tz_name}` is not a known time zone{}; use an IANA name like `Europe/Berlin` or `UTC`",
+                        time_zone_suggestion(&tz_name)
                     ),
                 );
                 None
@@ -395,6 +502,37 @@ mod tests {
 
     fn ts(s: &str) -> jiff::Timestamp {
         s.parse().unwrap()
+    }
+
+    /// 2026-11-29 is a Sunday. crontab's numbering: 0 and 7 Sunday, 1 Monday … 6 Saturday.
+    #[test]
+    fn five_field_days_of_week_count_as_in_crontab() {
+        let after = ts("2026-11-28T12:00:00Z");
+        for (dow, day) in [
+            ("1", "2026-11-30"),
+            ("0", "2026-11-29"),
+            ("7", "2026-11-29"),
+            ("6", "2026-12-05"),
+            ("MON", "2026-11-30"),
+            ("5-7", "2026-11-29"),
+            ("1-5", "2026-11-30"),
+        ] {
+            let j = job(&format!("0 3 * * {dow}"), "UTC");
+            assert_eq!(
+                j.next_after(after),
+                Some(ts(&format!("{day}T03:00:00Z"))),
+                "day of week {dow}"
+            );
+        }
+        let err = parse_cron("0 3 * * 8").unwrap_err();
+        assert!(err.contains("0 to 7"), "{err}");
+        let err = parse_cron("61 * * * *").unwrap_err();
+        assert_eq!(err, "`61` is out of range for minutes: 0 to 59");
+        assert!(
+            parse_cron("1 2 3 4 5 6 7 8")
+                .unwrap_err()
+                .contains("8 fields")
+        );
     }
 
     #[test]

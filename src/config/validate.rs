@@ -258,7 +258,8 @@ pub(super) fn entries<'d, 'a>(
                 line,
                 format!("{prefix}.kind"),
                 format!(
-                    "`{kind}` is not a {section} kind{later}; use one of: {}",
+                    "`{kind}` is not a {section} kind{later}{}; use one of: {}",
+                    suggestion(&kind, kinds),
                     kinds.join(", ")
                 ),
             );

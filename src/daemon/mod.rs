@@ -68,17 +68,6 @@ pub async fn run(config_path: &Path) -> Exit {
         eprintln!("custodian daemon: cannot install signal handlers");
         return Exit::JobFailed;
     };
-    let metrics_task = match config.daemon.metrics_listen {
-        Some(addr) => match metrics::serve(addr, ctx.catalog.clone(), config.check_window).await {
-            Ok(task) => Some(task),
-            Err(e) => {
-                eprintln!("custodian daemon: cannot serve metrics on {addr}: {e}");
-                return Exit::JobFailed;
-            }
-        },
-        None => None,
-    };
-
     let shared = Arc::new(Shared::new(config.daemon.max_concurrent_jobs as usize));
     let listener = match socket::bind(
         &config.daemon.control_socket,
@@ -94,6 +83,16 @@ pub async fn run(config_path: &Path) -> Exit {
         }
     };
     let (ctx_tx, ctx_rx) = watch::channel(ctx.clone());
+    let metrics_task = match config.daemon.metrics_listen {
+        Some(addr) => match metrics::serve(addr, ctx_rx.clone(), shared.clone()).await {
+            Ok(task) => Some(task),
+            Err(e) => {
+                eprintln!("custodian daemon: cannot serve metrics on {addr}: {e}");
+                return Exit::JobFailed;
+            }
+        },
+        None => None,
+    };
     let control_task = socket::serve(listener, ctx_rx, shared.clone());
 
     let mut next = match plan(&ctx, &shared, true).await {
@@ -154,8 +153,12 @@ pub async fn run(config_path: &Path) -> Exit {
                         false
                     }
                 };
-                *shared.reload.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-                    (accepted, jiff::Timestamp::now());
+                let mut reload =
+                    shared.reload.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                reload.0 = accepted;
+                if accepted {
+                    reload.1 = jiff::Timestamp::now();
+                }
             }
         }
         if watchdog.is_some() {

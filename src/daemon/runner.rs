@@ -74,7 +74,7 @@ pub struct Shared {
     invocations: std::sync::Mutex<BTreeMap<String, Invocation>>,
     /// Next fire per scheduled job (the scheduler's plan).
     pub(super) plan: std::sync::Mutex<BTreeMap<String, (String, jiff::Timestamp)>>,
-    /// The last reload of the configuration was accepted (and when).
+    /// Whether the last load of the configuration was accepted, and when one last was.
     pub(super) reload: std::sync::Mutex<(bool, jiff::Timestamp)>,
 }
 

@@ -39,6 +39,35 @@ pub async fn send(ctx: &super::Context, event: &JobEvent) {
         }
         record(ctx, event, "webhook", result).await;
     }
+    let alert = crate::notify::sinks::Alert {
+        job: &event.job,
+        kind: event.kind,
+        status: event.status,
+        host: &event.host,
+        time: &event.time,
+        code: event.error.as_ref().map(|f| f.code.as_str()),
+        message: event
+            .error
+            .as_ref()
+            .map(|f| f.message.as_str())
+            .or(event.detail.as_deref()),
+        hint: event.error.as_ref().and_then(|f| f.hint.as_deref()),
+    };
+    for sink in &notifications.sinks {
+        if !crate::notify::sinks::hears(sink, event.status) {
+            continue;
+        }
+        let result = crate::notify::sinks::send(sink, &alert).await;
+        if let Err(e) = &result {
+            tracing::warn!(
+                job = event.job,
+                sink = sink.kind.as_str(),
+                "the {} alert was not delivered: {e}",
+                sink.kind.as_str()
+            );
+        }
+        record(ctx, event, sink.kind.as_str(), result).await;
+    }
     if let Some(smtp) = &notifications.smtp
         && !notifications.alert_to.is_empty()
         && event.status != "succeeded"
@@ -53,7 +82,7 @@ pub async fn send(ctx: &super::Context, event: &JobEvent) {
             )
         } else {
             format!(
-                "Scheduled job {} ({}) on {} {} at {}.\n{}\n\nSee `custodian runs` and the journal (journalctl -u custodian).\n",
+                "Scheduled job {} ({}) on {} {} at {}.\n\n{}\n\nSee `custodian runs` and the journal (journalctl -u custodian -p err).\n",
                 event.job,
                 event.kind,
                 event.host,
@@ -63,7 +92,7 @@ pub async fn send(ctx: &super::Context, event: &JobEvent) {
                     "FAILED"
                 },
                 event.time,
-                event.detail.as_deref().unwrap_or("")
+                reason(event)
             )
         };
         let outgoing = crate::notify::mail::Outgoing {
@@ -89,6 +118,20 @@ pub async fn send(ctx: &super::Context, event: &JobEvent) {
             a.result.clone().map(|_| ())
         });
         record(ctx, event, "email", result).await;
+    }
+}
+
+/// Why it failed and what to do, for a person.
+fn reason(event: &JobEvent) -> String {
+    match &event.error {
+        Some(f) => {
+            let mut out = format!("Why: {} [{}]", f.message, f.code);
+            if let Some(h) = &f.hint {
+                out.push_str(&format!("\nWhat to do: {h}"));
+            }
+            out
+        }
+        None => event.detail.clone().unwrap_or_default(),
     }
 }
 

@@ -177,6 +177,8 @@ pub fn hint(code: &str) -> Option<&'static str> {
         }
         ("restore", _) => "the target is as it was; fix what the message names and restore again",
         ("second_factor" | "access" | "approval", _) => "see README, \"Access control\"",
+        // The message (and each diagnostic) already names what to fix.
+        (_, "config.invalid") => return None,
         ("usage" | "config", _) => "fix the command line or configuration the message names",
         _ => "see `custodian runs` and the journal (`journalctl -u custodian`)",
     })
@@ -347,6 +349,7 @@ impl Context {
             source: source.map(str::to_string),
             location: location.map(str::to_string),
             target: target.map(str::to_string),
+            job: self.job.clone(),
         };
         let id = self.catalog.start_run(&start).await?;
         self.started

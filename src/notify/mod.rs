@@ -2,4 +2,5 @@
 //! used by the compliance reports and the alerts alike.
 
 pub mod mail;
+pub mod sinks;
 pub mod webhook;

@@ -12,6 +12,21 @@ use hyper_util::rt::TokioExecutor;
 /// # Errors
 /// A sentence saying why it was not delivered.
 pub async fn post(url: &str, body: &impl serde::Serialize) -> Result<(), String> {
+    let body = serde_json::to_vec(body).map_err(|e| e.to_string())?;
+    send(url, "application/json", &[], body).await
+}
+
+/// POSTs `body` with its content type and extra headers to `url`; the URL never appears in an
+/// error (for chat webhooks it is the credential).
+///
+/// # Errors
+/// A sentence saying why it was not delivered.
+pub async fn send(
+    url: &str,
+    content_type: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> Result<(), String> {
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_native_roots()
         .map_err(|e| format!("no TLS root certificates: {e}"))?
@@ -19,16 +34,22 @@ pub async fn post(url: &str, body: &impl serde::Serialize) -> Result<(), String>
         .enable_http1()
         .build();
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
-    let body = serde_json::to_vec(body).map_err(|e| e.to_string())?;
-    let request = hyper::Request::post(url)
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .header(hyper::header::USER_AGENT, "custodian")
+    let mut request = hyper::Request::post(url)
+        .header(hyper::header::CONTENT_TYPE, content_type)
+        .header(hyper::header::USER_AGENT, "custodian");
+    for (name, value) in headers {
+        request = request.header(*name, value.as_str());
+    }
+    let request = request
         .body(Full::new(Bytes::from(body)))
-        .map_err(|e| format!("{url} is not a usable URL: {e}"))?;
+        .map_err(|_| "the configured URL is not usable".to_string())?;
     let response = tokio::time::timeout(Duration::from_secs(15), client.request(request))
         .await
         .map_err(|_| "no answer within 15 s".to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| {
+            // hyper's error names the connection problem, not the URL.
+            format!("cannot connect: {e}")
+        })?;
     if response.status().is_success() {
         Ok(())
     } else {

@@ -197,3 +197,49 @@ fn a_missing_configuration_says_how_to_get_one() {
     );
     assert!(err.contains("custodian demo"), "{err}");
 }
+
+/// One run of `config check` names every problem: a type error at its own key in a plain
+/// sentence, unknown keys and kinds with a suggestion, and every schedule problem on one line.
+#[test]
+fn every_problem_is_reported_at_once_with_suggestions() {
+    let ws = Workspace::new();
+    std::fs::create_dir(ws.path("schedules")).unwrap();
+    ws.write_config(
+        &common::default_config()
+            .replace(
+                "hostname = \"test-host\"",
+                "hostname = \"test-host\"\nmax-concurrent-jobs = \"two\"\nhostnme = \"x\"\nschedules = \"schedules\"",
+            )
+            .replacen("kind = \"local\"", "kind = \"lcoal\"", 1),
+    );
+    std::fs::write(
+        ws.path("schedules/jobs.toml"),
+        "[[job]]\nname = \"nightly\"\nkind = \"backpu\"\ncron = \"61 * * * *\"\ntime-zone = \"Europe/Berlln\"\n\n\
+         [[job]]\nname = \"copy\"\nkind = \"copy\"\ncron = \"0 0 * * * * * *\"\n\n\
+         [[job]]\nname = \"twice\"\nkind = \"copy\"\ncron = \"0 4 * * *\"\n\n\
+         [[job]]\nname = \"twice\"\nkind = \"check\"\ncron = \"0 5 * * *\"\n",
+    )
+    .unwrap();
+    let out = ws.custodian(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    for expected in [
+        "custodian.max-concurrent-jobs: must be a whole number, like 2; found the string \"two\"",
+        "custodian.hostnme: unknown key `hostnme` (did you mean `hostname`?)",
+        "is not a location kind (did you mean `local`?)",
+        "job.0.kind: `backpu` is not a job kind (did you mean `backup`?)",
+        "job.0.cron: `61 * * * *` is not a cron expression: `61` is out of range for minutes: 0 to 59",
+        "job.0.time-zone: `Europe/Berlln` is not a known time zone (did you mean `Europe/Berlin`?)",
+        "job.1.cron: `0 0 * * * * * *` is not a cron expression: it has 8 fields",
+        "a job named `twice` is already defined",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    // Each problem is one line.
+    for line in err.lines() {
+        assert!(
+            line.starts_with(ws.root().to_str().unwrap()) || line.starts_with("custodian:"),
+            "{line}"
+        );
+    }
+}

@@ -233,17 +233,60 @@ fn daemon_runs_jobs_notifies_serves_metrics_reloads_and_stops() {
 
     let metrics = http_get(port, "/metrics");
     assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    for expected in [
+        // Scheduled runs carry their job; units come last; copies name where they went and
+        // where from.
+        "custodian_last_success_timestamp_seconds{kind=\"backup\",source=\"crm\",location=\"local\",job=\"fast-backup\"}",
+        "custodian_last_success_read_bytes{kind=\"backup\",source=\"crm\",location=\"local\",job=\"fast-backup\"}",
+        "custodian_last_success_timestamp_seconds{kind=\"copy\",source=\"crm\",location=\"offsite\",from=\"local\",job=\"fast-backup\"}",
+        "custodian_runs_total{kind=\"backup\",outcome=\"succeeded\",job=\"fast-backup\"}",
+        "custodian_copy_lag_seconds{source=\"crm\",location=\"offsite\"}",
+        "custodian_location_healthy{location=\"local\"} 1",
+        "custodian_location_healthy{location=\"offsite\"} 1",
+        "custodian_config_last_reload_successful 1",
+        "custodian_build_info{version=\"",
+        "process_resident_memory_bytes ",
+        "process_cpu_seconds_total ",
+        "process_start_time_seconds ",
+        "process_open_fds ",
+    ] {
+        assert!(metrics.contains(expected), "{expected} missing:\n{metrics}");
+    }
+    assert!(!metrics.contains("=\"\""), "no empty labels:\n{metrics}");
     assert!(
-        metrics.contains("custodian_last_success_timestamp_seconds{kind=\"backup\",source=\"crm\",location=\"local\"}"),
-        "{metrics}"
+        !metrics.contains("bytes_read"),
+        "units come last:\n{metrics}"
     );
+    // No float noise: at most three decimals.
+    for line in metrics.lines().filter(|l| l.starts_with("custodian_")) {
+        let value = line.rsplit(' ').next().unwrap();
+        let decimals = value.split_once('.').map_or(0, |(_, d)| d.len());
+        assert!(decimals <= 3, "{line}");
+    }
+    // promtool, the Prometheus project's own checker, accepts the exposition.
+    let promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (scripts/test-all installs prometheus)");
+    {
+        use std::io::Write;
+        let body = metrics.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        promtool
+            .stdin
+            .as_ref()
+            .unwrap()
+            .write_all(body.as_bytes())
+            .unwrap();
+    }
+    let checked = promtool.wait_with_output().unwrap();
     assert!(
-        metrics.contains("custodian_runs_total{kind=\"backup\",outcome=\"succeeded\"}"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("custodian_copy_lag_seconds{source=\"crm\",location=\"offsite\"}"),
-        "{metrics}"
+        checked.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
     );
     assert!(http_get(port, "/other").starts_with("HTTP/1.1 404"));
 
@@ -270,6 +313,11 @@ fn daemon_runs_jobs_notifies_serves_metrics_reloads_and_stops() {
     assert!(
         daemon.try_wait().unwrap().is_none(),
         "the daemon keeps running"
+    );
+    let metrics = http_get(port, "/metrics");
+    assert!(
+        metrics.contains("custodian_config_last_reload_successful 0"),
+        "{metrics}"
     );
     // A valid reload replaces the schedule (no job: nothing runs any more).
     std::fs::write(ws.config_path(), &good).unwrap();
@@ -573,4 +621,188 @@ fn the_webhook_hears_successes_and_failures() {
     let (_, body) = events.iter().find(|(w, _)| w.ends_with("/fail")).unwrap();
     assert_eq!(body["kind"], "backup");
     assert_eq!(body["host"], "test-host");
+}
+
+#[test]
+fn the_shipped_prometheus_rules_pass_promtool() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/prometheus");
+    for args in [
+        &["check", "rules", "alerts.yml"][..],
+        &["test", "rules", "alerts_test.yml"][..],
+    ] {
+        let out = std::process::Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("promtool (scripts/test-all installs prometheus)");
+        common::assert_success(&out, &format!("promtool {}", args.join(" ")));
+    }
+    // The dashboard is valid JSON with panels that query Custodian's metrics.
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/grafana/custodian.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 10);
+    assert!(panels.iter().all(|p| p["targets"][0]["expr"].is_string()));
+}
+
+/// A failed scheduled job tells every alert target why — the webhook, ntfy, Slack,
+/// Mattermost, Teams, PagerDuty (a trigger, resolved by the next success) and the e-mail — each
+/// with the error's code, its sentence and what to do; secrets stay in their files.
+#[test]
+fn a_failed_scheduled_job_tells_every_sink_why() {
+    let hook = common::webhook::Webhook::start();
+    let base = hook.url.trim_end_matches("/hook").to_string();
+    let mut smtp = common::smtp::SmtpServer::prepare();
+    smtp.start();
+    let ws = Workspace::new();
+    for (name, secret) in [
+        ("ntfy.token", "tk_ntfy_4f1d".to_string()),
+        ("slack.url", format!("{base}/slack/T000/B000/XXXX")),
+        ("mattermost.url", format!("{base}/mattermost/hooks/abc")),
+        ("teams.url", format!("{base}/teams/workflow")),
+        (
+            "pagerduty.key",
+            "R0UT1NGKEY0123456789abcdef012345".to_string(),
+        ),
+    ] {
+        let path = ws.path(&format!("keys/{name}"));
+        std::fs::write(&path, format!("{secret}\n")).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+    }
+    let sinks = format!(
+        "\n[[notifications.sink]]\nkind = \"ntfy\"\nurl = \"{base}/ntfy/custodian\"\nsecret-file = \"keys/ntfy.token\"\n\
+         \n[[notifications.sink]]\nkind = \"slack\"\nsecret-file = \"keys/slack.url\"\n\
+         \n[[notifications.sink]]\nkind = \"mattermost\"\nsecret-file = \"keys/mattermost.url\"\n\
+         \n[[notifications.sink]]\nkind = \"teams\"\nsecret-file = \"keys/teams.url\"\n\
+         \n[[notifications.sink]]\nkind = \"pagerduty\"\nurl = \"{base}/pagerduty/v2/enqueue\"\nsecret-file = \"keys/pagerduty.key\"\n"
+    );
+    let notifications = smtp.config(&[], &["ops@example.org"]).replacen(
+        "[notifications]\n",
+        &format!("[notifications]\nwebhook = \"{}\"\n", hook.url),
+        1,
+    );
+    ws.write_config(&format!(
+        "{}{notifications}{sinks}",
+        config_with_schedules(None)
+    ));
+    write_schedule(
+        &ws,
+        "[[job]]\nname = \"often-backup\"\nkind = \"backup\"\ncron = \"*/2 * * * * *\"\n",
+    );
+    ws.custodian_json(&["config", "check"], 0);
+    ws.custodian_json(&["init"], 0);
+    let notify = Notify::new(ws.root());
+    let (mut daemon, _log) = start_daemon(&ws, &notify);
+    hook.wait_for(|p, b| p == "/hook" && b["status"] == "succeeded");
+    // The CRM is gone: the next scheduled backups fail.
+    std::fs::rename(ws.path("crm.sqlite"), ws.path("crm.sqlite.gone")).unwrap();
+
+    let (_, failed) = hook.wait_for(|p, b| p == "/hook/fail" && b["status"] == "failed");
+    let code = failed["error"]["code"].as_str().unwrap().to_string();
+    let message = failed["error"]["message"].as_str().unwrap().to_string();
+    assert!(code.starts_with("source."), "{failed:#}");
+    assert!(message.contains("source crm"), "{failed:#}");
+    assert!(failed["error"]["hint"].is_string(), "{failed:#}");
+
+    let (_, ntfy) = hook.wait_for(|p, _| p == "/ntfy/custodian");
+    let text = ntfy["_text"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("why: {message} [{code}]")),
+        "{ntfy:#}"
+    );
+    assert!(text.contains("what to do: "), "{ntfy:#}");
+    assert_eq!(ntfy["_headers"]["authorization"], "Bearer tk_ntfy_4f1d");
+    assert!(
+        ntfy["_headers"]["title"]
+            .as_str()
+            .unwrap()
+            .contains("often-backup (backup) FAILED"),
+        "{ntfy:#}"
+    );
+    for path in ["/slack/T000/B000/XXXX", "/mattermost/hooks/abc"] {
+        let (_, chat) = hook.wait_for(|p, _| p == path);
+        assert!(
+            chat["text"].as_str().unwrap().contains(&message),
+            "{path}: {chat:#}"
+        );
+    }
+    let (_, teams) = hook.wait_for(|p, _| p == "/teams/workflow");
+    let card = &teams["attachments"][0]["content"];
+    assert_eq!(card["type"], "AdaptiveCard");
+    assert!(card["body"][1]["text"].as_str().unwrap().contains(&message));
+
+    let (_, trigger) =
+        hook.wait_for(|p, b| p == "/pagerduty/v2/enqueue" && b["event_action"] == "trigger");
+    assert_eq!(trigger["routing_key"], "R0UT1NGKEY0123456789abcdef012345");
+    assert_eq!(trigger["dedup_key"], "custodian/test-host/often-backup");
+    assert_eq!(trigger["payload"]["severity"], "critical");
+    assert_eq!(trigger["payload"]["custom_details"]["code"], code.as_str());
+    assert!(
+        trigger["payload"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains(&message),
+        "{trigger:#}"
+    );
+
+    let mail = smtp.wait_for("often-backup", Duration::from_secs(30));
+    let body = std::fs::read_to_string(mail.join("parts/body.txt")).unwrap();
+    assert!(body.contains(&format!("Why: {message} [{code}]")), "{body}");
+    assert!(body.contains("What to do: "), "{body}");
+
+    // Back: the next success resolves the PagerDuty incident (and pings the webhook).
+    let resolves = |h: &common::webhook::Webhook| {
+        h.received()
+            .into_iter()
+            .filter(|(p, b)| p == "/pagerduty/v2/enqueue" && b["event_action"] == "resolve")
+            .map(|(_, b)| b)
+            .collect::<Vec<_>>()
+    };
+    let resolved_before = resolves(&hook).len();
+    std::fs::rename(ws.path("crm.sqlite.gone"), ws.path("crm.sqlite")).unwrap();
+    wait_until("PagerDuty resolved", Duration::from_secs(30), || {
+        resolves(&hook).len() > resolved_before
+    });
+    let resolve = resolves(&hook).pop().unwrap();
+    assert_eq!(resolve["dedup_key"], "custodian/test-host/often-backup");
+    assert_eq!(resolve["routing_key"], "R0UT1NGKEY0123456789abcdef012345");
+    let successes = |h: &common::webhook::Webhook| {
+        h.received()
+            .iter()
+            .filter(|(p, b)| p == "/hook" && b["status"] == "succeeded")
+            .count()
+    };
+    let before = successes(&hook);
+    wait_until(
+        "a success after the failures",
+        Duration::from_secs(30),
+        || successes(&hook) > before,
+    );
+    signal(&daemon, "-TERM");
+    assert!(daemon.wait().unwrap().success());
+    // Only PagerDuty heard the success; the others are for failures by default.
+    let heard = hook.received();
+    assert!(
+        !heard.iter().any(|(p, b)| p == "/ntfy/custodian"
+            && b["_headers"]["title"]
+                .as_str()
+                .unwrap_or("")
+                .contains("succeeded")),
+        "{heard:#?}"
+    );
+    // The secrets travel only where they belong (the ntfy token as its bearer header), never
+    // in a message, a run record or the log.
+    let all = format!("{heard:?}");
+    assert_eq!(
+        all.matches("tk_ntfy_4f1d").count(),
+        all.matches("Bearer tk_ntfy_4f1d").count()
+    );
+    let runs_text = String::from_utf8_lossy(&ws.custodian(&["runs"]).stdout).to_string();
+    assert!(!runs_text.contains("XXXX"), "{runs_text}");
 }

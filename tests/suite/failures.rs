@@ -199,3 +199,56 @@ fn a_killed_backup_is_recorded_and_the_next_one_succeeds() {
         "{first:#?}"
     );
 }
+
+/// Under systemd (stderr is the journal stream `JOURNAL_STREAM` names), every log line starts
+/// with its syslog priority, so `journalctl -p err` finds the errors; elsewhere it does not.
+#[test]
+fn under_the_journal_log_lines_carry_their_priority() {
+    let ws = Workspace::new();
+    ws.custodian_json(&["init"], 0);
+    fs::write(ws.path("crm.sqlite"), b"not a database").unwrap();
+    let log = ws.path("journal.log");
+    let run = |journal: bool| {
+        let script = format!(
+            "{} exec \"$0\" -v --config \"$1\" backup 2>\"$2\"",
+            if journal {
+                // What systemd does: the device and inode of the stream it gave as stderr.
+                "exec 2>\"$2\"; export JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2);"
+            } else {
+                ""
+            }
+        );
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .arg(env!("CARGO_BIN_EXE_custodian"))
+            .arg(ws.config_path())
+            .arg(&log)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        fs::read_to_string(&log).unwrap()
+    };
+    let text = run(true);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with("custodian:"))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("<3>") && l.contains("backup failed")),
+        "{text}"
+    );
+    assert!(lines.iter().any(|l| l.starts_with("<6>")), "{text}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with('<') || l.starts_with(' ')),
+        "every log line has a priority: {text}"
+    );
+    // No timestamp of its own: the journal adds one.
+    assert!(!text.contains("Z ERROR"), "{text}");
+    let plain = run(false);
+    assert!(!plain.contains("<3>"), "{plain}");
+    assert!(plain.contains("ERROR"), "{plain}");
+}

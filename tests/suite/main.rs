@@ -20,6 +20,7 @@ mod erasure;
 mod failures;
 mod faults;
 mod fidelity;
+mod json_contract;
 mod mysql;
 mod postgres;
 mod repo_guards;

@@ -182,6 +182,7 @@ fn run(kind: RunKind, trigger: Trigger, outcome: Outcome, started: &str) -> RunR
         bytes_added: None,
         snapshot_id: None,
         details: None,
+        job: None,
     }
 }
 

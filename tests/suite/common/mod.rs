@@ -158,6 +158,7 @@ pub fn reply(out: &Output) -> Value {
         let _ = fs::write(format!("{dir}/{name}.{n}.json"), envelope.to_string());
     }
     assert_eq!(envelope["schema"], "custodian.v1", "{envelope:#}");
+    schema::check_envelope(&envelope);
     assert_eq!(
         envelope["ok"], ok,
         "ok must match the exit code: {envelope:#}"
@@ -338,6 +339,7 @@ pub fn sha256_file(path: &Path) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(&data)))
 }
 pub mod s3;
+pub mod schema;
 pub mod servers;
 pub mod smtp;
 pub mod users;

@@ -28,10 +28,14 @@ impl Webhook {
                     continue;
                 }
                 let mut length = 0usize;
+                let mut headers = serde_json::Map::new();
                 loop {
                     let mut header = String::new();
                     if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
                         break;
+                    }
+                    if let Some((k, v)) = header.split_once(':') {
+                        headers.insert(k.trim().to_ascii_lowercase(), v.trim().into());
                     }
                     if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
                         length = v.trim().parse().unwrap_or(0);
@@ -44,10 +48,15 @@ impl Webhook {
                     .nth(1)
                     .unwrap_or("")
                     .to_string();
-                store.lock().unwrap().push((
-                    path,
-                    serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-                ));
+                // A body that is not JSON (ntfy's plain text) is kept as `_text`, with the
+                // request's headers as `_headers`.
+                let value = serde_json::from_slice(&body).unwrap_or_else(|_| {
+                    serde_json::json!({
+                        "_text": String::from_utf8_lossy(&body),
+                        "_headers": headers,
+                    })
+                });
+                store.lock().unwrap().push((path, value));
                 let mut stream = reader.into_inner();
                 let _ = stream.write_all(
                     b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
