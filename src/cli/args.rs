@@ -338,6 +338,15 @@ pub enum Command {
     },
     /// Print the manual page (roff): `custodian man > /usr/local/share/man/man1/custodian.1`.
     Man,
+    /// Check what an operator checks before calling for help: the configuration, the unit's
+    /// sandbox against every path Custodian writes or reads (SQLite in WAL mode included), the
+    /// control socket, every secret, each source's tools and TLS, clocks and free space. Each
+    /// finding says what to do; exit code 1 when something fails.
+    Doctor {
+        /// The systemd unit to check (default: the installed custodian.service).
+        #[arg(long, value_name = "FILE")]
+        unit: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -282,6 +282,28 @@ async fn run(cli: Cli) -> Exit {
             Err(e) => job_failure(json, &e),
         },
         Command::Daemon => crate::daemon::run(&config_path).await,
+        Command::Doctor { unit } => {
+            let loaded = Config::load(&config_path).map_err(|e| e.to_string());
+            let report =
+                job::doctor::run(loaded.as_ref().map_err(Clone::clone), unit.as_deref()).await;
+            emit(json, &report, render::doctor);
+            if report.ok {
+                Exit::Ok
+            } else {
+                let failed = report
+                    .findings
+                    .iter()
+                    .filter(|f| f.verdict == crate::model::Verdict::Fail)
+                    .count();
+                fail(
+                    json,
+                    &format!("doctor found {}", render::count(failed, "problem")),
+                    "doctor.found_problems",
+                    &[],
+                    Exit::JobFailed,
+                )
+            }
+        }
         Command::Completions { shell } => {
             let mut cmd = args::command();
             let mut out = Vec::new();
@@ -784,6 +806,7 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
             | Command::Ctl { .. }
             | Command::Approve { .. }
             | Command::Completions { .. }
+            | Command::Doctor { .. }
             | Command::Man
             | Command::GenerateCrm { .. } => Exit::Usage,
         })

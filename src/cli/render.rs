@@ -920,3 +920,24 @@ pub fn outcome(o: &crate::job::Outcome) -> String {
         Outcome::ScheduledReport => "the period's report is made and delivered".into(),
     }
 }
+
+pub fn doctor(r: &crate::job::doctor::Report) -> String {
+    let mut out = String::new();
+    if let Some(unit) = &r.unit {
+        let _ = writeln!(out, "unit: {}", unit.display());
+    }
+    for f in &r.findings {
+        let _ = writeln!(
+            out,
+            "{:<7} {:<11} {}: {}",
+            f.verdict.label(),
+            f.check,
+            f.subject,
+            f.message
+        );
+        if let Some(fix) = &f.fix {
+            let _ = writeln!(out, "{:<20}what to do: {fix}", "");
+        }
+    }
+    out
+}

@@ -259,7 +259,19 @@ pub async fn generate_postgres(conn: &mut PgConnection, scale: f64) -> Result<()
         sqlx::query(sql).execute(&mut *tx).await?;
     }
     tx.commit().await?;
-    sqlx::query("ANALYZE").execute(&mut *conn).await?;
+    // Only the CRM's own tables: a plain ANALYZE as a non-superuser warns once for every
+    // system catalog it may not analyze.
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables
+         WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    if !tables.is_empty() {
+        sqlx::query(&format!("ANALYZE {}", tables.join(", ")))
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(())
 }
 

@@ -511,6 +511,14 @@ pub trait DatabaseEngine: Send + Sync {
         server: &'a ScratchServer,
         name: &'a str,
     ) -> BoxFuture<'a, Result<(), EngineError>>;
+
+    /// What `custodian doctor` checks for a source of this engine: its tools (against the
+    /// server's version), that it answers, and the connection's security.
+    fn doctor<'a>(
+        &'a self,
+        source: &'a str,
+        kind: &'a SourceKind,
+    ) -> BoxFuture<'a, Vec<crate::model::Finding>>;
 }
 
 /// The engine of a source or a backup.

@@ -79,12 +79,20 @@ async fn backup_source(ctx: &Context, source: &SourceConfig) -> Result<BackupRep
         tracing::info_span!("backup", run_id = %run_id, source = %source.name, location = %primary);
     // The last backup's size is the best guess of this one's (a dump's size is known only at
     // its end); the bar corrects itself when the sources say more.
-    let estimate = ctx
-        .catalog
-        .last_backup_size(&source.name)
-        .await
-        .ok()
-        .flatten();
+    let estimate = match &source.kind {
+        // A SQLite dump is a copy of the file: its size is the total.
+        crate::config::SourceKind::Sqlite { path } => std::fs::metadata(path).ok().map(|m| m.len()),
+        _ => None,
+    };
+    let estimate = match estimate {
+        Some(size) => Some(size),
+        None => ctx
+            .catalog
+            .last_backup_size(&source.name)
+            .await
+            .ok()
+            .flatten(),
+    };
     ctx.progress
         .phase(format!("backing up {}", source.name), estimate);
     let result = async {
@@ -230,7 +238,9 @@ async fn store_files(
             e.extend(ledger_entry(ctx, &source.name, manifest.taken_at).await?);
             e
         },
-        bars: Some(ctx.bars()),
+        // The bytes as they are read; rustic_core's own count arrives only per whole file.
+        bars: None,
+        on_read: Some(ctx.read_counter()),
     };
     let stored = {
         let repo = repo.clone();
@@ -308,7 +318,9 @@ async fn store_streams(
         hostname: ctx.config.hostname.clone(),
         time: taken_at,
         entries,
-        bars: Some(ctx.bars()),
+        // The bytes as they are read; rustic_core's own count arrives only per whole file.
+        bars: None,
+        on_read: Some(ctx.read_counter()),
     };
     // The tools and the archiver run side by side; whichever ends first decides what happens to
     // the other: a failed tool abandons the manifest (so the archiver, waiting for it, stops), a

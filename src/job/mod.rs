@@ -10,6 +10,7 @@ pub mod alert;
 mod backup;
 mod check;
 mod copy;
+pub mod doctor;
 mod drill;
 pub mod erasure;
 mod evidence;
@@ -178,7 +179,7 @@ pub fn hint(code: &str) -> Option<&'static str> {
         ("restore", _) => "the target is as it was; fix what the message names and restore again",
         ("second_factor" | "access" | "approval", _) => "see README, \"Access control\"",
         // The message (and each diagnostic) already names what to fix.
-        (_, "config.invalid") => return None,
+        (_, "config.invalid" | "doctor.found_problems") => return None,
         ("usage" | "config", _) => "fix the command line or configuration the message names",
         _ => "see `custodian runs` and the journal (`journalctl -u custodian`)",
     })
@@ -236,7 +237,9 @@ pub struct Context {
     pub progress: Arc<progress::Progress>,
     /// The scheduled job this context runs, when it runs one (recorded with its runs).
     pub job: Option<String>,
-    repos: Mutex<HashMap<String, Repo>>,
+    /// Opened repositories, shared by every context derived from this one (opening derives
+    /// the key with scrypt: ~128 MiB and most of a second, once per location, not per job).
+    repos: Arc<Mutex<HashMap<String, Repo>>>,
     started: std::sync::Mutex<HashMap<String, RunStart>>,
 }
 
@@ -270,7 +273,7 @@ impl Context {
             grant: std::sync::Mutex::new(None),
             progress: Arc::new(progress::Progress::hidden()),
             job: None,
-            repos: Mutex::new(HashMap::new()),
+            repos: Arc::default(),
             started: std::sync::Mutex::new(HashMap::new()),
         };
         if let Err(e) = drill::sweep_scratch(&ctx).await {
@@ -373,7 +376,7 @@ impl Context {
             grant: std::sync::Mutex::new(None),
             progress: Arc::new(progress::Progress::hidden()),
             job: None,
-            repos: Mutex::new(HashMap::new()),
+            repos: self.repos.clone(),
             started: std::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -398,7 +401,7 @@ impl Context {
             ),
             progress,
             job: job.map(str::to_string),
-            repos: Mutex::new(HashMap::new()),
+            repos: self.repos.clone(),
             started: std::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -407,6 +410,13 @@ impl Context {
     #[must_use]
     pub fn bars(&self) -> crate::repo::Bars {
         Arc::new(progress::Bars(self.progress.clone()))
+    }
+
+    /// Counts bytes read for a backup into this job's progress.
+    #[must_use]
+    pub fn read_counter(&self) -> crate::repo::ReadCounter {
+        let progress = self.progress.clone();
+        Arc::new(move |n| progress.add(n))
     }
 
     /// Records what let this context's dangerous operation through; every audit entry it

@@ -2,6 +2,7 @@
 //! convention that maps Custodian's world onto restic snapshots.
 
 pub mod exit;
+pub mod finding;
 pub mod manifest;
 pub mod naming;
 pub mod objects;
@@ -11,6 +12,7 @@ pub mod subset;
 pub mod time;
 
 pub use exit::Exit;
+pub use finding::{Finding, Verdict};
 pub use manifest::{
     ChecksumMode, Comparison, Engine, Manifest, ManifestFile, Mismatch, TableSummary,
 };

@@ -56,3 +56,33 @@ pub async fn send(
         Err(format!("it answered {}", response.status()))
     }
 }
+
+/// The `Date` an HTTP(S) server answers with (any status), for clock checks.
+///
+/// # Errors
+/// When it cannot be reached or sends no readable `Date`.
+pub async fn server_date(url: &str) -> Result<jiff::Timestamp, String> {
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()
+        .map_err(|e| format!("no TLS root certificates: {e}"))?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let request = hyper::Request::head(url)
+        .header(hyper::header::USER_AGENT, "custodian")
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| format!("not a usable URL: {e}"))?;
+    let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
+        .await
+        .map_err(|_| "no answer within 10 s".to_string())?
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let date = response
+        .headers()
+        .get(hyper::header::DATE)
+        .and_then(|v| v.to_str().ok())
+        .ok_or("no Date header")?;
+    jiff::fmt::rfc2822::parse(date)
+        .map(|z| z.timestamp())
+        .map_err(|e| format!("unreadable Date `{date}`: {e}"))
+}

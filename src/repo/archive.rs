@@ -58,9 +58,15 @@ pub struct ArchiveRequest {
     pub hostname: String,
     pub time: Timestamp,
     pub entries: Vec<ArchiveEntry>,
-    /// Where rustic_core reports the bytes backed up.
+    /// Where rustic_core reports its progress.
     pub bars: Option<super::Bars>,
+    /// Called with the bytes of every read from an entry, as they pass (rustic_core itself
+    /// reports a file's bytes only once it is stored whole).
+    pub on_read: Option<ReadCounter>,
 }
+
+/// Counts bytes as they are read.
+pub type ReadCounter = Arc<dyn Fn(u64) + Send + Sync>;
 
 /// A committed backup.
 #[derive(Clone, Debug)]
@@ -119,6 +125,7 @@ struct CountingReader {
     inner: Box<dyn Read + Send>,
     hasher: Sha256,
     probe: Arc<Probe>,
+    counter: Option<ReadCounter>,
 }
 
 impl Read for CountingReader {
@@ -155,6 +162,9 @@ impl Read for CountingReader {
         }
         self.hasher.update(&buf[..filled]);
         self.probe.bytes.fetch_add(filled as u64, Ordering::SeqCst);
+        if let Some(count) = &self.counter {
+            count(filled as u64);
+        }
         Ok(filled)
     }
 }
@@ -162,6 +172,7 @@ impl Read for CountingReader {
 struct EntryOpener {
     open: Opener,
     probe: Arc<Probe>,
+    counter: Option<ReadCounter>,
 }
 
 impl ReadSourceOpen for EntryOpener {
@@ -174,6 +185,7 @@ impl ReadSourceOpen for EntryOpener {
                 inner,
                 hasher: Sha256::new(),
                 probe: self.probe,
+                counter: self.counter,
             }),
             Err(err) => {
                 self.probe.fail(format!("cannot open: {err}"));
@@ -330,6 +342,7 @@ impl Repo {
                 open: Some(EntryOpener {
                     open: entry.open,
                     probe: probe.clone(),
+                    counter: request.on_read.clone(),
                 }),
             });
             expected.push(Expected {

@@ -29,7 +29,7 @@ use rustic_core::{
     RepositoryOptions, RusticError, WriteBackend,
 };
 
-pub use archive::{ArchiveEntry, ArchiveOutcome, ArchiveRequest, Pending, ReadEntry};
+pub use archive::{ArchiveEntry, ArchiveOutcome, ArchiveRequest, Pending, ReadCounter, ReadEntry};
 pub use check::CheckReport;
 
 pub use copy::Copied;

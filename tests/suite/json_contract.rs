@@ -61,3 +61,34 @@ fn version_usage_errors_and_progress_events_follow_the_contract() {
         "a phase names the source: {phases:?}"
     );
 }
+
+/// On a terminal a backup draws its progress (phase, bytes of the total, rate, ETA); without
+/// one nothing is drawn.
+#[test]
+fn a_terminal_shows_progress_and_a_pipe_does_not() {
+    let ws = Workspace::new();
+    std::fs::remove_file(ws.path("crm.sqlite")).unwrap();
+    common::make_crm(&ws.path("crm.sqlite"), 60_000);
+    ws.custodian_json(&["init"], 0);
+    let log = ws.path("pty.log");
+    // util-linux's script(1) gives the command a pseudo-terminal and records what it drew.
+    let command = format!(
+        "{} --config {} backup",
+        env!("CARGO_BIN_EXE_custodian"),
+        ws.config_path().display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &command])
+        .arg(&log)
+        .output()
+        .expect("script (util-linux)");
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let drawn = std::fs::read_to_string(&log).unwrap();
+    assert!(drawn.contains("backing up crm"), "{drawn}");
+    assert!(drawn.contains("ETA"), "{drawn}");
+    assert!(drawn.contains(" MiB/"), "bytes of a known total: {drawn}");
+    let plain = ws.custodian(&["backup"]);
+    assert!(plain.status.success());
+    let stderr = common::stderr(&plain);
+    assert!(!stderr.contains("ETA"), "{stderr}");
+}

@@ -15,6 +15,7 @@ mod copy_restore;
 mod crash;
 mod daemon;
 mod demo;
+mod doctor;
 mod drills;
 mod erasure;
 mod failures;

@@ -76,6 +76,7 @@ fn request(
             open: Box::new(move || Ok(reader.take().unwrap())),
         }],
         bars: None,
+        on_read: None,
     }
 }
 

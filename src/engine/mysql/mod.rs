@@ -4,6 +4,7 @@
 //! drills (`scratch`), and sessions for the configured SQL (`session`).
 
 mod connect;
+mod doctor;
 mod dump;
 pub mod objects;
 mod restore;
@@ -208,5 +209,20 @@ impl DatabaseEngine for Mysql {
         name: &'a str,
     ) -> BoxFuture<'a, Result<(), EngineError>> {
         Box::pin(scratch::drop_scratch_database(server, name))
+    }
+
+    fn doctor<'a>(
+        &'a self,
+        source: &'a str,
+        kind: &'a SourceKind,
+    ) -> BoxFuture<'a, Vec<crate::model::Finding>> {
+        Box::pin(async move {
+            match kind {
+                SourceKind::Postgres(cfg) | SourceKind::Mysql(cfg) => {
+                    doctor::doctor(source, cfg).await
+                }
+                SourceKind::Sqlite { .. } => Vec::new(),
+            }
+        })
     }
 }

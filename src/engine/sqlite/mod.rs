@@ -545,4 +545,53 @@ impl DatabaseEngine for Sqlite {
     ) -> BoxFuture<'a, Result<(), EngineError>> {
         Box::pin(async move { Err(server.err("SQLite drills use no scratch server")) })
     }
+
+    fn doctor<'a>(
+        &'a self,
+        source: &'a str,
+        kind: &'a SourceKind,
+    ) -> BoxFuture<'a, Vec<crate::model::Finding>> {
+        use crate::model::{Finding, Verdict};
+        Box::pin(async move {
+            let SourceKind::Sqlite { path, .. } = kind else {
+                return Vec::new();
+            };
+            match std::fs::File::open(path) {
+                Ok(_) if is_wal(path) => vec![Finding::ok(
+                    "source",
+                    source,
+                    format!(
+                        "{} is in WAL mode: reading it needs write access to its directory (for its -wal and -shm files)",
+                        path.display()
+                    ),
+                )],
+                Ok(_) => vec![Finding::ok(
+                    "source",
+                    source,
+                    format!("{} is readable", path.display()),
+                )],
+                Err(e) => vec![Finding::problem(
+                    "source",
+                    Verdict::Fail,
+                    source,
+                    format!("{} cannot be opened: {e}", path.display()),
+                    "give the service's user read access to the file (and, in WAL mode, write access to its directory)",
+                )],
+            }
+        })
+    }
+}
+
+/// Whether a SQLite database file is in WAL mode (header bytes 18 and 19 are 2): reading it
+/// then creates `-wal` and `-shm` files beside it, so its directory must be writable.
+#[must_use]
+pub fn is_wal(path: &Path) -> bool {
+    use std::io::Read;
+    let mut header = [0u8; 20];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut header))
+        .is_ok()
+        && header.starts_with(b"SQLite format 3\0")
+        && header[18] == 2
+        && header[19] == 2
 }
