@@ -38,7 +38,7 @@ pub enum AccessError {
     )]
     NotEnrolled { user: String },
     #[error(
-        "that code is not valid for {user} now (check the authenticator's clock); {left} attempt(s) left before a 15-minute lockout"
+        "that code is not valid for {user} now (check the authenticator's clock); {} left before a 15-minute lockout", crate::model::count(*.left as usize, "attempt")
     )]
     FactorRejected { user: String, left: u32 },
     #[error(

@@ -41,15 +41,7 @@ pub fn table<const N: usize>(headers: &[&str; N], rows: &[[String; N]], indent: 
     out
 }
 
-/// "1 snapshot", "2 snapshots".
-#[must_use]
-pub fn count(n: usize, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
-    }
-}
+pub use crate::model::count;
 
 pub fn init(reports: &[InitReport]) -> String {
     let mut out = String::new();
@@ -194,8 +186,8 @@ pub fn checks(outcomes: &[CheckOutcome]) -> String {
         {
             let _ = writeln!(
                 out,
-                "  object lock: retention extended on {} object(s)",
-                l.extended
+                "  object lock: retention extended on {}",
+                count(l.extended, "object")
             );
         }
         for e in &o.errors {
@@ -537,8 +529,8 @@ pub fn prunes(outcomes: &[PruneOutcome]) -> String {
         if let Some(v) = &o.locked_versions {
             let _ = writeln!(
                 out,
-                "  object lock: {} deleted version(s) swept; {} ({}) still held{}",
-                v.swept,
+                "  object lock: {} swept; {} ({}) still held{}",
+                count(v.swept, "deleted version"),
                 v.still_locked,
                 human_bytes(v.still_locked_bytes),
                 v.locked_until
@@ -677,14 +669,14 @@ pub fn report(o: &crate::job::ReportOutcome) -> String {
     if let Some(d) = &o.delivery {
         let _ = writeln!(
             out,
-            "  e-mail to {}: {} after {} attempt(s), Message-ID {}",
+            "  e-mail to {}: {} after {}, Message-ID {}",
             d.recipients.join(", "),
             if d.delivered {
                 "delivered"
             } else {
                 "NOT delivered"
             },
-            d.attempts,
+            count(d.attempts as usize, "attempt"),
             d.message_id
         );
     }
@@ -804,8 +796,8 @@ pub fn erasure_status(list: &[crate::erasure::SubjectStatus]) -> String {
             match (&s.horizon.gone_by, s.gone) {
                 (Some(_), true) => "gone from every backup".to_string(),
                 (Some(t), false) => format!(
-                    "in {} snapshot(s) taken before the erasure; gone from every backup by {t}",
-                    s.horizon.copies
+                    "in {} taken before the erasure; gone from every backup by {t}",
+                    count(s.horizon.copies, "snapshot")
                 ),
                 (None, _) =>
                     "NEVER gone as configured (a location keeps copies without an age bound)"
@@ -890,7 +882,7 @@ pub fn factors(list: &[crate::catalog::Factor]) -> String {
             f.enrolled_at,
             f.enrolled_by,
             if f.failures > 0 {
-                format!(" · {} failed attempt(s)", f.failures)
+                format!(" · {}", count(f.failures as usize, "failed attempt"))
             } else {
                 String::new()
             },

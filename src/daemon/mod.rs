@@ -284,8 +284,8 @@ fn describe_next(next: &Plan) -> String {
     items.sort();
     match items.first() {
         Some((at, name)) => format!(
-            "{} job(s); next: {name} at {}",
-            next.len(),
+            "{}; next: {name} at {}",
+            crate::model::count(next.len(), "job"),
             crate::model::time::format(**at)
         ),
         None => "no scheduled jobs (set [custodian] schedules to a directory of schedule files)"
@@ -342,7 +342,10 @@ async fn plan(ctx: &Arc<Context>, shared: &Arc<Shared>, at_start: bool) -> Resul
                             "missed",
                             Some(crate::job::Failure::new(
                                 "run.missed",
-                                format!("{} run(s) missed while the daemon was down", missed.len()),
+                                format!(
+                                    "{} missed while the daemon was down",
+                                    crate::model::count(missed.len(), "run")
+                                ),
                             )),
                         ),
                     )

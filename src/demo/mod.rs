@@ -448,10 +448,10 @@ pub fn render(out: &DemoOutput) -> String {
         for c in &b.copies {
             let _ = writeln!(
                 s,
-                "3. copy     {} → {}: {} snapshot(s) copied, {} already there{}",
+                "3. copy     {} → {}: {} copied, {} already there{}",
                 c.from,
                 c.to,
-                c.copied.len(),
+                crate::model::count(c.copied.len(), "snapshot"),
                 c.already_present,
                 c.error
                     .as_deref()
@@ -541,9 +541,9 @@ pub fn render(out: &DemoOutput) -> String {
     for l in &out.locations {
         let _ = writeln!(
             s,
-            "  {:<8} {} snapshot(s) in {}",
+            "  {:<8} {} in {}",
             l.name,
-            l.snapshots,
+            crate::model::count(l.snapshots, "snapshot"),
             l.repository.display()
         );
     }

@@ -254,7 +254,8 @@ impl Context {
         if interrupted > 0 {
             tracing::warn!(
                 interrupted,
-                "{interrupted} run(s) were interrupted by the end of their process; they are recorded as interrupted"
+                "{} interrupted by the end of their process, recorded as interrupted",
+                crate::model::count(interrupted as usize, "run")
             );
         }
         let audit = AuditLog::new(&config.state_dir);

@@ -102,13 +102,7 @@ impl Progress {
         self.done.store(0, Ordering::Relaxed);
         let bar = (self.display == Display::Terminal).then(|| {
             let bar = match total {
-                Some(n) => indicatif::ProgressBar::new(n).with_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{prefix:>22} [{bar:30}] {binary_bytes:>10}/{binary_total_bytes:<10} {binary_bytes_per_sec:>12}  ETA {eta}",
-                    )
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-                ),
+                Some(n) => indicatif::ProgressBar::new(n).with_style(bar_style()),
                 None => indicatif::ProgressBar::new_spinner().with_style(
                     indicatif::ProgressStyle::with_template(
                         "{prefix:>22} {spinner} {binary_bytes:>10} {binary_bytes_per_sec:>12}  {elapsed}",
@@ -138,6 +132,8 @@ impl Progress {
         if let Some(p) = phase.as_mut() {
             p.total = Some(total);
             if let Some(bar) = &p.bar {
+                // A spinner (total unknown at the start) becomes a bar with an ETA.
+                bar.set_style(bar_style());
                 bar.set_length(total);
             }
         }
@@ -258,4 +254,13 @@ impl rustic_core::ProgressBars for Bars {
             bytes: matches!(kind, rustic_core::ProgressType::Bytes),
         })
     }
+}
+
+/// A bar with a known total: bytes of the total, rate and time left.
+fn bar_style() -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template(
+        "{prefix:>22} [{bar:30}] {binary_bytes:>10}/{binary_total_bytes:<10} {binary_bytes_per_sec:>12}  ETA {eta}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .progress_chars("=> ")
 }

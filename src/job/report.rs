@@ -298,10 +298,10 @@ pub async fn report(ctx: &Context, req: &ReportRequest) -> Result<ReportOutcome,
     let result = match (result, undelivered) {
         (Ok(o), Some(d)) => Err(JobError::Io {
             what: format!(
-                "report {} was written to {} but not e-mailed after {} attempt(s)",
+                "report {} was written to {} but not e-mailed after {}",
                 o.report.id,
                 o.report.dir.display(),
-                d.attempts
+                crate::model::count(d.attempts as usize, "attempt")
             ),
             message: d.error.unwrap_or_default(),
         }),

@@ -55,6 +55,16 @@ pub fn group_digits(n: u64) -> String {
     out
 }
 
+/// "1 snapshot", "2 snapshots" (regular plurals only).
+#[must_use]
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// Human-readable byte size (`12.3 MiB`).
 #[must_use]
 pub fn human_bytes(n: u64) -> String {

@@ -7,6 +7,19 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+type Https = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+
+/// An HTTP(S) client trusting the system's roots.
+fn client() -> Result<Client<Https, Full<Bytes>>, String> {
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()
+        .map_err(|e| format!("no TLS root certificates: {e}"))?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
+}
+
 /// POSTs `body` as JSON to `url`.
 ///
 /// # Errors
@@ -27,13 +40,7 @@ pub async fn send(
     headers: &[(&str, String)],
     body: Vec<u8>,
 ) -> Result<(), String> {
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_native_roots()
-        .map_err(|e| format!("no TLS root certificates: {e}"))?
-        .https_or_http()
-        .enable_http1()
-        .build();
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let client = client()?;
     let mut request = hyper::Request::post(url)
         .header(hyper::header::CONTENT_TYPE, content_type)
         .header(hyper::header::USER_AGENT, "custodian");
@@ -62,13 +69,7 @@ pub async fn send(
 /// # Errors
 /// When it cannot be reached or sends no readable `Date`.
 pub async fn server_date(url: &str) -> Result<jiff::Timestamp, String> {
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_native_roots()
-        .map_err(|e| format!("no TLS root certificates: {e}"))?
-        .https_or_http()
-        .enable_http1()
-        .build();
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let client = client()?;
     let request = hyper::Request::head(url)
         .header(hyper::header::USER_AGENT, "custodian")
         .body(Full::new(Bytes::new()))

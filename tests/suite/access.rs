@@ -94,7 +94,7 @@ fn second_factors_are_single_use_rate_limited_and_lock_out() {
         out["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("4 attempt(s) left")
+            .contains("4 attempts left")
     );
     let (_, out) = restore(&[], &codes.next());
     assert_eq!(

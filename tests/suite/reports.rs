@@ -787,7 +787,7 @@ fn an_undelivered_report_is_recorded_and_the_daemon_delivers_it_and_alerts_by_ma
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
-        err.contains("not e-mailed after 2 attempt(s)") && err.contains("127.0.0.1"),
+        err.contains("not e-mailed after 2 attempts") && err.contains("127.0.0.1"),
         "{err}"
     );
     assert!(ws.path("state/reports/2026-10/report.html").exists());
