@@ -373,8 +373,8 @@ fn chain(dir: &Path, key: &PublicKey, v: &mut Verification) -> Result<String, St
     Ok(match v.links.as_slice() {
         [] => "first report of the chain".to_string(),
         links => format!(
-            "{} earlier report(s), back to {}, all present and signed by this key",
-            links.len(),
+            "{}, back to {}, all present and signed by this key",
+            crate::model::count(links.len(), "earlier report"),
             links.last().map_or("?", |l| l.period.as_str())
         ),
     })

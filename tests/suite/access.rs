@@ -424,7 +424,7 @@ fn enforce_needs_a_second_administrator_for_root_too_or_an_alerted_break_glass()
         m["findings"][0]
             .as_str()
             .unwrap()
-            .starts_with("3 dangerous operation(s); 2 with a second factor"),
+            .starts_with("3 dangerous operations; 2 with a second factor"),
         "{m:#}"
     );
 

@@ -308,7 +308,7 @@ fn erased_customers_stay_erased_after_restoring_an_older_snapshot_and_in_drills(
     assert_eq!(rule["verdict"], "pass", "{rule:#}");
     let text = rule.to_string();
     assert!(
-        text.contains("3 erasure(s) recorded in the period")
+        text.contains("3 erasures recorded in the period")
             && text.contains("2 of 2 restores and drills"),
         "{rule:#}"
     );

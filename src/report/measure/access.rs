@@ -1,6 +1,7 @@
 //! Who can do what, and who would know: keys, four-eyes access, the audit chain, alerting.
 
 use super::*;
+use crate::model::count;
 
 pub(super) fn crypto(ev: &Evidence) -> Measure {
     let mut m = Measure::default();
@@ -179,8 +180,12 @@ pub(super) fn access(ev: &Evidence) -> Measure {
         .filter(|a| a.approved_by.is_some())
         .count();
     m.findings.push(format!(
-        "{dangerous} dangerous operation(s); {} with a second factor and, where four eyes apply, an approval; {approvals} approval(s) granted; {glass} break-glass use(s); {scratch} restore(s) into scratch",
-        dangerous.saturating_sub(bad + glass_ops)
+        "{}; {} with a second factor and, where four eyes apply, an approval; {} granted; {}; {} into scratch",
+        count(dangerous, "dangerous operation"),
+        dangerous.saturating_sub(bad + glass_ops),
+        count(approvals, "approval"),
+        count(glass, "break-glass use"),
+        count(scratch, "restore")
     ));
     m.value = Some(bad as f64);
     m
@@ -296,8 +301,8 @@ pub(super) fn monitoring(ev: &Evidence, cfg: &Config) -> Measure {
     .flatten()
     .collect::<Vec<_>>();
     m.findings.push(format!(
-        "{} failed or missed scheduled run(s), {silent} without an alert; alert channels: {}",
-        failures.len(),
+        "{}, {silent} without an alert; alert channels: {}",
+        count(failures.len(), "failed or missed scheduled run"),
         if channels.is_empty() {
             "none configured".to_string()
         } else {

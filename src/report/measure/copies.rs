@@ -1,6 +1,7 @@
 //! Where the copies are: copy lag, copies per source, Object Lock, retention and residency.
 
 use super::*;
+use crate::model::count;
 
 pub(super) fn copy_lag(ev: &Evidence, cfg: &Config) -> Measure {
     let mut m = Measure::default();
@@ -98,9 +99,16 @@ pub(super) fn copy_locations(cfg: &Config, immutable: bool) -> Measure {
             .count();
         worst = worst.min(n);
         m.findings.push(format!(
-            "{}: {n} {}location(s)",
+            "{}: {}",
             source.name,
-            if immutable { "immutable " } else { "" }
+            count(
+                n,
+                if immutable {
+                    "immutable location"
+                } else {
+                    "location"
+                }
+            )
         ));
     }
     m.value = Some(worst as f64);

@@ -1,6 +1,7 @@
 //! What Custodian leaves behind: scratch databases, earlier reports, the erasure ledger.
 
 use super::*;
+use crate::model::count;
 
 pub(super) fn scratch(ev: &Evidence, cfg: &Config) -> Measure {
     if ev.scratch_instances.is_empty() {
@@ -38,8 +39,8 @@ pub(super) fn scratch(ev: &Evidence, cfg: &Config) -> Measure {
         .filter(|s| s.removed_by.as_deref() == Some("sweep"))
         .count();
     m.findings.push(format!(
-        "{} scratch database(s) created; {} removed by their drill, {swept} by the start-up sweep; {overdue} outlived the {:.0}-minute lifetime",
-        ev.scratch_instances.len(),
+        "{} created; {} removed by their drill, {swept} by the start-up sweep; {overdue} outlived the {:.0}-minute lifetime",
+        count(ev.scratch_instances.len(), "scratch database"),
         ev.scratch_instances
             .iter()
             .filter(|s| s.removed_by.as_deref() == Some("teardown"))
@@ -59,9 +60,9 @@ pub(super) fn records(ev: &Evidence, inputs: &Inputs<'_>) -> Measure {
     };
     let mut m = Measure::default();
     m.findings.push(format!(
-        "{} earlier report(s) re-verified; {} problem(s)",
-        ev.reports.len(),
-        problems.len()
+        "{} re-verified; {}",
+        count(ev.reports.len(), "earlier report"),
+        count(problems.len(), "problem")
     ));
     m.fail.extend(problems.iter().cloned());
     // Every regeneration, with its verdict change; a FAIL that a later report of the same
@@ -143,7 +144,8 @@ pub(super) fn erasure(ev: &Evidence, cfg: &Config) -> Measure {
     m.findings.insert(
         0,
         format!(
-            "{recorded} erasure(s) recorded in the period, {} in the ledger; {} of {} restores and drills replayed it before release",
+            "{} recorded in the period, {} in the ledger; {} of {} restores and drills replayed it before release",
+            count(recorded, "erasure"),
             ev.erasures.len(),
             released.len() - unreplayed,
             released.len()
@@ -156,7 +158,8 @@ pub(super) fn erasure(ev: &Evidence, cfg: &Config) -> Measure {
         .count();
     if never > 0 {
         m.warn.push(format!(
-            "{never} erased subject(s) are never gone from the backups as configured (a location keeps copies without an age bound)"
+            "{} never gone from the backups as configured (a location keeps copies without an age bound)",
+            count(never, "erased subject")
         ));
     }
     if let Some(latest) = ev

@@ -704,8 +704,8 @@ locations = ["local", "vault"]
     assert_eq!(
         m.findings,
         [
-            "crm: 0 immutable location(s)",
-            "billing: 1 immutable location(s)"
+            "crm: 0 immutable locations",
+            "billing: 1 immutable location"
         ]
     );
 }
@@ -897,10 +897,10 @@ fn every_dangerous_operation_needs_four_eyes_and_second_factors() {
     );
     assert!(m.fail[1].contains("approved (77aa) by carol without a second factor"));
     assert!(
-        m.findings[0].starts_with("4 dangerous operation(s); 1 with a second factor"),
+        m.findings[0].starts_with("4 dangerous operations; 1 with a second factor"),
         "{m:?}"
     );
-    assert!(m.findings[0].contains("1 restore(s) into scratch"));
+    assert!(m.findings[0].contains("1 restore into scratch"));
 }
 
 #[test]
