@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use super::diagnostic::{Diagnostics, Severity};
 use super::document::Document;
+use super::fields::secret_ref;
 use super::policy::duration;
 use super::raw::RawAccess;
-use super::validate::secret_ref;
 use crate::secret::SecretRef;
 
 /// When a second factor (TOTP) is asked for a dangerous operation.

@@ -161,7 +161,7 @@ impl<'a> Document<'a> {
             let hint = if key.contains('.') {
                 String::new()
             } else {
-                super::validate::suggestion(&last, field_names::<T>())
+                super::diagnostic::suggestion(&last, field_names::<T>())
             };
             diags.push(
                 Severity::Error,

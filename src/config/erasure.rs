@@ -6,8 +6,8 @@ use std::path::Path;
 use super::SourceConfig;
 use super::diagnostic::{Diagnostics, Severity};
 use super::document::Document;
+use super::fields::secret_ref;
 use super::raw::RawErasure;
-use super::validate::secret_ref;
 use crate::secret::SecretRef;
 
 /// How to erase one subject in a restored database. `:subject` in a statement is the subject's

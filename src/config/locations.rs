@@ -4,8 +4,8 @@ use std::path::Path;
 
 use super::diagnostic::{Diagnostics, Severity};
 use super::document::Document;
+use super::fields::{declared_names, entries, resolve_path, secret_ref};
 use super::raw::{RawLocalLocation, RawS3Location};
-use super::validate::{declared_names, entries, resolve_path, secret_ref};
 use super::{LocationConfig, LocationKind, LockMode, ObjectLock, Retention, S3Location, policy};
 
 const LOCATION_KINDS: &[&str] = &["local", "s3"];

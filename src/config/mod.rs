@@ -9,6 +9,7 @@ mod access;
 mod diagnostic;
 mod document;
 mod erasure;
+mod fields;
 mod locations;
 mod policy;
 mod raw;

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use super::diagnostic::{Diagnostics, Severity};
 use super::document::Document;
+use super::fields::{resolve_path, secret_ref};
 use super::parse_duration;
 use super::raw::{RawDrills, RawNotifications, RawReports, RawRetention};
-use super::validate::{resolve_path, secret_ref};
 use crate::secret::SecretRef;
 
 const HOUR: u64 = 3600;
@@ -674,7 +674,7 @@ fn sink(
             format!(
                 "`{}` is not a sink kind{}; use one of: {}",
                 raw.kind,
-                super::validate::suggestion(&raw.kind, &names),
+                super::fields::suggestion(&raw.kind, &names),
                 names.join(", ")
             ),
         );
@@ -730,7 +730,7 @@ fn sink(
                 "on",
                 format!(
                     "`{event}` is not an event{}; use: {}",
-                    super::validate::suggestion(event, &SINK_EVENTS),
+                    super::fields::suggestion(event, &SINK_EVENTS),
                     SINK_EVENTS.join(", ")
                 ),
             );

@@ -54,8 +54,9 @@ pub enum Missed {
 #[derive(Clone, Debug)]
 pub struct ScheduledJob {
     pub name: String,
-    /// The schedule file it comes from.
+    /// The schedule file it comes from, and the line of its name.
     pub file: PathBuf,
+    pub line: Option<usize>,
     pub kind: JobKind,
     /// The expression as written.
     pub cron: String,
@@ -294,14 +295,16 @@ pub(super) fn load(
         };
         let mut diags = Diagnostics::new(&file, &text);
         for job in parse_file(&file, &text, &mut diags, sources, locations) {
-            if jobs.iter().any(|j| j.name == job.name) {
+            if let Some(first) = jobs.iter().find(|j| j.name == job.name) {
                 diags.push(
                     Severity::Error,
-                    None,
+                    job.line,
                     format!("job.{}", job.name),
                     format!(
-                        "a job named `{}` is already defined; names must be unique",
-                        job.name
+                        "a job named `{}` is already defined at {}:{}; names must be unique",
+                        job.name,
+                        first.file.display(),
+                        first.line.unwrap_or(0)
                     ),
                 );
                 continue;
@@ -370,7 +373,7 @@ pub fn parse_file(
                 format!(
                     "`{}` is not a job kind{}; use one of: {}",
                     job.kind,
-                    super::validate::suggestion(&job.kind, &JobKind::ALL.map(|(n, _)| n)),
+                    super::fields::suggestion(&job.kind, &JobKind::ALL.map(|(n, _)| n)),
                     JobKind::ALL.map(|(n, _)| n).join(", ")
                 ),
             );
@@ -468,6 +471,7 @@ pub fn parse_file(
         if let (true, Some(kind), Some(schedule), Some(time_zone)) = (ok, kind, schedule, time_zone)
         {
             out.push(ScheduledJob {
+                line: doc.line(diags, &key("name")),
                 name: job.name,
                 file: file.to_path_buf(),
                 kind,

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use super::diagnostic::{Diagnostics, Severity};
 use super::document::Document;
+use super::fields::{entries, resolve_path, secret_ref, suggestion};
 use super::raw::{RawServerSource, RawSqliteSource};
-use super::validate::{entries, resolve_path, secret_ref, suggestion};
 use super::{ScratchServerConfig, ServerSource, SourceConfig, SourceKind};
 use crate::model::ChecksumMode;
 

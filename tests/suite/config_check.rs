@@ -231,10 +231,14 @@ fn every_problem_is_reported_at_once_with_suggestions() {
         "job.0.cron: `61 * * * *` is not a cron expression: `61` is out of range for minutes: 0 to 59",
         "job.0.time-zone: `Europe/Berlln` is not a known time zone (did you mean `Europe/Berlin`?)",
         "job.1.cron: `0 0 * * * * * *` is not a cron expression: it has 8 fields",
-        "a job named `twice` is already defined",
+        "jobs.toml:18: job.twice: a job named `twice` is already defined at ",
     ] {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
     }
+    assert!(
+        err.contains("schedules/jobs.toml:13; names must be unique"),
+        "{err}"
+    );
     // Each problem is one line.
     for line in err.lines() {
         assert!(
