@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
+use crate::model::human_bytes;
+
 /// Which answer is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum View {
@@ -92,28 +94,18 @@ fn invocation(v: &Value, long: bool) -> String {
 
 fn progress(p: &Value) -> String {
     let done = p["done_bytes"].as_u64().unwrap_or(0);
-    let mut out = format!("{}: {}", text(&p["phase"]), bytes(done));
+    let mut out = format!("{}: {}", text(&p["phase"]), human_bytes(done));
     if let Some(total) = p["total_bytes"].as_u64().filter(|t| *t > 0) {
         let pct = (done.saturating_mul(100) / total).min(100);
-        let _ = write!(out, " of {} ({pct}%)", bytes(total));
+        let _ = write!(out, " of {} ({pct}%)", human_bytes(total));
     }
     if let Some(rate) = p["bytes_per_second"].as_u64().filter(|r| *r > 0) {
-        let _ = write!(out, ", {}/s", bytes(rate));
+        let _ = write!(out, ", {}/s", human_bytes(rate));
     }
     if let Some(eta) = p["eta_seconds"].as_u64() {
         let _ = write!(out, ", about {eta} s left");
     }
     out
-}
-
-fn bytes(n: u64) -> String {
-    #[allow(clippy::cast_precision_loss)]
-    let mib = n as f64 / 1_048_576.0;
-    if mib >= 1024.0 {
-        format!("{:.1} GiB", mib / 1024.0)
-    } else {
-        format!("{mib:.1} MiB")
-    }
 }
 
 fn status(v: &Value) -> String {
@@ -161,13 +153,7 @@ fn status(v: &Value) -> String {
     }
     for l in v["status"]["locations"].as_array().into_iter().flatten() {
         let damaged = l["damage"].as_array().is_some_and(|d| !d.is_empty());
-        let health = if damaged {
-            "DAMAGED"
-        } else if l["healthy"] == true {
-            "ok"
-        } else {
-            "PROBLEM"
-        };
+        let health = super::render::health(damaged, l["healthy"] == true);
         let _ = writeln!(
             out,
             "location {} [{}]: {health}, {} backup snapshot{}",

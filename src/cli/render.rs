@@ -549,6 +549,17 @@ pub fn prunes(outcomes: &[PruneOutcome]) -> String {
     out
 }
 
+/// A location's health in one word, for `status` and `ctl status` alike.
+pub fn health(damaged: bool, healthy: bool) -> &'static str {
+    if damaged {
+        "DAMAGED"
+    } else if healthy {
+        "ok"
+    } else {
+        "PROBLEM"
+    }
+}
+
 pub fn status(s: &Status) -> String {
     let mut out = format!(
         "configuration {} ({})\n",
@@ -556,13 +567,7 @@ pub fn status(s: &Status) -> String {
         &s.config_sha256[..15.min(s.config_sha256.len())]
     );
     for l in &s.locations {
-        let health = if !l.damage.is_empty() {
-            "DAMAGED"
-        } else if l.healthy {
-            "ok"
-        } else {
-            "PROBLEM"
-        };
+        let health = health(!l.damage.is_empty(), l.healthy);
         let _ = writeln!(
             out,
             "location {} [{}] {}: {health}",

@@ -422,14 +422,11 @@ pub fn control_socket(path: &Path) -> Result<Option<PathBuf>, String> {
 
 /// "1 problem", "3 problems" (errors only; warnings are listed but not counted).
 fn problems(diagnostics: &[Diagnostic]) -> String {
-    match diagnostics
+    let errors = diagnostics
         .iter()
         .filter(|d| d.severity == Severity::Error)
-        .count()
-    {
-        1 => "1 problem".into(),
-        n => format!("{n} problems"),
-    }
+        .count();
+    crate::model::count(errors, "problem")
 }
 
 /// Parses a duration such as `24h`, `30d`, `90m`, `1h 30m`.

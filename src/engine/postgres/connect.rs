@@ -173,27 +173,40 @@ fn needs_verified_tls(url: &str) -> bool {
     let Ok(parsed) = url::Url::parse(url) else {
         return false;
     };
-    if parsed
+    ssl_mode_of(&parsed).is_none() && !reaches_this_machine(&parsed)
+}
+
+/// The `sslmode` a URL names, if any.
+pub(super) fn ssl_mode_of(parsed: &url::Url) -> Option<String> {
+    parsed
         .query_pairs()
-        .any(|(k, _)| k == "sslmode" || k == "ssl-mode")
-    {
-        return false;
-    }
-    let host_param = parsed
-        .query_pairs()
-        .find(|(k, _)| k == "host")
-        .map(|(_, v)| v.into_owned());
-    let host = host_param
-        .or_else(|| parsed.host_str().map(str::to_string))
-        .unwrap_or_default();
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let local = host.is_empty()
+        .find(|(k, _)| k == "sslmode" || k == "ssl-mode")
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Whether a URL's server is this machine: a unix socket, `localhost` or a loopback address
+/// (also when named by a `host=` parameter).
+pub(super) fn reaches_this_machine(parsed: &url::Url) -> bool {
+    let host = server_host(parsed);
+    host.is_empty()
         || host.starts_with('/')
         || host.eq_ignore_ascii_case("localhost")
         || host
             .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    !local
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The server a URL names: its `host=` parameter, else its host, without IPv6 brackets.
+pub(super) fn server_host(parsed: &url::Url) -> String {
+    let host = parsed
+        .query_pairs()
+        .find(|(k, _)| k == "host")
+        .map(|(_, v)| v.into_owned())
+        .or_else(|| parsed.host_str().map(str::to_string))
+        .unwrap_or_default();
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string()
 }
 
 fn ssl_mode(mode: PgSslMode) -> &'static str {

@@ -90,17 +90,9 @@ fn tls(source: &str, url: &str) -> Finding {
     let Ok(parsed) = url::Url::parse(url) else {
         return Finding::ok("tls", source, "the URL is checked by `config check`");
     };
-    let host = parsed.host_str().unwrap_or("");
-    let local = host.is_empty()
-        || host.starts_with('/')
-        || host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    let mode = parsed
-        .query_pairs()
-        .find(|(k, _)| k == "sslmode")
-        .map(|(_, v)| v.to_string());
+    let host = super::connect::server_host(&parsed);
+    let local = super::connect::reaches_this_machine(&parsed);
+    let mode = super::connect::ssl_mode_of(&parsed);
     match (local, mode.as_deref()) {
         (true, _) => Finding::ok(
             "tls",
