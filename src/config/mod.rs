@@ -105,6 +105,8 @@ pub struct ServerSource {
     pub checksum_limit: u64,
     /// Per-table checksum modes, by `schema.table` (PostgreSQL) or `table` (MySQL).
     pub checksum: std::collections::BTreeMap<String, crate::model::ChecksumMode>,
+    /// Table streams dumped and loaded at a time; `None`: one per core.
+    pub parallel: Option<usize>,
     /// A server drills restore into instead of an ephemeral instance.
     pub scratch: Option<ScratchServerConfig>,
 }
@@ -118,6 +120,16 @@ pub struct ScratchServerConfig {
 }
 
 pub use sources::DEFAULT_CHECKSUM_LIMIT;
+
+impl ServerSource {
+    /// Table streams at a time: the configured number, else one per core.
+    #[must_use]
+    pub fn streams(&self) -> usize {
+        self.parallel.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+        })
+    }
+}
 
 impl SourceConfig {
     #[must_use]

@@ -59,6 +59,8 @@ pub struct RawServerSource {
     /// Per-table checksum mode: `full`, `sampled` or `count`.
     #[serde(default)]
     pub checksum: std::collections::BTreeMap<String, String>,
+    /// Table streams dumped and restored at a time (default: the number of cores).
+    pub parallel: Option<i64>,
     /// A server for restore drills (a unique database is created and dropped on it).
     pub scratch_url: Option<String>,
     pub scratch_password_file: Option<PathBuf>,

@@ -182,6 +182,22 @@ fn server(
         };
         checksum.insert(table, parsed);
     }
+    /// More streams than this only queue on the server and the archiver.
+    const MAX_PARALLEL: i64 = 64;
+    let parallel = match raw.parallel {
+        None => None,
+        Some(n) if (1..=MAX_PARALLEL).contains(&n) => usize::try_from(n).ok(),
+        Some(n) => {
+            error(
+                diags,
+                &format!("{prefix}.parallel"),
+                format!(
+                    "must be between 1 and {MAX_PARALLEL} (table streams at a time); found {n}. Leave it out for one per core"
+                ),
+            );
+            None
+        }
+    };
     let scratch = raw.scratch_url.as_ref().map(|scratch_url| {
         let key = format!("{prefix}.scratch-url");
         match url::Url::parse(scratch_url) {
@@ -219,6 +235,7 @@ fn server(
         password,
         checksum_limit,
         checksum,
+        parallel,
         scratch,
     };
     Some(if kind == "postgres" {

@@ -16,6 +16,7 @@
 pub mod mysql;
 pub mod postgres;
 pub mod process;
+pub mod rows;
 pub mod scratch;
 pub mod sqlite;
 
@@ -193,6 +194,9 @@ pub struct StreamDump {
     pub streams: Vec<DumpStream>,
     /// The tools producing the streams; each must exit with status 0 for the backup to count.
     pub processes: Vec<process::DumpProcess>,
+    /// Every tool of the dump, including those started later for table streams: a failure
+    /// anywhere kills them all.
+    pub groups: process::ProcessGroups,
     /// Computes the manifest in the dump's snapshot, while the streams flow.
     pub manifest: BoxFuture<'static, Result<Manifest, EngineError>>,
     /// Private directory for the tools' credential files; removed when dropped.

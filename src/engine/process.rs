@@ -49,6 +49,8 @@ pub struct DumpProcess {
     stderr: Arc<Mutex<Vec<u8>>>,
     stderr_thread: Option<JoinHandle<()>>,
     redact: Vec<String>,
+    /// The dump's register of live tools, once joined ([`DumpProcess::join`]).
+    groups: Option<ProcessGroups>,
 }
 
 /// How a tool ended, when it did not end well.
@@ -144,7 +146,24 @@ impl DumpProcess {
                 .map(|s| s.expose().to_string())
                 .filter(|s| !s.is_empty())
                 .collect(),
+            groups: None,
         })
+    }
+
+    /// Records the tool in a dump's register, so that a failure elsewhere kills it.
+    ///
+    /// # Errors
+    /// When the dump was stopped already (the tool is killed).
+    pub fn join(&mut self, groups: &ProcessGroups) -> io::Result<()> {
+        if !groups.add(self.child.id()) {
+            self.kill();
+            return Err(io::Error::other(format!(
+                "{} was not started: the dump had already failed",
+                self.tool
+            )));
+        }
+        self.groups = Some(groups.clone());
+        Ok(())
     }
 
     /// The tool's stdin, once (consumers only). Dropping it signals the end of input.
@@ -185,6 +204,9 @@ impl DumpProcess {
     /// A [`ToolFailure`] when it did not exit with status 0.
     pub fn finish(mut self) -> Result<String, ToolFailure> {
         let status = self.child.wait();
+        if let Some(groups) = &self.groups {
+            groups.remove(self.child.id());
+        }
         // Whatever the tool left running in its group (a shell pipeline's other members, say)
         // would keep its pipes open: nothing of a dump outlives its tool.
         kill_group(self.child.id());
@@ -209,6 +231,9 @@ impl DumpProcess {
         kill_group(self.child.id());
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(groups) = &self.groups {
+            groups.remove(self.child.id());
+        }
     }
 }
 
@@ -291,5 +316,50 @@ mod tests {
             err.to_string().contains("no-such-tool is not installed"),
             "{err}"
         );
+    }
+}
+
+/// The process groups of every tool a dump has started, including those it starts later
+/// (table streams start when the archiver reaches them). Once [`ProcessGroups::kill_all`] has
+/// run, nothing new may start: a tool that tries is killed at once.
+#[derive(Clone, Debug, Default)]
+pub struct ProcessGroups(Arc<Mutex<GroupsState>>);
+
+#[derive(Debug, Default)]
+struct GroupsState {
+    stopped: bool,
+    live: std::collections::BTreeSet<u32>,
+}
+
+impl ProcessGroups {
+    fn state(&self) -> std::sync::MutexGuard<'_, GroupsState> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records a started tool; `false` (and the tool killed) when the dump was stopped.
+    pub fn add(&self, pid: u32) -> bool {
+        let mut state = self.state();
+        if state.stopped {
+            kill_group(pid);
+            return false;
+        }
+        state.live.insert(pid);
+        true
+    }
+
+    /// Forgets a tool that has ended (its pid may be reused).
+    pub fn remove(&self, pid: u32) {
+        self.state().live.remove(&pid);
+    }
+
+    /// Kills every recorded tool and stops new ones from starting.
+    pub fn kill_all(&self) {
+        let mut state = self.state();
+        state.stopped = true;
+        for pid in std::mem::take(&mut state.live) {
+            kill_group(pid);
+        }
     }
 }

@@ -12,7 +12,7 @@ use super::copy::{CopyReport, copy_source};
 use super::{Context, JobError, blocking, lock};
 use crate::catalog::{BackupRecord, RunEnd, RunKind};
 use crate::config::SourceConfig;
-use crate::engine::process::DumpProcess;
+use crate::engine::process::{DumpProcess, ProcessGroups};
 use crate::engine::{self, Dump, DumpOutput, EngineError, StreamDump};
 use crate::model::{Manifest, naming, time};
 use crate::repo::{ArchiveEntry, ArchiveOutcome, ArchiveRequest, ReadEntry, Repo, SnapshotInfo};
@@ -263,6 +263,7 @@ async fn store_streams(
     let StreamDump {
         streams,
         processes,
+        groups,
         manifest: job,
         workdir,
         taken_at,
@@ -325,7 +326,8 @@ async fn store_streams(
     // The tools and the archiver run side by side; whichever ends first decides what happens to
     // the other: a failed tool abandons the manifest (so the archiver, waiting for it, stops), a
     // failed archive kills the tools (nobody reads their output any more).
-    let groups: Vec<u32> = processes.iter().map(DumpProcess::id).collect();
+    // Dropped unfinished (the job was cancelled), the guard kills every tool of the dump.
+    let guard = KillGuard(Some(groups.clone()));
     let tools = tokio::spawn(judge_tools(processes, groups.clone()));
     let write = {
         let repo = repo.clone();
@@ -346,9 +348,7 @@ async fn store_streams(
             let written = written.map_err(joined)?;
             let failed = written.is_err();
             if failed {
-                for group in &groups {
-                    crate::engine::process::kill_group(*group);
-                }
+                groups.kill_all();
             }
             (tools.await.map_err(joined)?, written, failed)
         }
@@ -365,6 +365,7 @@ async fn store_streams(
         Err(e) => return Err(JobError::Internal(format!("the manifest task failed: {e}"))),
     };
     drop(workdir);
+    guard.disarm();
 
     let pending = match (written, failures.into_iter().next(), manifest) {
         (Ok(pending), None, Ok(manifest)) => (pending, manifest),
@@ -399,12 +400,29 @@ async fn store_streams(
     Ok((ArchiveOutcome { snapshot, entries }, manifest, json))
 }
 
+/// Kills a dump's tools when dropped armed: a cancelled backup leaves no tool running.
+struct KillGuard(Option<ProcessGroups>);
+
+impl KillGuard {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for KillGuard {
+    fn drop(&mut self) {
+        if let Some(groups) = self.0.take() {
+            groups.kill_all();
+        }
+    }
+}
+
 /// Waits for every dump tool; as soon as one fails, the others are killed (they dump the same
 /// snapshot, and one of them may be stuck behind a lock), and so is anything the failed one
 /// started. Returns the failures, first one first.
 async fn judge_tools(
     processes: Vec<DumpProcess>,
-    groups: Vec<u32>,
+    groups: ProcessGroups,
 ) -> Vec<crate::engine::process::ToolFailure> {
     let mut waiting = tokio::task::JoinSet::new();
     for process in processes {
@@ -414,9 +432,7 @@ async fn judge_tools(
     while let Some(done) = waiting.join_next().await {
         if let Ok(Err(failure)) = done {
             if failures.is_empty() {
-                for group in &groups {
-                    crate::engine::process::kill_group(*group);
-                }
+                groups.kill_all();
             }
             failures.push(failure);
         }

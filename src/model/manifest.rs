@@ -14,8 +14,9 @@ use super::group_digits;
 use super::objects::{CompareScope, Objects};
 
 /// Current manifest format version: 2 adds [`Objects`] (schema objects, sequences,
-/// materialized views, large objects, database properties) to format 1's table rows.
-pub const MANIFEST_FORMAT: u32 = 2;
+/// materialized views, large objects, database properties) to format 1's table rows; 3 adds
+/// [`TableStream`]s (each table's rows as a file of its own, loaded in parallel on restore).
+pub const MANIFEST_FORMAT: u32 = 3;
 
 /// The database engine a source runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +70,10 @@ pub enum ChecksumMode {
     Sampled,
     /// Row count only.
     Count,
+    /// Every row, as the text line its table stream carries: the digest is order-independent
+    /// (see `engine::rows`), computed from the stream as it is stored and from the restored
+    /// table as soon as it is loaded.
+    Rows,
 }
 
 /// Row count and content checksum of one table.
@@ -96,6 +101,25 @@ pub struct ManifestFile {
     pub sha256: Option<String>,
 }
 
+/// One table whose rows travel as a file of their own (PostgreSQL `COPY` text).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableStream {
+    /// `schema.table`, unquoted, as in [`TableSummary::name`].
+    pub table: String,
+    /// The schema and the table's own name (either may hold a dot).
+    pub schema: String,
+    pub name: String,
+    /// File name inside `/custodian/<source>/`.
+    pub file: String,
+    /// The columns the stream carries, in order (generated columns are recomputed on load).
+    pub columns: Vec<String>,
+    /// The columns the rows are ordered by (the primary key); empty: physical order, for a
+    /// table without a primary key.
+    pub order: Vec<String>,
+    /// Bytes of the stream.
+    pub bytes: u64,
+}
+
 /// What a backup contains.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -113,6 +137,9 @@ pub struct Manifest {
     /// Everything besides table rows (absent in format 1 manifests).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objects: Option<Objects>,
+    /// Tables whose rows are files of their own (format 3; empty: the rows are in the dump).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub streams: Vec<TableStream>,
     pub custodian_version: String,
 }
 
@@ -338,6 +365,7 @@ mod tests {
             files: vec![],
             tables,
             objects: None,
+            streams: vec![],
             custodian_version: "0".into(),
         }
     }

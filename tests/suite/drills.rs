@@ -494,8 +494,11 @@ fn start_drill(ws: &Workspace, scratch: &Path) -> (std::process::Child, u32) {
             .into_iter()
             .find(|pid| cmdline(*pid).contains("listen_addresses="))
     });
-    wait_for("pg_restore", Duration::from_secs(60), || {
-        (!pids_with(&["pg_restore", "--section=data"]).is_empty()).then_some(())
+    // The data loads: the dump's own data section, then the table streams.
+    wait_for("the data load", Duration::from_secs(60), || {
+        (!pids_with(&["pg_restore", "--section=data"]).is_empty()
+            || !pids_with(&["psql", "FROM STDIN"]).is_empty())
+        .then_some(())
     });
     (child, postmaster)
 }

@@ -205,28 +205,13 @@ fn postgres_kitchen_sink_comes_back_whole_from_every_restore_path() {
         "what is not compared is said: {drill:#}"
     );
 
-    // Plain restic: restic dump of the dump, pg_restore into a database made alike.
-    let dump = restic_dump(&ws, "fidelity.dump");
+    // Plain restic: the README's restic-only restore (contrib/restic-restore-postgres) into
+    // a database made alike.
     server.psql(
         "postgres",
         "CREATE DATABASE plain OWNER app TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C';",
     );
-    let out = Command::new(PgServer::bin("pg_restore"))
-        .args(["-h"])
-        .arg(server.socket_dir())
-        .args([
-            "-p",
-            &server.port.to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            "plain",
-            "--exit-on-error",
-        ])
-        .arg(&dump)
-        .output()
-        .unwrap();
-    assert_success(&out, "pg_restore of restic dump");
+    server.restore_with_restic_only(&ws.repo("local"), &ws.key("local"), "crm", "plain");
     let plain = server.dump_everything("plain");
     let body = |d: &str| {
         d.lines()

@@ -98,6 +98,7 @@ impl SnapshotSession {
                 .collect(),
             tables,
             objects: Some(objects),
+            streams: Vec::new(),
             custodian_version: env!("CARGO_PKG_VERSION").to_string(),
         })
     }
@@ -199,12 +200,19 @@ pub(super) async fn start(
             message: "the dump tool has no output".into(),
         })?;
     let name = dump_name(&database);
+    let groups = crate::engine::process::ProcessGroups::default();
+    let mut process = process;
+    process.join(&groups).map_err(|e| EngineError::DumpFailed {
+        source_name: source.to_string(),
+        message: e.to_string(),
+    })?;
     Ok(StreamDump {
         streams: vec![DumpStream {
             name: name.clone(),
             reader: Box::new(FirstBytes::new(stdout, tx)),
         }],
         processes: vec![process],
+        groups,
         manifest: Box::pin(
             SnapshotSession {
                 source: source.to_string(),

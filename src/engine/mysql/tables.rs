@@ -87,7 +87,11 @@ pub fn table_query(plan: &TablePlan) -> String {
         ChecksumMode::Count => {
             format!("SELECT COUNT(*), CAST(NULL AS CHAR), CAST(NULL AS CHAR) FROM {table}")
         }
-        ChecksumMode::Full => format!("SELECT {sums} FROM (SELECT MD5({row}) AS h FROM {table}) s"),
+        // MariaDB backups have no table streams, so no `rows` digests; were a manifest to say
+        // `rows`, every row is still hashed.
+        ChecksumMode::Full | ChecksumMode::Rows => {
+            format!("SELECT {sums} FROM (SELECT MD5({row}) AS h FROM {table}) s")
+        }
         ChecksumMode::Sampled => {
             let key = if plan.pk.is_empty() {
                 row.clone()

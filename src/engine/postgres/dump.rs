@@ -1,13 +1,17 @@
-//! PostgreSQL dumps: `pg_dump` (custom format, uncompressed) streamed straight into the
-//! repository, a schema-only dump of the same snapshot beside it (a restore builds indexes and
-//! constraints from it with parallel workers), the cluster's globals (`pg_dumpall
-//! --globals-only --no-role-passwords`), and a manifest computed in the very snapshot the dump
-//! reads.
+//! PostgreSQL dumps, streamed straight into the repository: each table's rows as a stream of
+//! its own (`streams`: `COPY` in primary-key order, several at a time), `pg_dump` (custom
+//! format, uncompressed) for everything else — sequences' positions, large objects, and the
+//! data of any table without a stream — a schema-only dump of the same snapshot (a restore
+//! creates the schema from it and builds indexes and constraints with parallel workers), the
+//! cluster's globals (`pg_dumpall --globals-only --no-role-passwords`), and a manifest of
+//! exactly the dumped state.
 //!
 //! Consistency: Custodian opens a `REPEATABLE READ, READ ONLY` transaction, exports its
-//! snapshot (`pg_export_snapshot()`), and runs `pg_dump --snapshot=<id>`; row counts,
-//! checksums and the description of every other object are computed in that same transaction
-//! while `pg_dump` streams, so the manifest describes exactly the dumped state. Sequences are
+//! snapshot (`pg_export_snapshot()`), locks the streamed tables against `DROP` and `ALTER` (as
+//! pg_dump does), and every tool imports that snapshot. Each table's row count and checksum
+//! come from its stream as it passes (no second scan); the description of every other object
+//! is computed in the exporting transaction, which stays open until the last stream has ended.
+//! Sequences are
 //! the exception PostgreSQL itself makes (they are not transactional): their positions are
 //! read before pg_dump starts and again once it has written its table of contents (which holds
 //! the values it saved), and the manifest records that range.
@@ -17,15 +21,29 @@ use std::path::Path;
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 
+use std::sync::Arc;
+
 use super::objects;
-use super::tables::{TablePlan, plan_tables, summarize_tables};
-use super::{connect_settings, unavailable};
+use super::streams::{self, LazyCopy};
+use super::tables::{TablePlan, plan_tables};
+use super::{connect_settings, quote_ident, unavailable};
 use crate::config::ServerSource;
-use crate::engine::process::DumpProcess;
+use crate::engine::common::Slots;
+use crate::engine::process::{DumpProcess, ProcessGroups};
+use crate::engine::rows::{DigestReader, Finished};
 use crate::engine::{DumpStream, EngineError, FirstBytes, StreamDump, private_workdir};
 use crate::model::objects::SequenceState;
-use crate::model::{ChecksumMode, Engine, Manifest, ManifestFile, manifest, time};
+use crate::model::{
+    ChecksumMode, Engine, Manifest, ManifestFile, TableStream, TableSummary, manifest, time,
+};
 use crate::secret::Secret;
+
+/// A table whose rows are being streamed, and where its digest will arrive.
+struct Streamed {
+    plan: TablePlan,
+    file: String,
+    digest: tokio::sync::oneshot::Receiver<Finished>,
+}
 
 /// The transaction whose snapshot the dump reads; summarizing it produces the manifest.
 struct SnapshotSession {
@@ -34,7 +52,7 @@ struct SnapshotSession {
     /// Fire when each pg_dump has produced output, i.e. has imported the snapshot: only then
     /// may the exporting transaction end.
     imported: Vec<tokio::sync::oneshot::Receiver<()>>,
-    plans: Vec<TablePlan>,
+    streamed: Vec<Streamed>,
     database: String,
     version: String,
     taken_at: jiff::Timestamp,
@@ -53,9 +71,23 @@ impl SnapshotSession {
             source_name: self.source.clone(),
             message: format!("computing the manifest: {e}"),
         };
-        let tables = summarize_tables(&mut self.conn, &self.plans)
+        // The streamed tables stay as they are until the last stream has ended (pg_dump's own
+        // locks last only as long as it runs). Taken here, beside the running tools, so that
+        // waiting behind someone's exclusive lock never hides a tool that failed meanwhile.
+        if !self.streamed.is_empty() {
+            let list: Vec<String> = self
+                .streamed
+                .iter()
+                .map(|s| format!("ONLY {}", s.plan.ident))
+                .collect();
+            sqlx::query(&format!(
+                "LOCK TABLE {} IN ACCESS SHARE MODE",
+                list.join(", ")
+            ))
+            .execute(&mut self.conn)
             .await
             .map_err(failed)?;
+        }
         let mut objects = objects::describe(&mut self.conn, None)
             .await
             .map_err(failed)?;
@@ -65,6 +97,39 @@ impl SnapshotSession {
         for imported in self.imported.drain(..) {
             let _ = imported.await;
         }
+        // The exporting transaction must outlive every stream's import of its snapshot; a
+        // stream's digest arrives when its last row has passed.
+        let mut tables = Vec::with_capacity(self.streamed.len());
+        let mut table_streams = Vec::with_capacity(self.streamed.len());
+        for streamed in std::mem::take(&mut self.streamed) {
+            let Ok(done) = streamed.digest.await else {
+                return Err(EngineError::DumpFailed {
+                    source_name: self.source.clone(),
+                    message: format!(
+                        "the stream of table {} ended before its last row",
+                        streamed.plan.name
+                    ),
+                });
+            };
+            let counted = streamed.plan.mode == ChecksumMode::Count;
+            tables.push(TableSummary {
+                name: streamed.plan.name.clone(),
+                rows: done.rows,
+                mode: streamed.plan.mode,
+                checksum: (!counted).then_some(done.checksum),
+            });
+            table_streams.push(TableStream {
+                table: streamed.plan.name,
+                schema: streamed.plan.schema,
+                name: streamed.plan.table,
+                file: streamed.file,
+                columns: streamed.plan.columns,
+                order: streamed.plan.pk,
+                bytes: done.bytes,
+            });
+        }
+        tables.sort_by(|a, b| a.name.cmp(&b.name));
+        table_streams.sort_by(|a, b| a.table.cmp(&b.table));
         objects.sequences = std::mem::take(&mut self.sequences_before);
         objects::widen_sequences(&mut self.conn, &mut objects.sequences)
             .await
@@ -78,7 +143,7 @@ impl SnapshotSession {
             database: self.database,
             taken_at: self.taken_at,
             method: format!(
-                "pg_dump --format=custom --compress=0 --snapshot (server {})",
+                "COPY per table in key order + pg_dump --format=custom --compress=0 --snapshot (server {})",
                 self.version
             ),
             files: self
@@ -92,6 +157,7 @@ impl SnapshotSession {
                 .collect(),
             tables,
             objects: Some(objects),
+            streams: table_streams,
             custodian_version: env!("CARGO_PKG_VERSION").to_string(),
         })
     }
@@ -153,7 +219,16 @@ pub(super) async fn start(
             ChecksumMode::Full
         })
     };
-    let plans = plan_tables(&mut conn, &mode_of).await.map_err(fail)?;
+    let mut plans = plan_tables(&mut conn, &mode_of).await.map_err(fail)?;
+    // Every table gets a stream; its digest covers every row at no extra cost, so only an
+    // explicit `count` keeps a table to its row count.
+    for plan in &mut plans {
+        if plan.mode != ChecksumMode::Count {
+            plan.mode = ChecksumMode::Rows;
+        }
+    }
+    // Largest first: the archiver starts the longest streams first.
+    plans.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.name.cmp(&b.name)));
     let sequences_before = objects::sequences(&mut conn).await.map_err(fail)?;
 
     let workdir = private_workdir(scratch, "pg-")?;
@@ -171,6 +246,14 @@ pub(super) async fn start(
         "--no-password",
         &format!("--snapshot={snapshot}"),
     ]);
+    // The streamed tables' rows are not dumped twice.
+    for plan in &plans {
+        dump_cmd.arg(format!(
+            "--exclude-table-data={}.{}",
+            quote_ident(&plan.schema),
+            quote_ident(&plan.table)
+        ));
+    }
     let mut pg_dump = DumpProcess::spawn("pg_dump", dump_cmd, &secrets).map_err(spawn_err)?;
     // The schema alone, from the same snapshot: a restore applies its post-data section (indexes,
     // constraints) with parallel workers from a small private file, while the data streams.
@@ -227,16 +310,53 @@ pub(super) async fn start(
             ),
         },
     ];
+    let mut streams = streams;
+    let groups = ProcessGroups::default();
+    for process in [&mut pg_dump, &mut schema, &mut globals] {
+        process.join(&groups).map_err(spawn_err)?;
+    }
+    let slots = Arc::new(Slots::new(cfg.streams()));
+    let owned_secrets: Vec<Secret> = secrets.iter().map(|s| (*s).clone()).collect();
+    let mut streamed = Vec::with_capacity(plans.len());
+    for (rank, plan) in plans.into_iter().enumerate() {
+        let file = streams::file_name(rank + 1, &plan.schema, &plan.table);
+        let mut cmd = connect.command("psql", workdir.path()).map_err(spawn_err)?;
+        cmd.args(streams::dump_args(
+            &snapshot,
+            &plan.ident,
+            &plan.columns,
+            &plan.pk,
+        ));
+        let (tx, digest) = tokio::sync::oneshot::channel();
+        let copy = LazyCopy::new(
+            format!("psql (COPY of table {})", plan.name),
+            cmd,
+            owned_secrets.clone(),
+            slots.clone(),
+            groups.clone(),
+        );
+        streams.push(DumpStream {
+            name: file.clone(),
+            reader: Box::new(DigestReader::new(
+                copy,
+                Box::new(move |done| {
+                    let _ = tx.send(done);
+                }),
+            )),
+        });
+        streamed.push(Streamed { plan, file, digest });
+    }
     let files = streams.iter().map(|s| s.name.clone()).collect();
     Ok(StreamDump {
         streams,
         processes: vec![pg_dump, schema, globals],
+        groups,
         manifest: Box::pin(
             SnapshotSession {
                 source: source.to_string(),
                 conn,
                 imported: vec![imported_data, imported_schema],
-                plans,
+                streamed,
                 database,
                 version,
                 taken_at,

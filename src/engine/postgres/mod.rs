@@ -10,6 +10,7 @@ pub mod objects;
 mod restore;
 mod scratch;
 mod session;
+pub mod streams;
 pub mod tables;
 
 use std::path::Path;
@@ -41,14 +42,16 @@ pub fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
-/// Describes the database `connect` names and compares it with `manifest`.
+/// Describes the database `connect` names and compares it with `manifest`; the tables in
+/// `checked` were read back already (right after a restore loaded them) and are not read again.
 pub(crate) async fn verify(
     connect: &Connect,
     manifest: &Manifest,
     scope: CompareScope,
+    checked: &std::collections::BTreeMap<String, crate::model::TableSummary>,
 ) -> Verification {
     let described = async {
-        let tables = tables::summarize_target(connect, manifest).await?;
+        let tables = tables::summarize_target(connect, manifest, checked).await?;
         let objects = match &manifest.objects {
             Some(backup) => {
                 let mut conn = connect.connect().await?;
@@ -105,7 +108,9 @@ impl Database for Existing {
         manifest: &'a Manifest,
         scope: CompareScope,
     ) -> BoxFuture<'a, Verification> {
-        Box::pin(verify(&self.0, manifest, scope))
+        Box::pin(async move {
+            verify(&self.0, manifest, scope, &std::collections::BTreeMap::new()).await
+        })
     }
 
     fn session(&self, read_only: bool) -> BoxFuture<'_, Result<Box<dyn Session>, EngineError>> {

@@ -9,12 +9,16 @@
 //! temporary database is dropped and the target is exactly as it was. A drill loads the same
 //! way into the database of its scratch instance.
 //!
-//! Loading, with the schema-only dump a backup carries: the pre-data section and the data
-//! stream straight from the repository into one `pg_restore --single-transaction` (so large
-//! objects' metadata precedes their data, and in a fresh `wal_level=minimal` cluster the new
-//! tables are filled without WAL), then the post-data section — indexes and constraints, most
-//! of a restore's time — with parallel workers from a small private copy of the schema, then
-//! the materialized views that were populated in the backup are refreshed in dependency order
+//! Loading, with the schema-only dump a backup carries: the pre-data section and the dump's
+//! data (all of it in a backup without table streams; sequences, large objects and any table
+//! without a stream otherwise) straight from the repository into one `pg_restore
+//! --single-transaction` (so large objects' metadata precedes their data, and in a fresh
+//! `wal_level=minimal` cluster the new tables are filled without WAL). Then the table streams
+//! (manifest format 3), several at a time and largest first, each into its own `psql COPY …
+//! FROM STDIN` from the repository; as soon as a table's load ends it is read back and its
+//! digest computed, while the other tables load. Then the post-data section — indexes and
+//! constraints — with parallel workers from a small private copy of the schema, then the
+//! materialized views that were populated in the backup are refreshed in dependency order
 //! (the schema-only dump has no `MATERIALIZED VIEW DATA`). Backups without a schema-only dump
 //! are restored whole, in one transaction.
 
@@ -27,13 +31,15 @@ use futures_util::future::BoxFuture;
 use sqlx::Connection;
 
 use super::dump::{GLOBALS_NAME, schema_name};
+use super::streams;
+use super::tables::{TablePlan, digest_table};
 use super::{Connect, quote_ident, quote_literal};
 use crate::engine::common::{fetch_file, run_tool, short_id, stream_into, tool_warnings};
 use crate::engine::{
     Database, EngineError, LoadOptions, Loaded, Released, Session, SnapshotFiles, Staging,
     Verification, private_workdir,
 };
-use crate::model::{CompareScope, Manifest, Phases};
+use crate::model::{ChecksumMode, CompareScope, Manifest, Phases, TableStream, TableSummary};
 
 /// Relations that make a database "not empty".
 const COUNT_RELATIONS: &str =
@@ -310,6 +316,8 @@ pub(super) struct PgStaging {
     pub skip_access: bool,
     /// What was restored into, for messages.
     pub label: String,
+    /// Tables already read back and digested, right after their load.
+    pub checked: BTreeMap<String, TableSummary>,
 }
 
 impl PgStaging {
@@ -397,7 +405,7 @@ impl PgStaging {
         fetch_file(files.clone(), &schema, &schema_file).await?;
         let cmd = step(&["pre-data", "data"], None)?;
         let streamed = stream_into(
-            files,
+            files.clone(),
             &dump,
             "pg_restore --section=pre-data --section=data",
             &self.label,
@@ -409,16 +417,24 @@ impl PgStaging {
         loaded
             .warnings
             .extend(tool_warnings("pg_restore", &streamed.stderr));
-        tracing::info!(bytes = loaded.bytes, "restore: schema and data loaded");
-        phases.push("restore.data", started);
-
-        let started = Instant::now();
         let jobs = if opts.jobs > 0 {
             opts.jobs
         } else {
             std::thread::available_parallelism()
                 .map_or(2, |n| u32::try_from(n.get()).unwrap_or(2).max(2))
         };
+        let mut checked = BTreeMap::new();
+        if !manifest.streams.is_empty() {
+            let (bytes, digests) = self
+                .load_streams(&files, manifest, jobs, workdir.path(), &secrets)
+                .await?;
+            loaded.bytes += bytes;
+            checked = digests;
+        }
+        tracing::info!(bytes = loaded.bytes, "restore: schema and data loaded");
+        phases.push("restore.data", started);
+
+        let started = Instant::now();
         let cmd = step(&["post-data"], Some((&schema_file, jobs)))?;
         let stderr = run_tool("pg_restore --section=post-data", &self.label, cmd, &secrets).await?;
         loaded.warnings.extend(tool_warnings("pg_restore", &stderr));
@@ -436,7 +452,110 @@ impl PgStaging {
         if refreshed.0 > 0 {
             phases.push("restore.matviews", started);
         }
+        self.checked = checked;
         Ok(loaded)
+    }
+
+    /// Loads the table streams, `jobs` at a time and largest first. Each table, once loaded,
+    /// is read back and digested on a connection of its own while the next loads run; returns
+    /// the bytes streamed and those digests.
+    async fn load_streams(
+        &self,
+        files: &Arc<dyn SnapshotFiles>,
+        manifest: &Manifest,
+        jobs: u32,
+        dir: &Path,
+        secrets: &[crate::secret::Secret],
+    ) -> Result<(u64, BTreeMap<String, TableSummary>), EngineError> {
+        use futures_util::StreamExt;
+        let mut order: Vec<&TableStream> = manifest.streams.iter().collect();
+        order.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.table.cmp(&b.table)));
+        let mut waiting = order.into_iter();
+        let mut running = futures_util::stream::FuturesUnordered::new();
+        let mut checks = tokio::task::JoinSet::new();
+        let mut bytes = 0;
+        let limit = usize::try_from(jobs.max(1)).unwrap_or(2);
+        loop {
+            while running.len() < limit {
+                let Some(stream) = waiting.next() else { break };
+                running.push(self.load_stream(files, manifest, stream, dir, secrets));
+            }
+            let Some(done) = running.next().await else {
+                break;
+            };
+            let (streamed, check) = done?;
+            bytes += streamed;
+            if let Some(plan) = check {
+                let connect = self.connect.clone();
+                checks.spawn(async move {
+                    let mut conn = connect.connect().await?;
+                    let summary = digest_table(&mut conn, &plan).await;
+                    let _ = conn.close().await;
+                    summary
+                });
+            }
+        }
+        let mut checked = BTreeMap::new();
+        while let Some(done) = checks.join_next().await {
+            let summary = done
+                .map_err(|e| self.failed(format!("reading a restored table back: {e}")))?
+                .map_err(|e| self.failed(format!("reading a restored table back: {e}")))?;
+            checked.insert(summary.name.clone(), summary);
+        }
+        tracing::info!(
+            tables = manifest.streams.len(),
+            jobs,
+            "restore: table streams loaded"
+        );
+        Ok((bytes, checked))
+    }
+
+    /// Loads one table stream; returns the bytes streamed and, when the table's manifest
+    /// entry has a `rows` digest, the plan to read it back with.
+    async fn load_stream(
+        &self,
+        files: &Arc<dyn SnapshotFiles>,
+        manifest: &Manifest,
+        stream: &TableStream,
+        dir: &Path,
+        secrets: &[crate::secret::Secret],
+    ) -> Result<(u64, Option<TablePlan>), EngineError> {
+        let ident = format!(
+            "{}.{}",
+            quote_ident(&stream.schema),
+            quote_ident(&stream.name)
+        );
+        let mut cmd = self
+            .connect
+            .command("psql", dir)
+            .map_err(|e| self.failed(format!("preparing psql: {e}")))?;
+        cmd.args(streams::load_args(&ident, &stream.columns));
+        let tool = format!("psql (COPY into table {})", stream.table);
+        let streamed = stream_into(
+            files.clone(),
+            &stream.file,
+            &tool,
+            &self.label,
+            cmd,
+            secrets,
+        )
+        .await?;
+        let mode = manifest
+            .tables
+            .iter()
+            .find(|t| t.name == stream.table)
+            .map_or(ChecksumMode::Rows, |t| t.mode);
+        let check = (mode == ChecksumMode::Rows).then(|| TablePlan {
+            name: stream.table.clone(),
+            schema: stream.schema.clone(),
+            table: stream.name.clone(),
+            size: stream.bytes,
+            ident,
+            pk: stream.order.clone(),
+            columns: stream.columns.clone(),
+            mode,
+        });
+        Ok((streamed.bytes, check))
     }
 
     /// Applies `globals.sql`: in a fresh cluster every statement must succeed (the statement
@@ -586,7 +705,7 @@ impl Database for PgStaging {
         let scope = CompareScope {
             skip_access: scope.skip_access || self.skip_access,
         };
-        Box::pin(super::verify(&self.connect, manifest, scope))
+        Box::pin(super::verify(&self.connect, manifest, scope, &self.checked))
     }
 
     fn session(&self, read_only: bool) -> BoxFuture<'_, Result<Box<dyn Session>, EngineError>> {
@@ -830,6 +949,7 @@ pub(super) async fn stage(
         scratch_dir: scratch_dir.to_path_buf(),
         skip_access: false,
         label,
+        checked: BTreeMap::new(),
     })
 }
 

@@ -280,6 +280,7 @@ impl ScratchInstance for Instance {
             fresh_cluster: fresh,
             scratch_dir,
             skip_access: false,
+            checked: std::collections::BTreeMap::new(),
         })
     }
 

@@ -15,7 +15,10 @@ use sha2::{Digest, Sha256};
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Row};
 
-use super::{Connect, quote_ident};
+use futures_util::StreamExt;
+
+use super::{Connect, quote_ident, streams};
+use crate::engine::rows::RowDigest;
 use crate::model::{ChecksumMode, Manifest, TableSummary};
 
 /// Rows whose primary key hashes into 1 of this many buckets are hashed in `sampled` mode.
@@ -26,11 +29,15 @@ const SAMPLE_BUCKETS: i32 = 128;
 pub struct TablePlan {
     /// `schema.table`, unquoted.
     pub name: String,
+    pub schema: String,
+    pub table: String,
     /// Estimated size on disk (planner statistics).
     pub size: u64,
     /// Quoted identifier for SQL.
     pub ident: String,
     pub pk: Vec<String>,
+    /// The columns a `COPY` carries, in order: all but dropped and generated ones.
+    pub columns: Vec<String>,
     pub mode: ChecksumMode,
 }
 
@@ -42,22 +49,35 @@ pub(super) async fn plan_tables(
     conn: &mut PgConnection,
     mode_of: &(dyn Fn(&str, u64) -> ChecksumMode + Sync),
 ) -> Result<Vec<TablePlan>, sqlx::Error> {
-    let rows = sqlx::query(
+    let version: String = sqlx::query_scalar("SHOW server_version_num")
+        .fetch_one(&mut *conn)
+        .await?;
+    // Generated columns (PostgreSQL 12 and later) are recomputed on load, never copied.
+    let generated = if version.parse::<u32>().unwrap_or(0) >= 120_000 {
+        "AND a.attgenerated = ''"
+    } else {
+        ""
+    };
+    let rows = sqlx::query(&format!(
         "SELECT n.nspname, c.relname,
                 c.relpages::bigint * current_setting('block_size')::bigint AS size,
                 coalesce((SELECT array_agg(a.attname::text ORDER BY k.ord)
                           FROM pg_index i
                           CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
                           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
-                          WHERE i.indrelid = c.oid AND i.indisprimary), '{}') AS pk
+                          WHERE i.indrelid = c.oid AND i.indisprimary), '{{}}') AS pk,
+                coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum)
+                          FROM pg_attribute a
+                          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                            {generated}), '{{}}') AS columns
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE c.relkind = 'r'
            AND n.nspname NOT IN ('pg_catalog', 'information_schema')
            AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
            AND NOT EXISTS (SELECT 1 FROM pg_depend d
                            WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
-         ORDER BY 1, 2",
-    )
+         ORDER BY 1, 2"
+    ))
     .fetch_all(&mut *conn)
     .await?;
     Ok(rows
@@ -67,6 +87,7 @@ pub(super) async fn plan_tables(
             let table: String = r.get(1);
             let size: i64 = r.get(2);
             let pk: Vec<String> = r.get(3);
+            let columns: Vec<String> = r.get(4);
             let name = format!("{schema}.{table}");
             let size = u64::try_from(size).unwrap_or(0);
             TablePlan {
@@ -74,7 +95,10 @@ pub(super) async fn plan_tables(
                 size,
                 ident: format!("{}.{}", quote_ident(&schema), quote_ident(&table)),
                 name,
+                schema,
+                table,
                 pk,
+                columns,
             }
         })
         .collect())
@@ -86,7 +110,8 @@ pub fn table_query(plan: &TablePlan) -> String {
     let table = &plan.ident;
     match plan.mode {
         ChecksumMode::Count => format!("SELECT count(*)::bigint, NULL::text FROM ONLY {table}"),
-        ChecksumMode::Full => format!(
+        // A `rows` digest comes from a COPY ([`digest_table`]); its row count is this query's.
+        ChecksumMode::Full | ChecksumMode::Rows => format!(
             "SELECT count(*)::bigint, coalesce(sum(hashtextextended(t::text, 0)), 0)::text
              FROM ONLY {table} t"
         ),
@@ -125,6 +150,10 @@ pub async fn summarize_tables(
 ) -> Result<Vec<TableSummary>, sqlx::Error> {
     let mut out = Vec::with_capacity(plans.len());
     for plan in plans {
+        if plan.mode == ChecksumMode::Rows {
+            out.push(digest_table(conn, plan).await?);
+            continue;
+        }
         let row = sqlx::query(&table_query(plan))
             .fetch_one(&mut *conn)
             .await?;
@@ -148,6 +177,59 @@ pub async fn summarize_tables(
     Ok(out)
 }
 
+/// The `rows` digest of a table (see `engine::rows`), from a `COPY` of its columns in
+/// whatever order its heap holds them: no sort, no index needed, so a restore can check a
+/// table as soon as its load ends.
+///
+/// # Errors
+/// When the table cannot be read.
+pub async fn digest_table(
+    conn: &mut PgConnection,
+    plan: &TablePlan,
+) -> Result<TableSummary, sqlx::Error> {
+    for setting in streams::SETTINGS {
+        sqlx::query(setting).execute(&mut *conn).await?;
+    }
+    let mut digest = RowDigest::default();
+    {
+        let mut copy = conn
+            .copy_out_raw(&streams::copy_out(&plan.ident, &plan.columns, &[]))
+            .await?;
+        while let Some(chunk) = copy.next().await {
+            digest.update(&chunk?);
+        }
+    }
+    let done = digest.finish();
+    Ok(TableSummary {
+        name: plan.name.clone(),
+        rows: done.rows,
+        mode: ChecksumMode::Rows,
+        checksum: Some(done.checksum),
+    })
+}
+
+/// The tables of a (restored) database, each planned in the mode its manifest used and, for
+/// a table that had a stream, with the stream's columns (so the read-back copies exactly what
+/// the stream carried).
+async fn plans_like(
+    conn: &mut PgConnection,
+    manifest: &Manifest,
+) -> Result<Vec<TablePlan>, sqlx::Error> {
+    let modes: BTreeMap<String, ChecksumMode> = manifest
+        .tables
+        .iter()
+        .map(|t| (t.name.clone(), t.mode))
+        .collect();
+    let mode_of = move |name: &str, _size: u64| modes.get(name).copied().unwrap_or_default();
+    let mut plans = plan_tables(conn, &mode_of).await?;
+    for plan in &mut plans {
+        if let Some(stream) = manifest.streams.iter().find(|s| s.table == plan.name) {
+            plan.columns.clone_from(&stream.columns);
+        }
+    }
+    Ok(plans)
+}
+
 /// Summarizes a (restored) database, using for each table the mode the manifest used.
 ///
 /// # Errors
@@ -156,40 +238,38 @@ pub async fn summarize_like(
     conn: &mut PgConnection,
     manifest: &Manifest,
 ) -> Result<Vec<TableSummary>, sqlx::Error> {
-    let modes: BTreeMap<String, ChecksumMode> = manifest
-        .tables
-        .iter()
-        .map(|t| (t.name.clone(), t.mode))
-        .collect();
-    let mode_of = move |name: &str, _size: u64| modes.get(name).copied().unwrap_or_default();
     let mut tx = conn.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
         .await?;
-    let plans = plan_tables(&mut tx, &mode_of).await?;
+    let plans = plans_like(&mut tx, manifest).await?;
     let out = summarize_tables(&mut tx, &plans).await?;
     tx.rollback().await?;
     Ok(out)
 }
 
 /// Summarizes a restored database the way its manifest was made, on two connections in
-/// parallel (a restored database does not change while it is verified).
+/// parallel (a restored database does not change while it is verified). Tables in `checked`
+/// were read back right after their load and are taken as they are.
 ///
 /// # Errors
 /// When the database cannot be read.
 pub async fn summarize_target(
     connect: &Connect,
     manifest: &Manifest,
+    checked: &BTreeMap<String, TableSummary>,
 ) -> Result<Vec<TableSummary>, sqlx::Error> {
-    let modes: BTreeMap<String, ChecksumMode> = manifest
-        .tables
-        .iter()
-        .map(|t| (t.name.clone(), t.mode))
-        .collect();
-    let mode_of = move |name: &str, _size: u64| modes.get(name).copied().unwrap_or_default();
     let mut first = connect.connect().await?;
     let mut second = connect.connect().await?;
-    let mut plans = plan_tables(&mut first, &mode_of).await?;
+    let mut plans = plans_like(&mut first, manifest).await?;
+    let mut out: Vec<TableSummary> = Vec::new();
+    plans.retain(|p| match checked.get(&p.name) {
+        Some(summary) if summary.mode == p.mode => {
+            out.push(summary.clone());
+            false
+        }
+        _ => true,
+    });
     // Largest first, dealt alternately, so both connections get a fair share.
     plans.sort_by_key(|p| std::cmp::Reverse(p.size));
     let (a, b): (Vec<_>, Vec<_>) = plans.into_iter().enumerate().partition(|(i, _)| i % 2 == 0);
@@ -201,7 +281,7 @@ pub async fn summarize_target(
     );
     let _ = first.close().await;
     let _ = second.close().await;
-    let mut out = ra?;
+    out.extend(ra?);
     out.extend(rb?);
     out.sort_by(|x, y| x.name.cmp(&y.name));
     Ok(out)

@@ -220,7 +220,7 @@ impl PgServer {
                     .replace(&format!(" {db};"), " DB;")
             })
             .collect();
-        lines.extend(run(&[]));
+        lines.extend(sorted_rows(run(&[])));
         lines.join("\n")
     }
 
@@ -238,7 +238,7 @@ impl PgServer {
     }
 
     /// `pg_dump` of a database as plain SQL (schema and data), as the superuser, without the
-    /// random `\restrict` keys newer pg_dump versions write.
+    /// random `\restrict` keys newer pg_dump versions write, each table's rows sorted.
     pub fn dump_sql(&self, db: &str) -> String {
         let out = Command::new(pg_bin("pg_dump"))
             .args(["-h"])
@@ -255,11 +255,14 @@ impl PgServer {
             .output()
             .unwrap();
         assert_success(&out, "pg_dump");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
-            .collect::<Vec<_>>()
-            .join("\n")
+        sorted_rows(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+                .map(str::to_string)
+                .collect(),
+        )
+        .join("\n")
     }
 
     pub fn socket_dir(&self) -> &Path {
@@ -268,6 +271,43 @@ impl PgServer {
 
     pub fn bin(tool: &str) -> PathBuf {
         pg_bin(tool)
+    }
+
+    /// Restores a Custodian backup into `db` (which must exist) the way a restic-only user
+    /// would: `contrib/restic-restore-postgres`, with nothing but restic, pg_restore and psql.
+    pub fn restore_with_restic_only(&self, repo: &Path, key: &Path, source: &str, db: &str) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/restic-restore-postgres");
+        let tools = pg_bin("psql").parent().unwrap().to_path_buf();
+        let restic = super::restic_bin();
+        let path = format!(
+            "{}:{}:{}",
+            tools.display(),
+            restic.parent().unwrap().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = Command::new("python3")
+            .arg(script)
+            .arg("-r")
+            .arg(repo)
+            .arg("--password-file")
+            .arg(key)
+            .args(["--source", source, "--jobs", "2", "--dbname"])
+            .arg(format!(
+                "host={} port={} user=postgres dbname={db}",
+                self.dir.path().display(),
+                self.port
+            ))
+            .env("PATH", path)
+            .env_remove("RESTIC_PASSWORD")
+            .env_remove("RESTIC_REPOSITORY")
+            .output()
+            .unwrap();
+        assert_success(&out, "contrib/restic-restore-postgres");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("row counts match the manifest"),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 }
 
@@ -530,6 +570,33 @@ pub fn cmdline(pid: u32) -> String {
 /// Runs custodian with the given output, for helpers outside `Workspace`.
 pub fn output(cmd: &mut Command) -> Output {
     cmd.output().unwrap()
+}
+
+/// A plain pg_dump with the rows of each `COPY` block sorted: a table's rows have no order
+/// (Custodian's streams load them in key order, pg_dump reads them in physical order), so two
+/// databases with the same rows give the same text.
+fn sorted_rows(lines: Vec<String>) -> Vec<String> {
+    let mut out = Vec::with_capacity(lines.len());
+    let mut block: Option<Vec<String>> = None;
+    for line in lines {
+        match &mut block {
+            Some(rows) if line == "\\." => {
+                rows.sort();
+                out.append(rows);
+                out.push(line);
+                block = None;
+            }
+            Some(rows) => rows.push(line),
+            None => {
+                let starts = line.starts_with("COPY ") && line.ends_with(" FROM stdin;");
+                out.push(line);
+                if starts {
+                    block = Some(Vec::new());
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Asserts two database dumps are identical, showing the first difference (not both dumps).
