@@ -301,6 +301,9 @@ fn globals_without_tablespaces(text: &str) -> String {
         .join("\n")
 }
 
+/// Tables being read back and digested after their load.
+type ReadBacks = tokio::task::JoinSet<Result<TableSummary, sqlx::Error>>;
+
 /// A restore into a PostgreSQL database that nothing else uses yet.
 pub(super) struct PgStaging {
     /// The staging database (a temporary one, or a scratch instance's).
@@ -423,13 +426,14 @@ impl PgStaging {
             std::thread::available_parallelism()
                 .map_or(2, |n| u32::try_from(n.get()).unwrap_or(2).max(2))
         };
-        let mut checked = BTreeMap::new();
+        // Tables are read back while the indexes are built: both only read the loaded rows.
+        let mut checks = tokio::task::JoinSet::new();
         if !manifest.streams.is_empty() {
-            let (bytes, digests) = self
+            let (bytes, pending) = self
                 .load_streams(&files, manifest, jobs, workdir.path(), &secrets)
                 .await?;
             loaded.bytes += bytes;
-            checked = digests;
+            checks = pending;
         }
         tracing::info!(bytes = loaded.bytes, "restore: schema and data loaded");
         phases.push("restore.data", started);
@@ -452,13 +456,24 @@ impl PgStaging {
         if refreshed.0 > 0 {
             phases.push("restore.matviews", started);
         }
+        let started = Instant::now();
+        let mut checked = BTreeMap::new();
+        while let Some(done) = checks.join_next().await {
+            let summary = done
+                .map_err(|e| self.failed(format!("reading a restored table back: {e}")))?
+                .map_err(|e| self.failed(format!("reading a restored table back: {e}")))?;
+            checked.insert(summary.name.clone(), summary);
+        }
+        if !checked.is_empty() {
+            phases.push("restore.read-back", started);
+        }
         self.checked = checked;
         Ok(loaded)
     }
 
     /// Loads the table streams, `jobs` at a time and largest first. Each table, once loaded,
-    /// is read back and digested on a connection of its own while the next loads run; returns
-    /// the bytes streamed and those digests.
+    /// is read back and digested on a connection of its own while the next loads (and then the
+    /// index builds) run; returns the bytes streamed and those read-backs, still running.
     async fn load_streams(
         &self,
         files: &Arc<dyn SnapshotFiles>,
@@ -466,7 +481,7 @@ impl PgStaging {
         jobs: u32,
         dir: &Path,
         secrets: &[crate::secret::Secret],
-    ) -> Result<(u64, BTreeMap<String, TableSummary>), EngineError> {
+    ) -> Result<(u64, ReadBacks), EngineError> {
         use futures_util::StreamExt;
         let mut order: Vec<&TableStream> = manifest.streams.iter().collect();
         order.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.table.cmp(&b.table)));
@@ -495,19 +510,12 @@ impl PgStaging {
                 });
             }
         }
-        let mut checked = BTreeMap::new();
-        while let Some(done) = checks.join_next().await {
-            let summary = done
-                .map_err(|e| self.failed(format!("reading a restored table back: {e}")))?
-                .map_err(|e| self.failed(format!("reading a restored table back: {e}")))?;
-            checked.insert(summary.name.clone(), summary);
-        }
         tracing::info!(
             tables = manifest.streams.len(),
             jobs,
             "restore: table streams loaded"
         );
-        Ok((bytes, checked))
+        Ok((bytes, checks))
     }
 
     /// Loads one table stream; returns the bytes streamed and, when the table's manifest

@@ -129,6 +129,14 @@ GRANT SELECT, INSERT ON crm.deals TO postgres;
 GRANT USAGE ON SEQUENCE crm.invoice_no TO reporting;
 RESET ROLE;
 
+-- Names a table stream's file name and COPY must quote: a dot in the schema, a quote, a
+-- pattern character and a space in the table, a capital and a space in a column; values with
+-- tabs, newlines and backslashes, which COPY text escapes.
+CREATE SCHEMA "odd.schema" AUTHORIZATION app;
+CREATE TABLE "odd.schema"."we""ird * name" (id int PRIMARY KEY, "Col Name" text, raw bytea);
+INSERT INTO "odd.schema"."we""ird * name" VALUES
+    (1, E'tab\there', '\x00ff'), (2, E'line\nbreak and back\\slash', NULL), (3, NULL, '\x');
+
 -- Large objects, with an owner, a grant and a comment.
 SELECT lo_from_bytea(424242, convert_to('signed contract', 'UTF8'));
 SELECT lo_from_bytea(424243, decode(repeat('ab', 5000), 'hex'));
