@@ -322,20 +322,41 @@ mod tests {
 /// The process groups of every tool a dump has started, including those it starts later
 /// (table streams start when the archiver reaches them). Once [`ProcessGroups::kill_all`] has
 /// run, nothing new may start: a tool that tries is killed at once.
-#[derive(Clone, Debug, Default)]
-pub struct ProcessGroups(Arc<Mutex<GroupsState>>);
+#[derive(Clone, Debug)]
+pub struct ProcessGroups {
+    state: Arc<Mutex<GroupsState>>,
+    /// Turns `true` once [`ProcessGroups::kill_all`] has run.
+    stopped: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Default for ProcessGroups {
+    fn default() -> Self {
+        Self {
+            state: Arc::default(),
+            stopped: Arc::new(tokio::sync::watch::Sender::new(false)),
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 struct GroupsState {
     stopped: bool,
     live: std::collections::BTreeSet<u32>,
+    /// Why a tool started later (a table stream) stopped the dump, when one did.
+    cause: Option<String>,
 }
 
 impl ProcessGroups {
     fn state(&self) -> std::sync::MutexGuard<'_, GroupsState> {
-        self.0
+        self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Resolves once the dump has been stopped (a tool or a stream failed).
+    pub async fn stopped(&self) {
+        let mut seen = self.stopped.subscribe();
+        let _ = seen.wait_for(|stopped| *stopped).await;
     }
 
     /// Records a started tool; `false` (and the tool killed) when the dump was stopped.
@@ -354,6 +375,26 @@ impl ProcessGroups {
         self.state().live.remove(&pid);
     }
 
+    /// Stops the dump because of `cause`, unless it was stopped already: the tools that are
+    /// then killed fail as a consequence, and the backup names this cause instead.
+    pub fn fail(&self, cause: String) {
+        {
+            let mut state = self.state();
+            // A tool that fails after the dump was stopped was killed because of it.
+            if state.stopped {
+                return;
+            }
+            state.cause.get_or_insert(cause);
+        }
+        self.kill_all();
+    }
+
+    /// The cause given to [`ProcessGroups::fail`], if any.
+    #[must_use]
+    pub fn cause(&self) -> Option<String> {
+        self.state().cause.clone()
+    }
+
     /// Kills every recorded tool and stops new ones from starting.
     pub fn kill_all(&self) {
         let mut state = self.state();
@@ -361,5 +402,6 @@ impl ProcessGroups {
         for pid in std::mem::take(&mut state.live) {
             kill_group(pid);
         }
+        self.stopped.send_replace(true);
     }
 }

@@ -369,6 +369,17 @@ async fn store_streams(
 
     let pending = match (written, failures.into_iter().next(), manifest) {
         (Ok(pending), None, Ok(manifest)) => (pending, manifest),
+        // A table stream failed first: the tools killed because of it are not the cause.
+        (written, _, _) if groups.cause().is_some() => {
+            if let Ok(pending) = written {
+                let repo = repo.clone();
+                blocking(move || repo.discard(pending)).await?;
+            }
+            return Err(JobError::Engine(EngineError::DumpFailed {
+                source_name: source.name.clone(),
+                message: groups.cause().unwrap_or_default(),
+            }));
+        }
         (written, failure, manifest) => {
             let tool_error = failure.map(|failure| {
                 JobError::Engine(EngineError::ToolFailed {

@@ -247,3 +247,31 @@ fn every_problem_is_reported_at_once_with_suggestions() {
         );
     }
 }
+
+#[test]
+fn a_parallel_setting_out_of_range_is_named() {
+    let ws = Workspace::new();
+    ws.write_config(
+        r#"[custodian]
+state-dir = "state"
+[source.crm]
+kind = "postgres"
+url = "postgres://custodian@127.0.0.1:5432/crm"
+parallel = 0
+[location.local]
+kind = "local"
+path = "repos/local"
+password-file = "keys/local.key"
+"#,
+    );
+    let out = ws.custodian(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    let file = ws.config_path().display().to_string();
+    assert!(
+        err.contains(&format!(
+            "{file}:6: source.crm.parallel: must be between 1 and 64 (table streams at a time); found 0"
+        )),
+        "{err}"
+    );
+}

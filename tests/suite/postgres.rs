@@ -255,6 +255,105 @@ fn the_manifest_matches_the_dump_under_concurrent_writes() {
 }
 
 #[test]
+fn a_killed_table_stream_fails_the_backup_and_is_named() {
+    let server = PgServer::start();
+    let ws = setup(&server, "streams", "0.002");
+    // A lock makes the table streams (and pg_dump) wait, so one can be caught running.
+    let mut locker = Command::new(PgServer::bin("psql"))
+        .args(["-X", "-q", "-h"])
+        .arg(server.socket_dir())
+        .args([
+            "-p",
+            &server.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "streams",
+            "-c",
+        ])
+        .arg("BEGIN; LOCK TABLE notes IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120);")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let backup = common::custodian_cmd()
+        .args([
+            "--json",
+            "--config",
+            ws.config_path().to_str().unwrap(),
+            "backup",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pid = loop {
+        let found: Vec<u32> = pids_with(&["psql", "COPY (SELECT", "\"notes\""])
+            .into_iter()
+            .filter(|pid| environ(*pid).contains("PGDATABASE=streams"))
+            .collect();
+        if let Some(pid) = found.first() {
+            break *pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stream of notes never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!cmdline(pid).contains(PASSWORD), "{}", cmdline(pid));
+    assert!(!environ(pid).contains(PASSWORD));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let out = backup.wait_with_output().unwrap();
+    // The failure ends the backup at once: nothing waits for the lock to go.
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+    let _ = locker.kill();
+    let _ = locker.wait();
+    // The server side of the killed locker would sleep on, holding its lock.
+    server.psql(
+        "postgres",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(120)%' AND pid <> pg_backend_pid();",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let report = common::reply(&out)["data"].clone();
+    assert_eq!(report[0]["status"], "failed");
+    assert_eq!(report[0]["error_code"], "source.dump_failed");
+    let error = report[0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("COPY of table public.notes") && error.contains("killed by signal 9"),
+        "the stream, not the tools killed because of it, is named: {error}"
+    );
+    assert!(ws.restic_snapshots("local").is_empty());
+    assert_success(&ws.restic("local", &["check"]), "restic check");
+    // No tool of the failed backup is left running.
+    assert!(
+        pids_with(&["psql", "COPY (SELECT"])
+            .iter()
+            .all(|p| !environ(*p).contains("PGDATABASE=streams"))
+    );
+    assert!(
+        pids_with(&["pg_dump", "--snapshot="])
+            .iter()
+            .all(|p| !environ(*p).contains("PGDATABASE=streams"))
+    );
+
+    // Without the lock, the next backup is whole.
+    let backup = ws.custodian_json(&["backup"], 0);
+    assert_eq!(backup[0]["status"], "succeeded", "{backup:#}");
+}
+
+#[test]
 fn a_killed_pg_dump_or_a_vanished_server_commits_nothing() {
     let server = PgServer::start();
     let ws = setup(&server, "blocked", "0.002");

@@ -59,6 +59,9 @@ struct SnapshotSession {
     files: Vec<String>,
     /// Sequence positions read before pg_dump started.
     sequences_before: Vec<SequenceState>,
+    /// The dump's tools: when one fails, the manifest is abandoned (it may be waiting for a
+    /// lock or a stream that will never end).
+    groups: ProcessGroups,
 }
 
 impl SnapshotSession {
@@ -66,7 +69,19 @@ impl SnapshotSession {
     ///
     /// # Errors
     /// When a query fails (the server went away, say).
-    async fn run(mut self) -> Result<Manifest, EngineError> {
+    async fn run(self) -> Result<Manifest, EngineError> {
+        let groups = self.groups.clone();
+        let source = self.source.clone();
+        tokio::select! {
+            manifest = self.summarize() => manifest,
+            () = groups.stopped() => Err(EngineError::DumpFailed {
+                source_name: source,
+                message: "the manifest was abandoned because a dump tool or table stream failed".into(),
+            }),
+        }
+    }
+
+    async fn summarize(mut self) -> Result<Manifest, EngineError> {
         let failed = |e: sqlx::Error| EngineError::DumpFailed {
             source_name: self.source.clone(),
             message: format!("computing the manifest: {e}"),
@@ -347,6 +362,7 @@ pub(super) async fn start(
         streamed.push(Streamed { plan, file, digest });
     }
     let files = streams.iter().map(|s| s.name.clone()).collect();
+    let session_groups = groups.clone();
     Ok(StreamDump {
         streams,
         processes: vec![pg_dump, schema, globals],
@@ -362,6 +378,7 @@ pub(super) async fn start(
                 taken_at,
                 files,
                 sequences_before,
+                groups: session_groups,
             }
             .run(),
         ),

@@ -187,7 +187,8 @@ impl LazyCopy {
         self.slots.acquire();
         self.holds_slot = true;
         let refs: Vec<&Secret> = self.secrets.iter().collect();
-        let mut process = DumpProcess::spawn(&self.tool, command, &refs)?;
+        let mut process = DumpProcess::spawn(&self.tool, command, &refs)
+            .inspect_err(|e| self.groups.fail(format!("starting {}: {e}", self.tool)))?;
         process.join(&self.groups)?;
         let stdout = process
             .take_stdout()
@@ -209,12 +210,23 @@ impl Read for LazyCopy {
         let Some((_, stdout)) = &mut self.running else {
             return Ok(0);
         };
-        let n = stdout.read(buf)?;
+        let n = match stdout.read(buf) {
+            Ok(n) => n,
+            Err(e) => {
+                // The backup fails; the other tools and the manifest stop with it.
+                self.groups
+                    .fail(format!("reading the output of {}: {e}", self.tool));
+                return Err(e);
+            }
+        };
         if n == 0 && !buf.is_empty() {
             let (process, _) = self.running.take().expect("running");
             let finished = process.finish();
             self.release();
-            finished.map_err(|failure| io::Error::other(failure.to_string()))?;
+            if let Err(failure) = finished {
+                self.groups.fail(failure.to_string());
+                return Err(io::Error::other(failure.to_string()));
+            }
         }
         Ok(n)
     }
