@@ -158,6 +158,8 @@ pub struct LazyCopy {
     groups: ProcessGroups,
     holds_slot: bool,
     running: Option<(DumpProcess, ChildStdout)>,
+    /// Why the stream failed: every later read fails the same way, never a clean end.
+    failed: Option<String>,
 }
 
 impl LazyCopy {
@@ -177,7 +179,14 @@ impl LazyCopy {
             groups,
             holds_slot: false,
             running: None,
+            failed: None,
         }
+    }
+
+    fn failure(&mut self, message: String) -> io::Error {
+        self.groups.fail(message.clone());
+        self.failed = Some(message.clone());
+        io::Error::other(message)
     }
 
     fn start(&mut self) -> io::Result<()> {
@@ -187,12 +196,16 @@ impl LazyCopy {
         self.slots.acquire();
         self.holds_slot = true;
         let refs: Vec<&Secret> = self.secrets.iter().collect();
-        let mut process = DumpProcess::spawn(&self.tool, command, &refs)
-            .inspect_err(|e| self.groups.fail(format!("starting {}: {e}", self.tool)))?;
-        process.join(&self.groups)?;
-        let stdout = process
-            .take_stdout()
-            .ok_or_else(|| io::Error::other(format!("{} has no stdout", self.tool)))?;
+        let mut process = match DumpProcess::spawn(&self.tool, command, &refs) {
+            Ok(process) => process,
+            Err(e) => return Err(self.failure(format!("starting {}: {e}", self.tool))),
+        };
+        if let Err(e) = process.join(&self.groups) {
+            return Err(self.failure(e.to_string()));
+        }
+        let Some(stdout) = process.take_stdout() else {
+            return Err(self.failure(format!("{} has no stdout", self.tool)));
+        };
         self.running = Some((process, stdout));
         Ok(())
     }
@@ -206,26 +219,29 @@ impl LazyCopy {
 
 impl Read for LazyCopy {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(message) = &self.failed {
+            return Err(io::Error::other(message.clone()));
+        }
         self.start()?;
         let Some((_, stdout)) = &mut self.running else {
             return Ok(0);
         };
+        // A failure fails the backup; the other tools and the manifest stop with it.
         let n = match stdout.read(buf) {
             Ok(n) => n,
             Err(e) => {
-                // The backup fails; the other tools and the manifest stop with it.
-                self.groups
-                    .fail(format!("reading the output of {}: {e}", self.tool));
-                return Err(e);
+                let message = format!("reading the output of {}: {e}", self.tool);
+                return Err(self.failure(message));
             }
         };
         if n == 0 && !buf.is_empty() {
-            let (process, _) = self.running.take().expect("running");
+            let Some((process, _)) = self.running.take() else {
+                return Ok(0);
+            };
             let finished = process.finish();
             self.release();
             if let Err(failure) = finished {
-                self.groups.fail(failure.to_string());
-                return Err(io::Error::other(failure.to_string()));
+                return Err(self.failure(failure.to_string()));
             }
         }
         Ok(n)
