@@ -254,12 +254,10 @@ fn the_manifest_matches_the_dump_under_concurrent_writes() {
     assert_eq!(out["verification"]["status"], "verified", "{out:#}");
 }
 
-#[test]
-fn a_killed_table_stream_fails_the_backup_and_is_named() {
-    let server = PgServer::start();
-    let ws = setup(&server, "streams", "0.002");
-    // A lock makes the table streams (and pg_dump) wait, so one can be caught running.
-    let mut locker = Command::new(PgServer::bin("psql"))
+/// Holds `ACCESS EXCLUSIVE` on `notes` in `db` for two minutes (until killed), so that a
+/// backup's tools wait and can be caught running.
+fn lock_notes(server: &PgServer, db: &str) -> std::process::Child {
+    let locker = Command::new(PgServer::bin("psql"))
         .args(["-X", "-q", "-h"])
         .arg(server.socket_dir())
         .args([
@@ -268,7 +266,7 @@ fn a_killed_table_stream_fails_the_backup_and_is_named() {
             "-U",
             "postgres",
             "-d",
-            "streams",
+            db,
             "-c",
         ])
         .arg("BEGIN; LOCK TABLE notes IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120);")
@@ -277,8 +275,12 @@ fn a_killed_table_stream_fails_the_backup_and_is_named() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    let started = Instant::now();
-    let backup = common::custodian_cmd()
+    locker
+}
+
+/// `custodian --json backup` in the background.
+fn start_backup(ws: &Workspace) -> std::process::Child {
+    common::custodian_cmd()
         .args([
             "--json",
             "--config",
@@ -288,7 +290,17 @@ fn a_killed_table_stream_fails_the_backup_and_is_named() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn a_killed_table_stream_fails_the_backup_and_is_named() {
+    let server = PgServer::start();
+    let ws = setup(&server, "streams", "0.002");
+    // A lock makes the table streams (and pg_dump) wait, so one can be caught running.
+    let mut locker = lock_notes(&server, "streams");
+    let started = Instant::now();
+    let backup = start_backup(&ws);
     let deadline = Instant::now() + Duration::from_secs(30);
     let pid = loop {
         let found: Vec<u32> = pids_with(&["psql", "COPY (SELECT", "\"notes\""])
@@ -358,34 +370,8 @@ fn a_killed_pg_dump_or_a_vanished_server_commits_nothing() {
     let server = PgServer::start();
     let ws = setup(&server, "blocked", "0.002");
     // Hold a lock that makes pg_dump wait, so it can be caught running.
-    let mut locker = Command::new(PgServer::bin("psql"))
-        .args(["-X", "-q", "-h"])
-        .arg(server.socket_dir())
-        .args([
-            "-p",
-            &server.port.to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            "blocked",
-            "-c",
-        ])
-        .arg("BEGIN; LOCK TABLE notes IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120);")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    let backup = common::custodian_cmd()
-        .args([
-            "--json",
-            "--config",
-            ws.config_path().to_str().unwrap(),
-            "backup",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut locker = lock_notes(&server, "blocked");
+    let backup = start_backup(&ws);
     let deadline = Instant::now() + Duration::from_secs(30);
     let pid = loop {
         let found: Vec<u32> = pids_with(&["pg_dump", "--snapshot="])
@@ -431,35 +417,8 @@ fn a_killed_pg_dump_or_a_vanished_server_commits_nothing() {
     assert_success(&ws.restic("local", &["check"]), "restic check");
 
     // The server disappears while pg_dump waits: again no snapshot, and a clear error.
-    let mut locker = Command::new(PgServer::bin("psql"))
-        .args(["-X", "-q", "-h"])
-        .arg(server.socket_dir())
-        .args([
-            "-p",
-            &server.port.to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            "blocked",
-            "-c",
-        ])
-        .arg("BEGIN; LOCK TABLE notes IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120);")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    let backup = common::custodian_cmd()
-        .args([
-            "--json",
-            "--config",
-            ws.config_path().to_str().unwrap(),
-            "backup",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut locker = lock_notes(&server, "blocked");
+    let backup = start_backup(&ws);
     let deadline = Instant::now() + Duration::from_secs(30);
     while pids_with(&["pg_dump", "--snapshot="])
         .into_iter()
