@@ -684,3 +684,119 @@ fn a_restore_that_fails_leaves_the_target_exactly_as_it_was() {
     assert!(message.starts_with("restore target "), "{message}");
     assert!(!message.contains("source"), "{message}");
 }
+
+/// A PostgreSQL backup written before table streams (manifest format 2: the rows inside one
+/// `pg_dump`, a schema-only dump beside it) still restores, verified. The snapshot is written
+/// the way those versions wrote it — the same archive code, the old layout.
+#[test]
+fn a_backup_from_before_table_streams_still_restores() {
+    let server = PgServer::start();
+    let ws = setup(&server, "legacy", "0.002");
+    // Today's backup gives a real manifest (objects, row counts) and globals.sql.
+    ws.custodian_json(&["backup"], 0);
+    let read = |file: &str| {
+        let out = ws.restic(
+            "local",
+            &["dump", "latest", &format!("/custodian/crm/{file}")],
+        );
+        assert_success(&out, "restic dump");
+        out.stdout
+    };
+    let mut manifest: serde_json::Value = serde_json::from_slice(&read("manifest.json")).unwrap();
+    let globals = read("globals.sql");
+    assert!(
+        manifest["streams"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty())
+    );
+
+    let pg_dump = |extra: &[&str]| {
+        let out = Command::new(PgServer::bin("pg_dump"))
+            .args(["-h"])
+            .arg(server.socket_dir())
+            .args([
+                "-p",
+                &server.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "legacy",
+            ])
+            .args(["--format=custom", "--compress=0"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_success(&out, "pg_dump");
+        out.stdout
+    };
+    let dump = pg_dump(&[]);
+    let schema = pg_dump(&["--schema-only"]);
+    // The old manifest: no streams, the dump first, row counts (a mode every format knows).
+    manifest["format"] = 2.into();
+    manifest.as_object_mut().unwrap().remove("streams");
+    manifest["files"] = serde_json::json!([
+        {"name": "legacy.dump"}, {"name": "legacy.schema.dump"}, {"name": "globals.sql"}
+    ]);
+    for table in manifest["tables"].as_array_mut().unwrap() {
+        table["mode"] = "count".into();
+        table.as_object_mut().unwrap().remove("checksum");
+    }
+    let manifest = serde_json::to_vec_pretty(&manifest).unwrap();
+
+    let config = custodian::config::Config::load(&ws.config_path()).unwrap();
+    let location = config.location("local").unwrap();
+    let backend =
+        custodian::repo::Backend::uncached(custodian::location::backend(location).unwrap());
+    let password = location.password.resolve().unwrap();
+    let repo =
+        custodian::repo::Repo::open("local", &location.repository(), backend, &password).unwrap();
+    let now = jiff::Timestamp::now();
+    let entry = |name: &str, bytes: Vec<u8>| custodian::repo::ArchiveEntry {
+        name: name.to_string(),
+        size: Some(bytes.len() as u64),
+        sha256: None,
+        mtime: now,
+        open: Box::new(move || {
+            Ok(Box::new(std::io::Cursor::new(bytes)) as Box<dyn std::io::Read + Send>)
+        }),
+    };
+    let written = repo
+        .archive(custodian::repo::ArchiveRequest {
+            source: "crm".into(),
+            engine: "postgres".into(),
+            hostname: "legacy-host".into(),
+            time: now,
+            entries: vec![
+                entry("legacy.dump", dump),
+                entry("legacy.schema.dump", schema),
+                entry("globals.sql", globals),
+                entry("manifest.json", manifest),
+            ],
+            bars: None,
+            on_read: None,
+        })
+        .unwrap();
+
+    let out = ws.custodian_json(
+        &[
+            "restore",
+            "--snapshot",
+            &written.snapshot.id,
+            "--target",
+            &server.url("legacy_restored"),
+        ],
+        0,
+    );
+    assert_eq!(out["verification"]["status"], "verified", "{out:#}");
+    assert!(
+        out["verification"]["not_verified"]
+            .to_string()
+            .contains("rows counted only"),
+        "what the old manifest could not cover is said: {out:#}"
+    );
+    assert_same_dump(
+        &server.dump_sql("legacy"),
+        &server.dump_sql("legacy_restored"),
+        "legacy_restored",
+    );
+}
