@@ -143,9 +143,9 @@ pub enum Command {
         /// Environment variable holding the target server's password.
         #[arg(long)]
         target_password_env: Option<String>,
-        /// PostgreSQL: parallel workers building indexes and constraints (default: one per CPU,
-        /// at least 2). The data itself streams from the repository; nothing but the schema is
-        /// written to disk.
+        /// PostgreSQL: tables loaded and indexes built at a time (default: the source's
+        /// `parallel`, else one per CPU, at least 2). The data itself streams from the
+        /// repository; nothing but the schema is written to disk.
         #[arg(long, value_name = "N")]
         jobs: Option<u32>,
         /// PostgreSQL: apply the cluster's roles (without passwords) and tablespaces first.

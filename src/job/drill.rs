@@ -411,7 +411,7 @@ async fn run(
     // Roles come from the snapshot's globals where it has them; without them ownership is
     // left to the scratch superuser (and not compared).
     let opts = LoadOptions {
-        jobs: 0,
+        jobs: super::configured_streams(ctx, &manifest.source),
         with_globals: true,
         skip_ownership: false,
     };

@@ -43,7 +43,8 @@ pub struct RestoreRequest {
     pub source: Option<String>,
     /// Replace an existing target file, or the contents of a non-empty target database.
     pub force: bool,
-    /// PostgreSQL: parallel workers for indexes and constraints (0: one per CPU, at least 2).
+    /// PostgreSQL: tables loaded and indexes built at a time (0: the source's `parallel`, else
+    /// one per CPU, at least 2).
     pub jobs: u32,
     /// PostgreSQL: also apply the cluster globals (roles, tablespaces) first.
     pub with_globals: bool,
@@ -353,7 +354,11 @@ async fn load_and_prove(
     JobError,
 > {
     let opts = LoadOptions {
-        jobs: req.jobs,
+        jobs: if req.jobs > 0 {
+            req.jobs
+        } else {
+            super::configured_streams(ctx, &manifest.source)
+        },
         with_globals: req.with_globals,
         skip_ownership: false,
     };
