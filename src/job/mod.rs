@@ -246,14 +246,12 @@ pub struct Context {
 /// The source's `parallel` setting (table streams at a time), which restores and drills of its
 /// backups load with too; 0 when it is not set (one per CPU).
 pub(crate) fn configured_streams(ctx: &Context, source: &str) -> u32 {
-    match ctx.config.source(source).map(|s| &s.kind) {
-        Some(crate::config::SourceKind::Postgres(cfg) | crate::config::SourceKind::Mysql(cfg)) => {
-            cfg.parallel
-                .and_then(|n| u32::try_from(n).ok())
-                .unwrap_or(0)
-        }
-        _ => 0,
-    }
+    ctx.config
+        .source(source)
+        .and_then(crate::config::SourceConfig::server)
+        .and_then(|cfg| cfg.parallel)
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(0)
 }
 
 impl Context {
