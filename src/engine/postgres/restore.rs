@@ -485,6 +485,11 @@ impl PgStaging {
         use futures_util::StreamExt;
         let mut order: Vec<&TableStream> = manifest.streams.iter().collect();
         order.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.table.cmp(&b.table)));
+        let modes: BTreeMap<&str, ChecksumMode> = manifest
+            .tables
+            .iter()
+            .map(|t| (t.name.as_str(), t.mode))
+            .collect();
         let mut waiting = order.into_iter();
         let mut running = futures_util::stream::FuturesUnordered::new();
         let mut checks = tokio::task::JoinSet::new();
@@ -493,7 +498,11 @@ impl PgStaging {
         loop {
             while running.len() < limit {
                 let Some(stream) = waiting.next() else { break };
-                running.push(self.load_stream(files, manifest, stream, dir, secrets));
+                let mode = modes
+                    .get(stream.table.as_str())
+                    .copied()
+                    .unwrap_or(ChecksumMode::Rows);
+                running.push(self.load_stream(files, stream, mode, dir, secrets));
             }
             let Some(done) = running.next().await else {
                 break;
@@ -519,12 +528,12 @@ impl PgStaging {
     }
 
     /// Loads one table stream; returns the bytes streamed and, when the table's manifest
-    /// entry has a `rows` digest, the plan to read it back with.
+    /// entry (`mode`) has a `rows` digest, the plan to read it back with.
     async fn load_stream(
         &self,
         files: &Arc<dyn SnapshotFiles>,
-        manifest: &Manifest,
         stream: &TableStream,
+        mode: ChecksumMode,
         dir: &Path,
         secrets: &[crate::secret::Secret],
     ) -> Result<(u64, Option<TablePlan>), EngineError> {
@@ -548,11 +557,6 @@ impl PgStaging {
             secrets,
         )
         .await?;
-        let mode = manifest
-            .tables
-            .iter()
-            .find(|t| t.name == stream.table)
-            .map_or(ChecksumMode::Rows, |t| t.mode);
         let check = (mode == ChecksumMode::Rows).then(|| TablePlan {
             name: stream.table.clone(),
             schema: stream.schema.clone(),

@@ -224,9 +224,14 @@ async fn plans_like(
         .collect();
     let mode_of = move |name: &str, _size: u64| modes.get(name).copied().unwrap_or_default();
     let mut plans = plan_tables(conn, &mode_of).await?;
+    let columns: BTreeMap<&str, &Vec<String>> = manifest
+        .streams
+        .iter()
+        .map(|s| (s.table.as_str(), &s.columns))
+        .collect();
     for plan in &mut plans {
-        if let Some(stream) = manifest.streams.iter().find(|s| s.table == plan.name) {
-            plan.columns.clone_from(&stream.columns);
+        if let Some(stream_columns) = columns.get(plan.name.as_str()) {
+            plan.columns.clone_from(stream_columns);
         }
     }
     Ok(plans)
