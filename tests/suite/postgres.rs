@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::servers::{
@@ -202,18 +202,9 @@ fn the_manifest_matches_the_dump_under_concurrent_writes() {
     let server = PgServer::start();
     let ws = setup(&server, "busy", "0.01");
     // A writer committing small transactions continuously while the backup runs.
-    let mut writer = Command::new(PgServer::bin("psql"))
-        .args(["-X", "-q", "-h"])
-        .arg(server.socket_dir())
-        .args([
-            "-p",
-            &server.port.to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            "busy",
-            "-c",
-        ])
+    let mut writer = server
+        .client("psql", "busy")
+        .args(["-X", "-q", "-c"])
         .arg(
             "DO $$ BEGIN FOR i IN 1..200000 LOOP
                 INSERT INTO activities (contact_id, kind, subject, done, created_at)
@@ -257,18 +248,9 @@ fn the_manifest_matches_the_dump_under_concurrent_writes() {
 /// Holds `ACCESS EXCLUSIVE` on `notes` in `db` for two minutes (until killed), so that a
 /// backup's tools wait and can be caught running.
 fn lock_notes(server: &PgServer, db: &str) -> std::process::Child {
-    let locker = Command::new(PgServer::bin("psql"))
-        .args(["-X", "-q", "-h"])
-        .arg(server.socket_dir())
-        .args([
-            "-p",
-            &server.port.to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            db,
-            "-c",
-        ])
+    let locker = server
+        .client("psql", db)
+        .args(["-X", "-q", "-c"])
         .arg("BEGIN; LOCK TABLE notes IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120);")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -711,17 +693,8 @@ fn a_backup_from_before_table_streams_still_restores() {
     );
 
     let pg_dump = |extra: &[&str]| {
-        let out = Command::new(PgServer::bin("pg_dump"))
-            .args(["-h"])
-            .arg(server.socket_dir())
-            .args([
-                "-p",
-                &server.port.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                "legacy",
-            ])
+        let out = server
+            .client("pg_dump", "legacy")
             .args(["--format=custom", "--compress=0"])
             .args(extra)
             .output()

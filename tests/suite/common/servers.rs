@@ -149,19 +149,9 @@ impl PgServer {
 
     /// Runs SQL as the superuser through the private socket; returns unaligned output.
     pub fn psql(&self, db: &str, sql: &str) -> String {
-        let out = Command::new(pg_bin("psql"))
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
-            .arg(self.dir.path())
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                db,
-                "-c",
-                sql,
-            ])
+        let out = self
+            .client("psql", db)
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
             .env_remove("PGPASSWORD")
             .output()
             .unwrap();
@@ -171,18 +161,9 @@ impl PgServer {
 
     /// Runs a SQL file as the superuser (stopping at the first error).
     pub fn psql_file(&self, db: &str, file: &Path) -> String {
-        let out = Command::new(pg_bin("psql"))
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
-            .arg(self.dir.path())
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                db,
-                "-f",
-            ])
+        let out = self
+            .client("psql", db)
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f"])
             .arg(file)
             .env_remove("PGPASSWORD")
             .output()
@@ -195,21 +176,7 @@ impl PgServer {
     /// database-level statements of `pg_dump --create` with the database's name replaced by
     /// `DB` — so a database and its restore under another name compare equal line by line.
     pub fn dump_everything(&self, db: &str) -> String {
-        let run = |extra: &[&str]| {
-            let out = Command::new(pg_bin("pg_dump"))
-                .args(["-h"])
-                .arg(self.dir.path())
-                .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db])
-                .args(extra)
-                .output()
-                .unwrap();
-            assert_success(&out, "pg_dump");
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        };
+        let run = |extra: &[&str]| self.pg_dump_lines(db, extra);
         let quoted = format!("\"{db}\"");
         let mut lines: Vec<String> = run(&["--create", "--schema-only"])
             .into_iter()
@@ -240,29 +207,34 @@ impl PgServer {
     /// `pg_dump` of a database as plain SQL (schema and data), as the superuser, without the
     /// random `\restrict` keys newer pg_dump versions write, each table's rows sorted.
     pub fn dump_sql(&self, db: &str) -> String {
-        let out = Command::new(pg_bin("pg_dump"))
-            .args(["-h"])
-            .arg(self.dir.path())
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                "--no-owner",
-                "-d",
-                db,
-            ])
-            .output()
-            .unwrap();
+        sorted_rows(self.pg_dump_lines(db, &["--no-owner"])).join("\n")
+    }
+
+    /// A client tool (`psql`, `pg_dump`…) connected to `db` as the superuser through the
+    /// private socket.
+    pub fn client(&self, tool: &str, db: &str) -> Command {
+        let mut cmd = Command::new(pg_bin(tool));
+        cmd.arg("-h").arg(self.dir.path()).args([
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            db,
+        ]);
+        cmd
+    }
+
+    /// Plain `pg_dump` of `db` as lines, without the random `\restrict` keys newer pg_dump
+    /// versions write.
+    fn pg_dump_lines(&self, db: &str, extra: &[&str]) -> Vec<String> {
+        let out = self.client("pg_dump", db).args(extra).output().unwrap();
         assert_success(&out, "pg_dump");
-        sorted_rows(
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
-                .map(str::to_string)
-                .collect(),
-        )
-        .join("\n")
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+            .map(str::to_string)
+            .collect()
     }
 
     pub fn socket_dir(&self) -> &Path {
