@@ -314,3 +314,47 @@ impl Slots {
         self.freed.notify_one();
     }
 }
+
+/// How many loads a restore runs at a time: `--jobs`, or one per core (at least two).
+#[must_use]
+pub fn load_jobs(jobs: u32) -> u32 {
+    if jobs > 0 {
+        jobs
+    } else {
+        std::thread::available_parallelism()
+            .map_or(2, |n| u32::try_from(n.get()).unwrap_or(2).max(2))
+    }
+}
+
+/// Runs `run` on each item, at most `limit` at a time, starting them in the order given (a
+/// restore gives its tables largest first, so the longest load never starts last), and hands
+/// each result to `done` as soon as it arrives. The first error stops it (the loads still
+/// running are dropped).
+///
+/// # Errors
+/// The first error of `run`.
+pub(crate) async fn run_at_most<T, R, F, Fut>(
+    items: Vec<T>,
+    limit: u32,
+    run: F,
+    mut done: impl FnMut(R),
+) -> Result<(), EngineError>
+where
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = Result<R, EngineError>>,
+{
+    use futures_util::StreamExt;
+    let limit = usize::try_from(limit.max(1)).unwrap_or(2);
+    let mut waiting = items.into_iter();
+    let mut running = futures_util::stream::FuturesUnordered::new();
+    loop {
+        while running.len() < limit {
+            let Some(item) = waiting.next() else { break };
+            running.push(run(item));
+        }
+        let Some(result) = running.next().await else {
+            return Ok(());
+        };
+        done(result?);
+    }
+}

@@ -1,5 +1,6 @@
-//! The digest of a table stream: its rows as text lines (PostgreSQL `COPY` text format, where
-//! every row is one line and newlines inside values are escaped).
+//! The digest of a table stream: its rows as text lines (PostgreSQL `COPY` text format, or the
+//! MariaDB `LOAD DATA` format, where every row is one line and newlines inside values are
+//! escaped).
 //!
 //! The digest counts the lines and adds up the 128-bit XXH3 hash of each, wrapping: the sum
 //! does not depend on the order of the rows, so a restored table read back in whatever order
@@ -12,6 +13,21 @@ use std::io::{self, Read};
 
 use sha2::{Digest, Sha256};
 use xxhash_rust::xxh3::xxh3_128;
+
+/// A name as part of a stream's file name: anything but letters, digits, `_` and `-`
+/// percent-encoded, so that any table name makes a safe, unique file name.
+#[must_use]
+pub fn encode_file_part(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
 
 /// Digest of a stream of rows, fed in pieces of any size.
 #[derive(Debug, Default, Clone)]

@@ -337,10 +337,13 @@ fn mariadb_kitchen_sink_comes_back_whole_from_every_restore_path() {
         "what is not compared is said: {drill:#}"
     );
 
-    // Plain restic.
-    let dump = restic_dump(&ws, "fidelity.sql");
-    server.sql("CREATE DATABASE plain CHARACTER SET latin1 COLLATE latin1_swedish_ci;");
-    server.sql_file("plain", &dump);
+    // Plain restic, by the README's commands.
+    server.restore_with_restic_only(
+        (&ws.repo("local"), &ws.key("local")),
+        "crm",
+        "fidelity",
+        "plain",
+    );
     assert_same_dump(&source, &server.dump_everything("plain"), "plain restic");
 
     let damaged = server.url("damaged");

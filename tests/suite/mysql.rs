@@ -100,9 +100,45 @@ fn backup_and_restore_round_trip_identically() {
         dump["sha256"].as_str().unwrap()
     );
     let text = std::fs::read_to_string(&restored).unwrap();
+    assert!(text.contains("CREATE TABLE `contacts`"), "schema");
+    let triggers =
+        std::fs::read_to_string(target.join("custodian/shop/shop.triggers.sql")).unwrap();
+    assert!(triggers.contains("deals_touch"), "triggers, apart");
+    // Each table's rows are a stream of its own, in key order.
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(target.join("custodian/shop/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let streams = manifest["streams"].as_array().unwrap();
+    assert_eq!(streams.len(), 5, "{manifest:#}");
+    for stream in streams {
+        let file = target
+            .join("custodian/shop")
+            .join(stream["file"].as_str().unwrap());
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().len(),
+            stream["bytes"].as_u64().unwrap()
+        );
+        assert!(!stream["order"].as_array().unwrap().is_empty(), "{stream}");
+    }
     assert!(
-        text.contains("CREATE TABLE `contacts`") && text.contains("deals_touch"),
-        "schema, trigger"
+        manifest["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["mode"] == "rows"),
+        "{manifest:#}"
+    );
+    server.restore_with_restic_only(
+        (&ws.repo("offsite"), &ws.key("offsite")),
+        "shop",
+        "shop",
+        "shop_plain",
+    );
+    assert_same_dump(
+        &server.dump_sql("shop"),
+        &server.dump_sql("shop_plain"),
+        "restic only",
     );
 
     let out = ws.custodian_json(
@@ -291,4 +327,134 @@ fn a_killed_dump_tool_commits_nothing_and_passwords_stay_secret() {
         "{error}"
     );
     assert!(!error.contains("not-the-password"));
+}
+
+#[test]
+fn a_killed_table_stream_fails_the_backup_and_is_named() {
+    let server = MariaServer::start();
+    let ws = setup(&server, "streams", "0.02");
+    // A watcher on the server kills the stream of `notes` as soon as it starts: the
+    // connection dies under the stream, as when a DBA kills it or the server drops it.
+    server.sql(
+        "CREATE DATABASE watch;
+         DELIMITER //
+         CREATE PROCEDURE watch.kill_notes_stream()
+         BEGIN
+           DECLARE victim BIGINT DEFAULT NULL;
+           DECLARE tries INT DEFAULT 0;
+           WHILE victim IS NULL AND tries < 60000 DO
+             SELECT ID INTO victim FROM information_schema.PROCESSLIST
+              WHERE INFO LIKE 'SELECT % FROM `notes`%' AND DB = 'streams' LIMIT 1;
+             IF victim IS NULL THEN DO SLEEP(0.001); SET tries = tries + 1; END IF;
+           END WHILE;
+           IF victim IS NOT NULL THEN KILL CONNECTION victim; END IF;
+           SELECT victim IS NOT NULL;
+         END//",
+    );
+    let killer = server.sql_async("CALL watch.kill_notes_stream()");
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let out = ws.custodian(&["--json", "backup"]);
+    let killed = killer.wait_with_output().unwrap();
+    assert_success(&killed, "the watcher");
+    assert_eq!(
+        String::from_utf8_lossy(&killed.stdout).trim(),
+        "1",
+        "the watcher never saw the stream of notes"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report = common::reply(&out)["data"].clone();
+    assert_eq!(report[0]["status"], "failed");
+    assert_eq!(report[0]["error_code"], "source.dump_failed");
+    let error = report[0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("reading table notes"),
+        "the stream, not what stopped because of it, is named: {error}"
+    );
+    assert!(!error.contains(PASSWORD));
+    assert!(ws.restic_snapshots("local").is_empty());
+    assert_success(&ws.restic("local", &["check"]), "restic check");
+    assert!(
+        pids_with(&["mariadb-dump", "streams"]).is_empty(),
+        "no dump process may outlive the backup"
+    );
+    // The global read lock went with the failed backup: writes go on.
+    server.sql("INSERT INTO streams.notes (contact_id, body, created_at) SELECT contact_id, 'after', NOW() FROM streams.notes LIMIT 1;");
+
+    let backup = ws.custodian_json(&["backup"], 0);
+    assert_eq!(backup[0]["status"], "succeeded", "{backup:#}");
+}
+
+#[test]
+fn a_mysqldump_backup_keeps_one_dump_and_restores_verified() {
+    let server = MariaServer::start();
+    let ws = setup(&server, "single", "0.002");
+    // Where only `mysqldump` and `mysql` exist (MySQL's client tools), which cannot leave some
+    // tables' rows out of a dump: everything travels in the one dump, as in backups made
+    // before table streams, and the checksums are computed by the server.
+    let tools = ws.path("mysql-tools");
+    std::fs::create_dir_all(&tools).unwrap();
+    for (name, real) in [("mysqldump", "mariadb-dump"), ("mysql", "mariadb")] {
+        let real = common::servers::maria_bin(real);
+        std::os::unix::fs::symlink(real, tools.join(name)).unwrap();
+    }
+    let run = |args: &[&str]| {
+        let out = common::custodian_cmd()
+            .arg("--json")
+            .arg("--config")
+            .arg(ws.config_path())
+            .args(args)
+            .env("PATH", &tools)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        common::reply(&out)["data"].clone()
+    };
+    let backup = run(&["backup"]);
+    assert_eq!(backup[0]["status"], "succeeded", "{backup:#}");
+    let out = ws.restic(
+        "local",
+        &["dump", "latest", "/custodian/shop/manifest.json"],
+    );
+    assert_success(&out, "restic dump");
+    let manifest: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        manifest["streams"].as_array().is_none_or(Vec::is_empty),
+        "{manifest:#}"
+    );
+    assert_eq!(
+        manifest["files"].as_array().unwrap().len(),
+        1,
+        "{manifest:#}"
+    );
+    assert!(
+        manifest["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["mode"] == "full" && t["checksum"].is_string()),
+        "{manifest:#}"
+    );
+    // Restored with MySQL's client, and with MariaDB's (as an old backup is, today).
+    for (target, with_mysql_tools) in [("single_a", true), ("single_b", false)] {
+        let args = [
+            "restore",
+            "--snapshot",
+            "latest",
+            "--target",
+            &server.url(target),
+        ];
+        let out = if with_mysql_tools {
+            run(&args)
+        } else {
+            ws.custodian_json(&args, 0)
+        };
+        assert_eq!(out["verification"]["status"], "verified", "{out:#}");
+        assert_same_dump(&server.dump_sql("single"), &server.dump_sql(target), target);
+    }
 }

@@ -5,11 +5,12 @@
 
 mod connect;
 mod doctor;
-mod dump;
+pub mod dump;
 pub mod objects;
 mod restore;
 mod scratch;
 mod session;
+pub mod streams;
 pub mod tables;
 
 use std::path::Path;
@@ -45,9 +46,10 @@ pub(crate) async fn verify(
     connect: &Connect,
     manifest: &Manifest,
     scope: CompareScope,
+    checked: &std::collections::BTreeMap<String, crate::model::TableSummary>,
 ) -> Verification {
     let described = async {
-        let tables = tables::summarize_target(connect, manifest).await?;
+        let tables = tables::summarize_target(connect, manifest, checked).await?;
         let objects = match &manifest.objects {
             Some(_) => {
                 let mut conn = connect.connect().await?;
@@ -72,6 +74,10 @@ pub(crate) async fn verify(
         Err(e) => Verification::unreadable(format!("the restored database cannot be read: {e}")),
     }
 }
+
+/// No table read back yet (a database Custodian did not just load).
+static NOTHING_CHECKED: std::collections::BTreeMap<String, crate::model::TableSummary> =
+    std::collections::BTreeMap::new();
 
 /// The MariaDB/MySQL engine.
 pub struct Mysql;
@@ -103,7 +109,7 @@ impl Database for Existing {
         manifest: &'a Manifest,
         scope: CompareScope,
     ) -> BoxFuture<'a, Verification> {
-        Box::pin(verify(&self.0, manifest, scope))
+        Box::pin(verify(&self.0, manifest, scope, &NOTHING_CHECKED))
     }
 
     fn session(&self, read_only: bool) -> BoxFuture<'_, Result<Box<dyn Session>, EngineError>> {

@@ -18,14 +18,17 @@ use futures_util::future::BoxFuture;
 use sqlx::mysql::MySqlConnection;
 use sqlx::{Connection, Executor};
 
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::dump::triggers_name;
 use super::objects::{Definition, Kind, charset_clause, definitions};
-use super::{Connect, quote_ident, tool};
-use crate::engine::common::{short_id, stream_into, tool_warnings};
+use super::{Connect, dump_name, quote_ident, streams, tool};
+use crate::engine::common::{load_jobs, run_at_most, short_id, stream_into, tool_warnings};
 use crate::engine::{
     Database, EngineError, LoadOptions, Loaded, Released, Session, SnapshotFiles, Staging,
     Verification, private_workdir,
 };
-use crate::model::{CompareScope, Manifest, Phases};
+use crate::model::{ChecksumMode, CompareScope, Manifest, Phases, TableStream, TableSummary};
 
 /// The temporary database a restore of `target` is built in (at most 64 characters).
 #[must_use]
@@ -108,7 +111,12 @@ pub(super) struct MyStaging {
     pub create_on_load: bool,
     pub scratch_dir: PathBuf,
     pub label: String,
+    /// Tables already read back and digested, right after their load.
+    pub checked: BTreeMap<String, TableSummary>,
 }
+
+/// Read-backs of loaded tables, still running.
+type ReadBacks = tokio::task::JoinSet<Result<TableSummary, sqlx::Error>>;
 
 impl MyStaging {
     fn failed(&self, message: impl std::fmt::Display) -> EngineError {
@@ -116,6 +124,174 @@ impl MyStaging {
             target: self.label.clone(),
             message: message.to_string(),
         }
+    }
+
+    /// The `mariadb` client, on the staging database.
+    fn client(&self, dir: &Path) -> Result<std::process::Command, EngineError> {
+        let mut cmd = self
+            .connect
+            .command(tool(&["mariadb", "mysql"]), dir)
+            .map_err(|e| self.failed(format!("preparing the mariadb client: {e}")))?;
+        cmd.args([
+            "--binary-mode",
+            "--default-character-set=utf8mb4",
+            &format!("--database={}", self.connect.database()),
+        ]);
+        Ok(cmd)
+    }
+
+    /// Streams one file of the snapshot (SQL) into the `mariadb` client.
+    async fn run_sql(
+        &self,
+        files: &Arc<dyn SnapshotFiles>,
+        name: &str,
+        dir: &Path,
+    ) -> Result<Loaded, EngineError> {
+        let cmd = self.client(dir)?;
+        let streamed = stream_into(
+            files.clone(),
+            name,
+            "mariadb",
+            &self.label,
+            cmd,
+            &self.connect.secret_list(),
+        )
+        .await?;
+        Ok(Loaded {
+            bytes: streamed.bytes,
+            warnings: tool_warnings("mariadb", &streamed.stderr),
+        })
+    }
+
+    /// Table streams load with `LOAD DATA LOCAL INFILE`, which the server must allow.
+    async fn check_local_infile(&self) -> Result<(), EngineError> {
+        let mut conn = self.connect.connect().await.map_err(|e| self.failed(e))?;
+        let allowed: i64 = sqlx::query_scalar("SELECT CAST(@@GLOBAL.local_infile AS SIGNED)")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        let _ = conn.close().await;
+        if allowed == 0 {
+            return Err(EngineError::TargetRefused {
+                target: self.label.clone(),
+                message: "this backup's tables load with LOAD DATA LOCAL INFILE, which the server refuses (local_infile = OFF); run SET GLOBAL local_infile = ON for the restore (or restore into another server), then try again"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Loads the table streams, `jobs` at a time and largest first; each table, once loaded,
+    /// is read back and digested on a connection of its own while the next ones load. Returns
+    /// the bytes streamed and the read-backs, still running.
+    async fn load_streams<'m>(
+        &'m self,
+        files: &'m Arc<dyn SnapshotFiles>,
+        manifest: &'m Manifest,
+        jobs: u32,
+        dir: &'m Path,
+    ) -> Result<(u64, ReadBacks), EngineError> {
+        let mut order: Vec<&TableStream> = manifest.streams.iter().collect();
+        order.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.table.cmp(&b.table)));
+        let digested: BTreeSet<&str> = manifest
+            .tables
+            .iter()
+            .filter(|t| t.mode == ChecksumMode::Rows)
+            .map(|t| t.name.as_str())
+            .collect();
+        let secrets = self.connect.secret_list();
+        let mut checks = ReadBacks::new();
+        let mut bytes = 0;
+        let load = |stream: &'m TableStream| {
+            let secrets = &secrets;
+            async move {
+                let mut cmd = self.client(dir)?;
+                cmd.arg("--local-infile=1").arg("-e").arg(format!(
+                    "{}; {}",
+                    streams::LOAD_SETTINGS,
+                    streams::load_data(&stream.name, &stream.columns)
+                ));
+                let tool = format!("mariadb (LOAD DATA into table {})", stream.table);
+                let streamed = stream_into(
+                    files.clone(),
+                    &stream.file,
+                    &tool,
+                    &self.label,
+                    cmd,
+                    secrets,
+                )
+                .await?;
+                Ok((streamed.bytes, stream))
+            }
+        };
+        run_at_most(order, jobs, load, |(streamed, stream)| {
+            bytes += streamed;
+            if digested.contains(stream.table.as_str()) {
+                let connect = self.connect.clone();
+                let (table, columns) = (stream.name.clone(), stream.columns.clone());
+                checks.spawn(async move {
+                    let mut conn = connect.connect().await?;
+                    let done = streams::digest_table(&mut conn, &table, &columns).await;
+                    let _ = conn.close().await;
+                    let done = done?;
+                    Ok(TableSummary {
+                        name: table,
+                        rows: done.rows,
+                        mode: ChecksumMode::Rows,
+                        checksum: Some(done.checksum),
+                    })
+                });
+            }
+        })
+        .await?;
+        tracing::info!(
+            tables = manifest.streams.len(),
+            jobs,
+            "restore: table streams loaded"
+        );
+        Ok((bytes, checks))
+    }
+
+    /// A backup with table streams: the definitions (and sequences), the tables' rows in
+    /// parallel, then the triggers, so that loading fires none of them.
+    async fn load_with_streams(
+        &mut self,
+        files: Arc<dyn SnapshotFiles>,
+        manifest: &Manifest,
+        opts: &LoadOptions,
+        phases: &mut Phases,
+        dir: &Path,
+    ) -> Result<Loaded, EngineError> {
+        self.check_local_infile().await?;
+        let started = Instant::now();
+        let dump = dump_name(&manifest.database);
+        let mut loaded = self.run_sql(&files, &dump, dir).await?;
+        phases.push("restore.schema", started);
+        let started = Instant::now();
+        let jobs = load_jobs(opts.jobs);
+        let (bytes, mut checks) = self.load_streams(&files, manifest, jobs, dir).await?;
+        loaded.bytes += bytes;
+        phases.push("restore.data", started);
+        let started = Instant::now();
+        let triggers = self
+            .run_sql(&files, &triggers_name(&manifest.database), dir)
+            .await?;
+        loaded.bytes += triggers.bytes;
+        loaded.warnings.extend(triggers.warnings);
+        phases.push("restore.triggers", started);
+        let started = Instant::now();
+        let mut checked = BTreeMap::new();
+        while let Some(done) = checks.join_next().await {
+            let summary = done
+                .map_err(|e| self.failed(format!("reading a restored table back: {e}")))?
+                .map_err(|e| self.failed(format!("reading a restored table back: {e}")))?;
+            checked.insert(summary.name.clone(), summary);
+        }
+        if !checked.is_empty() {
+            phases.push("restore.read-back", started);
+        }
+        self.checked = checked;
+        Ok(loaded)
     }
 }
 
@@ -129,7 +305,7 @@ impl Database for MyStaging {
         manifest: &'a Manifest,
         scope: CompareScope,
     ) -> BoxFuture<'a, Verification> {
-        Box::pin(super::verify(&self.connect, manifest, scope))
+        Box::pin(super::verify(&self.connect, manifest, scope, &self.checked))
     }
 
     fn session(&self, read_only: bool) -> BoxFuture<'_, Result<Box<dyn Session>, EngineError>> {
@@ -142,7 +318,7 @@ impl Staging for MyStaging {
         &'a mut self,
         files: Arc<dyn SnapshotFiles>,
         manifest: &'a Manifest,
-        _opts: &'a LoadOptions,
+        opts: &'a LoadOptions,
         phases: &'a mut Phases,
     ) -> BoxFuture<'a, Result<Loaded, EngineError>> {
         Box::pin(async move {
@@ -156,35 +332,20 @@ impl Staging for MyStaging {
                 self.create_on_load = false;
             }
             let workdir = private_workdir(&self.scratch_dir, "restore-")?;
+            if !manifest.streams.is_empty() {
+                return self
+                    .load_with_streams(files, manifest, opts, phases, workdir.path())
+                    .await;
+            }
             let dump = manifest
                 .files
                 .first()
                 .map(|f| f.name.clone())
                 .ok_or_else(|| self.failed("the snapshot's manifest lists no dump file"))?;
             let started = Instant::now();
-            let mut cmd = self
-                .connect
-                .command(tool(&["mariadb", "mysql"]), workdir.path())
-                .map_err(|e| self.failed(format!("preparing the mariadb client: {e}")))?;
-            cmd.args([
-                "--binary-mode",
-                "--default-character-set=utf8mb4",
-                &format!("--database={database}"),
-            ]);
-            let streamed = stream_into(
-                files,
-                &dump,
-                "mariadb",
-                &self.label,
-                cmd,
-                &self.connect.secret_list(),
-            )
-            .await?;
+            let loaded = self.run_sql(&files, &dump, workdir.path()).await?;
             phases.push("restore.data", started);
-            Ok(Loaded {
-                bytes: streamed.bytes,
-                warnings: tool_warnings("mariadb", &streamed.stderr),
-            })
+            Ok(loaded)
         })
     }
 
@@ -544,6 +705,7 @@ pub(super) async fn stage(
         create_on_load: false,
         scratch_dir: scratch_dir.to_path_buf(),
         label,
+        checked: BTreeMap::new(),
     })
 }
 

@@ -129,6 +129,8 @@ impl Server {
                 "--innodb-flush-log-at-trx-commit=0",
                 "--innodb-doublewrite=0",
                 "--skip-name-resolve",
+                // Table streams load with LOAD DATA LOCAL INFILE.
+                "--local-infile=1",
             ])
             .args(user_arg.iter())
             .current_dir(dir)
@@ -240,6 +242,7 @@ impl ScratchInstance for Instance {
             target: None,
             create_on_load: true,
             scratch_dir,
+            checked: std::collections::BTreeMap::new(),
         })
     }
 

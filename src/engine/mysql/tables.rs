@@ -1,7 +1,11 @@
 //! Table rows of a MariaDB/MySQL database: row counts and content checksums.
 //!
-//! Checksum of a table: the count of its rows and two sums of the halves of
+//! Checksum of a table with a stream (mode `rows`): the digest of its rows as the stream
+//! carries them (`streams::digest_table`, `engine::rows`). Otherwise (older backups, dumps by
+//! `mysqldump`): the count of its rows and two sums of the halves of
 //! `MD5(CONCAT_WS(CHAR(31), QUOTE(col)…))` — order-independent, like the PostgreSQL one.
+
+use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 use sqlx::mysql::MySqlConnection;
@@ -17,9 +21,14 @@ const SAMPLE_BUCKETS: u32 = 128;
 #[derive(Clone, Debug)]
 pub struct TablePlan {
     pub name: String,
+    /// Every column, in order (what the `MD5` checksum reads).
     pub columns: Vec<String>,
+    /// The columns a stream carries: all but the generated ones.
+    pub stored: Vec<String>,
     pub pk: Vec<String>,
     pub mode: ChecksumMode,
+    /// Bytes of data, as the server estimates them.
+    pub size: u64,
 }
 
 pub(super) async fn plan_tables(
@@ -40,14 +49,23 @@ pub(super) async fn plan_tables(
     for row in tables {
         let name: String = row.get(0);
         let size: u64 = row.get(1);
-        let columns: Vec<String> = sqlx::query_scalar(
-            "SELECT CAST(COLUMN_NAME AS CHAR) FROM information_schema.COLUMNS
+        let described: Vec<(String, bool)> = sqlx::query_as(
+            "SELECT CAST(COLUMN_NAME AS CHAR),
+                    EXTRA LIKE '%VIRTUAL GENERATED%' OR EXTRA LIKE '%STORED GENERATED%'
+                    OR EXTRA LIKE '%PERSISTENT GENERATED%'
+             FROM information_schema.COLUMNS
              WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
         )
         .bind(&database)
         .bind(&name)
         .fetch_all(&mut *conn)
         .await?;
+        let columns = described.iter().map(|(c, _)| c.clone()).collect();
+        let stored = described
+            .into_iter()
+            .filter(|(_, generated)| !generated)
+            .map(|(c, _)| c)
+            .collect();
         let pk: Vec<String> = sqlx::query_scalar(
             "SELECT CAST(COLUMN_NAME AS CHAR) FROM information_schema.STATISTICS
              WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY'
@@ -61,7 +79,9 @@ pub(super) async fn plan_tables(
             mode: mode_of(&name, size),
             name,
             columns,
+            stored,
             pk,
+            size,
         });
     }
     Ok(plans)
@@ -87,8 +107,8 @@ pub fn table_query(plan: &TablePlan) -> String {
         ChecksumMode::Count => {
             format!("SELECT COUNT(*), CAST(NULL AS CHAR), CAST(NULL AS CHAR) FROM {table}")
         }
-        // MariaDB backups have no table streams, so no `rows` digests; were a manifest to say
-        // `rows`, every row is still hashed.
+        // `rows` tables are digested from their rows (`summarize_tables`); this query would
+        // hash every row too.
         ChecksumMode::Full | ChecksumMode::Rows => {
             format!("SELECT {sums} FROM (SELECT MD5({row}) AS h FROM {table}) s")
         }
@@ -116,6 +136,16 @@ pub async fn summarize_tables(
 ) -> Result<Vec<TableSummary>, sqlx::Error> {
     let mut out = Vec::with_capacity(plans.len());
     for plan in plans {
+        if plan.mode == ChecksumMode::Rows {
+            let done = super::streams::digest_table(conn, &plan.name, &plan.stored).await?;
+            out.push(TableSummary {
+                name: plan.name.clone(),
+                rows: done.rows,
+                mode: ChecksumMode::Rows,
+                checksum: Some(done.checksum),
+            });
+            continue;
+        }
         let row = sqlx::query(&table_query(plan))
             .fetch_one(&mut *conn)
             .await?;
@@ -141,15 +171,18 @@ pub async fn summarize_tables(
     Ok(out)
 }
 
-/// Summarizes a (restored) database, using for each table the mode the manifest used.
+/// Summarizes a (restored) database, using for each table the mode the manifest used and,
+/// for a table that had a stream, the stream's columns; tables in `checked` (read back right
+/// after their load) are taken from there.
 ///
 /// # Errors
 /// When the database cannot be read.
 pub async fn summarize_like(
     conn: &mut MySqlConnection,
     manifest: &Manifest,
+    checked: &BTreeMap<String, TableSummary>,
 ) -> Result<Vec<TableSummary>, sqlx::Error> {
-    let modes: std::collections::BTreeMap<String, ChecksumMode> = manifest
+    let modes: BTreeMap<String, ChecksumMode> = manifest
         .tables
         .iter()
         .map(|t| (t.name.clone(), t.mode))
@@ -158,10 +191,26 @@ pub async fn summarize_like(
     sqlx::query("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
         .execute(&mut *conn)
         .await?;
-    let plans = plan_tables(conn, &mode_of).await?;
-    let out = summarize_tables(conn, &plans).await;
+    let mut plans = plan_tables(conn, &mode_of).await?;
+    let columns: BTreeMap<&str, &Vec<String>> = manifest
+        .streams
+        .iter()
+        .map(|s| (s.table.as_str(), &s.columns))
+        .collect();
+    for plan in &mut plans {
+        if let Some(stream_columns) = columns.get(plan.name.as_str()) {
+            plan.stored.clone_from(stream_columns);
+        }
+    }
+    let (done, todo): (Vec<TablePlan>, Vec<TablePlan>) = plans
+        .into_iter()
+        .partition(|p| checked.contains_key(&p.name));
+    let out = summarize_tables(conn, &todo).await;
     let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-    out
+    let mut out = out?;
+    out.extend(done.iter().filter_map(|p| checked.get(&p.name).cloned()));
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
 }
 
 /// Summarizes a restored database the way its manifest was made.
@@ -171,9 +220,10 @@ pub async fn summarize_like(
 pub async fn summarize_target(
     connect: &Connect,
     manifest: &Manifest,
+    checked: &BTreeMap<String, TableSummary>,
 ) -> Result<Vec<TableSummary>, sqlx::Error> {
     let mut conn = connect.connect().await?;
-    let out = summarize_like(&mut conn, manifest).await;
+    let out = summarize_like(&mut conn, manifest, checked).await;
     let _ = conn.close().await;
     out
 }

@@ -34,7 +34,9 @@ use super::dump::{GLOBALS_NAME, schema_name};
 use super::streams;
 use super::tables::{TablePlan, digest_table};
 use super::{Connect, quote_ident, quote_literal};
-use crate::engine::common::{fetch_file, run_tool, short_id, stream_into, tool_warnings};
+use crate::engine::common::{
+    fetch_file, load_jobs, run_at_most, run_tool, short_id, stream_into, tool_warnings,
+};
 use crate::engine::{
     Database, EngineError, LoadOptions, Loaded, Released, Session, SnapshotFiles, Staging,
     Verification, private_workdir,
@@ -420,12 +422,7 @@ impl PgStaging {
         loaded
             .warnings
             .extend(tool_warnings("pg_restore", &streamed.stderr));
-        let jobs = if opts.jobs > 0 {
-            opts.jobs
-        } else {
-            std::thread::available_parallelism()
-                .map_or(2, |n| u32::try_from(n.get()).unwrap_or(2).max(2))
-        };
+        let jobs = load_jobs(opts.jobs);
         // Tables are read back while the indexes are built: both only read the loaded rows.
         let mut checks = tokio::task::JoinSet::new();
         if !manifest.streams.is_empty() {
@@ -474,15 +471,14 @@ impl PgStaging {
     /// Loads the table streams, `jobs` at a time and largest first. Each table, once loaded,
     /// is read back and digested on a connection of its own while the next loads (and then the
     /// index builds) run; returns the bytes streamed and those read-backs, still running.
-    async fn load_streams(
-        &self,
-        files: &Arc<dyn SnapshotFiles>,
-        manifest: &Manifest,
+    async fn load_streams<'m>(
+        &'m self,
+        files: &'m Arc<dyn SnapshotFiles>,
+        manifest: &'m Manifest,
         jobs: u32,
         dir: &Path,
         secrets: &[crate::secret::Secret],
     ) -> Result<(u64, ReadBacks), EngineError> {
-        use futures_util::StreamExt;
         let mut order: Vec<&TableStream> = manifest.streams.iter().collect();
         order.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.table.cmp(&b.table)));
         let modes: BTreeMap<&str, ChecksumMode> = manifest
@@ -490,24 +486,16 @@ impl PgStaging {
             .iter()
             .map(|t| (t.name.as_str(), t.mode))
             .collect();
-        let mut waiting = order.into_iter();
-        let mut running = futures_util::stream::FuturesUnordered::new();
         let mut checks = tokio::task::JoinSet::new();
         let mut bytes = 0;
-        let limit = usize::try_from(jobs.max(1)).unwrap_or(2);
-        loop {
-            while running.len() < limit {
-                let Some(stream) = waiting.next() else { break };
-                let mode = modes
-                    .get(stream.table.as_str())
-                    .copied()
-                    .unwrap_or(ChecksumMode::Rows);
-                running.push(self.load_stream(files, stream, mode, dir, secrets));
-            }
-            let Some(done) = running.next().await else {
-                break;
-            };
-            let (streamed, check) = done?;
+        let load = |stream: &'m TableStream| {
+            let mode = modes
+                .get(stream.table.as_str())
+                .copied()
+                .unwrap_or(ChecksumMode::Rows);
+            self.load_stream(files, stream, mode, dir, secrets)
+        };
+        run_at_most(order, jobs, load, |(streamed, check)| {
             bytes += streamed;
             if let Some(plan) = check {
                 let connect = self.connect.clone();
@@ -518,7 +506,8 @@ impl PgStaging {
                     summary
                 });
             }
-        }
+        })
+        .await?;
         tracing::info!(
             tables = manifest.streams.len(),
             jobs,

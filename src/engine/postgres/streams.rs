@@ -49,17 +49,7 @@ const DUMP_SETTINGS: &[&str] = &[
 /// percent-encoded. Streams sort before `manifest.json`, whose entry waits for their digests.
 #[must_use]
 pub fn file_name(rank: usize, schema: &str, table: &str) -> String {
-    fn encode(name: &str) -> String {
-        let mut out = String::with_capacity(name.len());
-        for b in name.bytes() {
-            if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
-                out.push(char::from(b));
-            } else {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        }
-        out
-    }
+    use crate::engine::rows::encode_file_part as encode;
     format!("data.{rank:04}.{}.{}.copy", encode(schema), encode(table))
 }
 

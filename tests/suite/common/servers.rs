@@ -305,7 +305,7 @@ impl Drop for PgServer {
     }
 }
 
-fn maria_bin(name: &str) -> PathBuf {
+pub fn maria_bin(name: &str) -> PathBuf {
     for dir in ["/usr/sbin", "/usr/bin", "/usr/local/bin"] {
         let p = Path::new(dir).join(name);
         if p.exists() {
@@ -423,6 +423,16 @@ impl MariaServer {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// Starts SQL as root in the background (stdout piped).
+    pub fn sql_async(&self, sql: &str) -> std::process::Child {
+        self.client()
+            .args(["-e", sql])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     pub fn create_db(&self, name: &str) {
         self.sql(&format!("CREATE DATABASE {name} CHARACTER SET utf8mb4;"));
     }
@@ -436,6 +446,54 @@ impl MariaServer {
             .output()
             .unwrap();
         assert_success(&out, &format!("mariadb < {}", file.display()));
+    }
+
+    /// Restores `source`'s latest backup into the new database `db` (created like the
+    /// database `like`) with nothing but restic, the mariadb client and
+    /// `contrib/restic-restore-mariadb` (the README's by-hand path).
+    pub fn restore_with_restic_only(
+        &self,
+        (repo, key): (&Path, &Path),
+        source: &str,
+        like: &str,
+        db: &str,
+    ) {
+        let charset = self.sql(&format!(
+            "SELECT CONCAT(DEFAULT_CHARACTER_SET_NAME, ' COLLATE ', DEFAULT_COLLATION_NAME) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{like}'"
+        ));
+        self.sql(&format!("CREATE DATABASE {db} CHARACTER SET {charset}"));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/restic-restore-mariadb");
+        let restic = super::restic_bin();
+        let path = format!(
+            "{}:{}:{}",
+            maria_bin("mariadb").parent().unwrap().display(),
+            restic.parent().unwrap().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = Command::new("python3")
+            .arg(script)
+            .arg("-r")
+            .arg(repo)
+            .arg("--password-file")
+            .arg(key)
+            .args(["--source", source, "--jobs", "2", "--database", db, "--"])
+            .arg("--no-defaults")
+            .arg(format!(
+                "--socket={}",
+                self.dir.path().join("mysqld.sock").display()
+            ))
+            .args(["-u", "root"])
+            .env("PATH", path)
+            .env_remove("RESTIC_PASSWORD")
+            .env_remove("RESTIC_REPOSITORY")
+            .output()
+            .unwrap();
+        assert_success(&out, "contrib/restic-restore-mariadb");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("row counts match the manifest"),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 
     /// Everything a restore must reproduce: the database's default character set and collation,

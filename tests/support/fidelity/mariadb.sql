@@ -1,12 +1,22 @@
 -- A kitchen-sink CRM for MariaDB fidelity tests, loaded into a latin1 database: several
 -- storage engines and collations, generated columns, checks, foreign keys, a full-text index,
--- views (one reading another), routines, triggers, an event and a sequence.
+-- views (one reading another), routines, triggers, an event and a sequence; values a table
+-- stream must escape (tabs, newlines, backslashes, NUL, the text NULL and \N), bits, points
+-- and doubles; a table whose name needs quoting.
 CREATE TABLE companies (
     id int AUTO_INCREMENT PRIMARY KEY,
     name varchar(200) COLLATE latin1_german1_ci NOT NULL,
     country char(2) DEFAULT 'DE',
-    created datetime(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)
+    created datetime(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+    flags bit(5) DEFAULT b'101',
+    location point,
+    ratio double
 ) ENGINE=InnoDB COMMENT='Customers';
+CREATE TABLE `odd table` (
+    `we``ird col` varchar(50) CHARACTER SET utf8mb4 PRIMARY KEY,
+    `raw` varbinary(20),
+    stamp timestamp(6) NULL
+) ENGINE=InnoDB;
 CREATE TABLE contacts (
     id int AUTO_INCREMENT PRIMARY KEY,
     company_id int,
@@ -68,8 +78,16 @@ DELIMITER ;
 CREATE EVENT nightly_cleanup ON SCHEDULE EVERY 1 DAY STARTS '2026-12-02 03:00:00'
     DISABLE DO DELETE FROM events_log WHERE at < NOW() - INTERVAL 30 DAY;
 
-INSERT INTO companies (name, country)
-    SELECT CONCAT('Firma ', seq, ' Größe'), IF(seq % 2, 'DE', 'AT') FROM seq_1_to_40;
+INSERT INTO companies (name, country, flags, location, ratio)
+    SELECT CONCAT('Firma ', seq, ' Größe'), IF(seq % 2, 'DE', 'AT'), seq % 32,
+           IF(seq % 3, ST_GeomFromText(CONCAT('POINT(', seq, ' 1.5)')), NULL), seq / 7e0
+    FROM seq_1_to_40;
+INSERT INTO `odd table` VALUES
+    ('tab\there', X'00095C0A0D1A4E', '2026-03-29 01:30:00.123456'),
+    ('new\nline\\back', NULL, NULL),
+    ('NULL', X'', '1999-12-31 23:59:59'),
+    ('\\N', X'5C4E', NULL),
+    ('', X'FF', '2038-01-19 03:14:07');
 INSERT INTO contacts (company_id, email, name, score, photo)
     SELECT 1 + seq % 40, CONCAT('c', seq, '@example.org'), CONCAT('王', seq, ' Müller'), seq / 3,
            UNHEX(MD5(seq)) FROM seq_1_to_250;
