@@ -629,11 +629,7 @@ async fn generate_inner(
         let connect = mysql::Connect::new(url, password).map_err(JobError::Usage)?;
         let mut conn = connect.connect().await.map_err(db_err)?;
         let rows = match churn {
-            Some(_) => {
-                return Err(JobError::Usage(
-                    "--churn is implemented for PostgreSQL (the benchmark's engine)".into(),
-                ));
-            }
+            Some(c) => servers::churn_mysql(&mut conn, c).await.map_err(db_err)?,
             None => {
                 servers::generate_mysql(&mut conn, scale)
                     .await

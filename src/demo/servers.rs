@@ -518,3 +518,56 @@ pub async fn churn_postgres(conn: &mut PgConnection, churn: Churn) -> Result<u64
     tx.commit().await?;
     Ok(touched)
 }
+
+/// Applies a churn model to the demo CRM in MariaDB/MySQL (the same rows as
+/// [`churn_postgres`] picks, by another hash). Returns rows touched.
+///
+/// # Errors
+/// When a statement fails.
+pub async fn churn_mysql(conn: &mut MySqlConnection, churn: Churn) -> Result<u64, sqlx::Error> {
+    let mut touched = 0;
+    let mut tx = conn.begin().await?;
+    let updates = [
+        ("contacts", "phone = CONCAT(COALESCE(phone, ''), '0')"),
+        ("deals", "amount = amount + 1"),
+        ("activities", "done = NOT done"),
+        ("notes", "body = CONCAT(body, ' (edited)')"),
+    ];
+    for (table, set) in updates {
+        let filter = match churn {
+            Churn::Realistic => {
+                // MySQL cannot read the table an UPDATE writes in a subquery.
+                let newest: Option<i64> = sqlx::query_scalar(&format!(
+                    "SELECT CAST(MAX(id) * 0.95 AS SIGNED) FROM {table}"
+                ))
+                .fetch_one(&mut *tx)
+                .await?;
+                format!("id > {} AND CRC32(id) % 5 = 0", newest.unwrap_or(0))
+            }
+            Churn::Uniform => "CRC32(id) % 100 = 0".to_string(),
+        };
+        touched += sqlx::query(&format!("UPDATE {table} SET {set} WHERE {filter}"))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    }
+    if churn == Churn::Realistic {
+        touched += sqlx::query(
+            "INSERT INTO activities (contact_id, deal_id, kind, subject, due_at, done, created_at)
+             SELECT contact_id, deal_id, kind, subject, due_at, false, NOW(3)
+             FROM activities WHERE CRC32(id) % 100 = 0",
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        touched += sqlx::query(
+            "INSERT INTO notes (contact_id, deal_id, body, attachment, created_at)
+             SELECT contact_id, deal_id, body, NULL, NOW(3) FROM notes WHERE CRC32(id) % 100 = 0",
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    }
+    tx.commit().await?;
+    Ok(touched)
+}

@@ -116,6 +116,11 @@ fn chown(path: &Path, user: &str) {
 /// Puts the CRM, keys, configuration and binary into the state directory (the daemon sees
 /// neither /tmp nor the build tree) and returns the configuration's path.
 fn install(root: &Root, service: &str, extra_access: &str) -> PathBuf {
+    install_with(root, service, extra_access, "")
+}
+
+/// [`install`], with more sources (whose password files are in `keys/`).
+fn install_with(root: &Root, service: &str, extra_access: &str, sources: &str) -> PathBuf {
     let ws = Workspace::new();
     let s = &root.state;
     for dir in ["keys", "bin", "state", "repos"] {
@@ -125,6 +130,7 @@ fn install(root: &Root, service: &str, extra_access: &str) -> PathBuf {
     for key in ["local.key", "offsite.key"] {
         std::fs::copy(ws.path(&format!("keys/{key}")), s.join("keys").join(key)).unwrap();
     }
+    common::servers::password_file(&s.join("keys"));
     std::fs::copy(env!("CARGO_BIN_EXE_custodian"), s.join("bin/custodian")).unwrap();
     std::fs::copy(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/userns.py"),
@@ -142,6 +148,7 @@ kind = "sqlite"
 path = "{state}/crm.sqlite"
 locations = ["local", "offsite"]
 
+{sources}
 [location.local]
 kind = "local"
 path = "{state}/repos/local"
@@ -165,7 +172,7 @@ socket-group = "{service}"
     let path = s.join("custodian.toml");
     std::fs::write(&path, config).unwrap();
     chown(s, service);
-    for key in ["local.key", "offsite.key"] {
+    for key in ["local.key", "offsite.key", "db.pass"] {
         std::fs::set_permissions(
             s.join("keys").join(key),
             std::fs::Permissions::from_mode(0o600),
@@ -486,4 +493,87 @@ fn gid_of(user: &str) -> String {
         .gid
         .as_raw()
         .to_string()
+}
+
+#[test]
+fn table_streams_back_up_under_the_shipped_unit() {
+    // PostgreSQL's streams are psql processes and MariaDB's are connections of the daemon's
+    // own, each table at a time in parallel: all of it must work as the unit's user, in its
+    // read-only tree, with a private /tmp.
+    let service = service_user();
+    users(&service);
+    let pg = common::servers::PgServer::start();
+    let maria = common::servers::MariaServer::start();
+    let ws = Workspace::new();
+    let pass = common::servers::password_file(&ws.path("keys"));
+    pg.create_db("streams");
+    maria.create_db("streams");
+    for url in [pg.url("streams"), maria.url("streams")] {
+        let out = ws.custodian(&[
+            "generate-crm",
+            "--url",
+            &url,
+            "--password-file",
+            pass.to_str().unwrap(),
+            "--scale",
+            "0.002",
+        ]);
+        assert_success(&out, "custodian generate-crm");
+    }
+    let root = Root::new(&service);
+    let sources = format!(
+        r#"
+[source.pg]
+kind = "postgres"
+url = "{pg}"
+password-file = "{state}/keys/db.pass"
+parallel = 2
+locations = ["local"]
+
+[source.maria]
+kind = "mysql"
+url = "{maria}"
+password-file = "{state}/keys/db.pass"
+parallel = 2
+locations = ["local"]
+"#,
+        pg = pg.url("streams"),
+        maria = maria.url("streams"),
+        state = root.state.display(),
+    );
+    let config = install_with(&root, &service, "", &sources);
+    let private_users = one(&unit(), "PrivateUsers").is_some_and(|v| v == "yes" || v == "true");
+    let daemon = start(&root, &config, private_users);
+    let socket = root.runtime.join("control.sock");
+    let s = socket.to_str().unwrap();
+    for source in ["pg", "maria"] {
+        let (code, backup) = custodian_as(
+            OPERATOR,
+            &["ctl", "--socket", s, "backup", "--source", source],
+            "",
+        );
+        assert_eq!(code, Some(0), "{backup:#}");
+        assert_eq!(backup["data"][0]["status"], "succeeded", "{backup:#}");
+        assert_eq!(backup["data"][0]["tables"], 5, "{backup:#}");
+    }
+    stop(daemon);
+    // Every table is a stream of its own in the snapshot, as restic lists it.
+    let key = root.state.join("keys/local.key");
+    for (source, suffix, tool_files) in [
+        ("pg", ".copy", ["streams.dump", "streams.schema.dump"]),
+        ("maria", ".tsv", ["streams.sql", "streams.triggers.sql"]),
+    ] {
+        let out = common::restic(
+            &root.state.join("repos/local"),
+            &key,
+            &["ls", "latest", "--path", &format!("/custodian/{source}")],
+        );
+        assert_success(&out, "restic ls");
+        let listing = String::from_utf8_lossy(&out.stdout);
+        let streams = listing.lines().filter(|l| l.ends_with(suffix)).count();
+        assert_eq!(streams, 5, "{listing}");
+        for file in tool_files {
+            assert!(listing.contains(file), "{file} in {listing}");
+        }
+    }
 }
