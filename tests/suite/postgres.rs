@@ -356,9 +356,13 @@ fn a_killed_pg_dump_or_a_vanished_server_commits_nothing() {
     let backup = start_backup(&ws);
     let deadline = Instant::now() + Duration::from_secs(30);
     let pid = loop {
+        // The data dump, not the schema-only one beside it (both wait behind the lock).
         let found: Vec<u32> = pids_with(&["pg_dump", "--snapshot="])
             .into_iter()
-            .filter(|pid| environ(*pid).contains("PGDATABASE=blocked"))
+            .filter(|pid| {
+                environ(*pid).contains("PGDATABASE=blocked")
+                    && !cmdline(*pid).contains("--schema-only")
+            })
             .collect();
         if let Some(pid) = found.first() {
             break *pid;
@@ -771,5 +775,58 @@ fn a_backup_from_before_table_streams_still_restores() {
         &server.dump_sql("legacy"),
         &server.dump_sql("legacy_restored"),
         "legacy_restored",
+    );
+}
+
+#[test]
+fn a_large_tables_indexes_are_built_as_soon_as_it_is_loaded() {
+    let server = PgServer::start();
+    let ws = setup(&server, "early", "0.002");
+    // A table above the early-build threshold (8 MiB of stream), with a primary key, a unique
+    // and an expression index, a check added NOT VALID, and a foreign key into it from a
+    // small table (which must wait for both tables).
+    server.psql(
+        "early",
+        "CREATE TABLE wide (id bigint PRIMARY KEY, code text NOT NULL, payload text NOT NULL);
+         INSERT INTO wide SELECT g, 'c' || g, repeat(md5(g::text), 3) FROM generate_series(1, 100000) g;
+         CREATE UNIQUE INDEX wide_code ON wide (code);
+         CREATE INDEX wide_upper ON wide (upper(payload));
+         ALTER TABLE wide ADD CONSTRAINT wide_positive CHECK (id > 0) NOT VALID;
+         CREATE TABLE refs (id int PRIMARY KEY, wide_id bigint REFERENCES wide (id));
+         INSERT INTO refs SELECT g, g * 7 FROM generate_series(1, 1000) g;
+         ALTER TABLE wide OWNER TO custodian; ALTER TABLE refs OWNER TO custodian;",
+    );
+    ws.custodian_json(&["backup"], 0);
+    let out = common::custodian_cmd()
+        .args(["--json", "--config", ws.config_path().to_str().unwrap()])
+        .args([
+            "restore",
+            "--snapshot",
+            "latest",
+            "--target",
+            &server.url("early_restored"),
+        ])
+        .env("CUSTODIAN_LOG", "custodian=info")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report = common::reply(&out)["data"].clone();
+    assert_eq!(report["verification"]["status"], "verified", "{report:#}");
+    assert!(
+        stderr(&out).contains("early=1"),
+        "wide's own indexes were built right after its load: {}",
+        stderr(&out)
+    );
+    assert_same_dump(
+        &server.dump_sql("early"),
+        &server.dump_sql("early_restored"),
+        "early_restored",
+    );
+    assert_eq!(
+        server.psql(
+            "early_restored",
+            "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid WHERE c.relname = 'wide'"
+        ),
+        "3"
     );
 }
