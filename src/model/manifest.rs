@@ -101,8 +101,7 @@ pub struct ManifestFile {
     pub sha256: Option<String>,
 }
 
-/// One table whose rows travel as a file of their own (PostgreSQL `COPY` text, MariaDB `LOAD
-/// DATA` format; for MariaDB, `schema` is the database and `table` equals `name`).
+/// One table whose rows travel as a file of their own (PostgreSQL `COPY` text).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableStream {
     /// `schema.table`, unquoted, as in [`TableSummary::name`].
@@ -119,10 +118,6 @@ pub struct TableStream {
     pub order: Vec<String>,
     /// Bytes of the stream.
     pub bytes: u64,
-    /// The table's indexes (PostgreSQL), which a restore builds as soon as the table is
-    /// loaded; absent in older manifests.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub indexes: Vec<String>,
 }
 
 /// What a backup contains.

@@ -135,7 +135,6 @@ impl SnapshotSession {
                 columns: streamed.plan.stored,
                 order: streamed.plan.pk,
                 bytes: done.bytes,
-                indexes: Vec::new(),
             });
         }
         tables.sort_by(|a, b| a.name.cmp(&b.name));

@@ -141,7 +141,6 @@ impl SnapshotSession {
                 columns: streamed.plan.columns,
                 order: streamed.plan.pk,
                 bytes: done.bytes,
-                indexes: streamed.plan.indexes,
             });
         }
         tables.sort_by(|a, b| a.name.cmp(&b.name));

@@ -7,7 +7,6 @@ mod connect;
 mod doctor;
 mod dump;
 pub mod objects;
-mod post_data;
 mod restore;
 mod scratch;
 mod session;

@@ -31,12 +31,11 @@ use futures_util::future::BoxFuture;
 use sqlx::Connection;
 
 use super::dump::{GLOBALS_NAME, schema_name};
-use super::post_data;
 use super::streams;
 use super::tables::{TablePlan, digest_table};
 use super::{Connect, quote_ident, quote_literal};
 use crate::engine::common::{
-    fetch_file, load_jobs, run_tool, short_id, stream_into, tool_warnings,
+    fetch_file, load_jobs, run_at_most, run_tool, short_id, stream_into, tool_warnings,
 };
 use crate::engine::{
     Database, EngineError, LoadOptions, Loaded, Released, Session, SnapshotFiles, Staging,
@@ -307,24 +306,6 @@ fn globals_without_tablespaces(text: &str) -> String {
 /// Tables being read back and digested after their load.
 type ReadBacks = tokio::task::JoinSet<Result<TableSummary, sqlx::Error>>;
 
-/// Makes the `pg_restore` command that runs one `-L` list of post-data items.
-type BuildCommand<'a> = dyn Fn(&Path) -> Result<std::process::Command, EngineError> + Sync + 'a;
-
-/// The post-data lists of a restore (see `post_data`): none when the manifest does not
-/// record indexes (older backups) or no table is large enough.
-#[derive(Default)]
-struct PostDataLists {
-    early: BTreeMap<String, PathBuf>,
-    rest: Option<PathBuf>,
-}
-
-/// One finished step of the load: a table loaded (its stream, the bytes, the plan to read it
-/// back with), or a table's early post-data built (its warnings, and the read-back it held).
-enum Step<'m> {
-    Loaded(&'m TableStream, u64, Option<TablePlan>),
-    Built(Vec<String>, Option<TablePlan>),
-}
-
 /// A restore into a PostgreSQL database that nothing else uses yet.
 pub(super) struct PgStaging {
     /// The staging database (a temporary one, or a scratch instance's).
@@ -386,7 +367,7 @@ impl PgStaging {
             .map(|f| f.name.clone())
             .ok_or_else(|| self.failed("the snapshot's manifest lists no dump file"))?;
         let schema = schema_name(&manifest.database);
-        let step = |sections: &[&str]| {
+        let step = |sections: &[&str], jobs: Option<(&Path, u32)>| {
             let mut cmd = self
                 .connect
                 .command("pg_restore", workdir.path())
@@ -401,13 +382,20 @@ impl PgStaging {
             for s in sections {
                 cmd.arg(format!("--section={s}"));
             }
+            match jobs {
+                None => {
+                    cmd.arg("--single-transaction");
+                }
+                Some((file, n)) => {
+                    cmd.arg(format!("--jobs={n}")).arg(file);
+                }
+            }
             Ok::<_, EngineError>(cmd)
         };
         if !has(&schema) {
             // An old backup without a schema-only dump: everything in one stream.
             let started = Instant::now();
-            let mut cmd = step(&[])?;
-            cmd.arg("--single-transaction");
+            let cmd = step(&[], None)?;
             let streamed =
                 stream_into(files, &dump, "pg_restore", &self.label, cmd, &secrets).await?;
             loaded.bytes = streamed.bytes;
@@ -420,8 +408,7 @@ impl PgStaging {
         let started = Instant::now();
         let schema_file = workdir.path().join("schema.dump");
         fetch_file(files.clone(), &schema, &schema_file).await?;
-        let mut cmd = step(&["pre-data", "data"])?;
-        cmd.arg("--single-transaction");
+        let cmd = step(&["pre-data", "data"], None)?;
         let streamed = stream_into(
             files.clone(),
             &dump,
@@ -436,44 +423,20 @@ impl PgStaging {
             .warnings
             .extend(tool_warnings("pg_restore", &streamed.stderr));
         let jobs = load_jobs(opts.jobs);
-        let lists = self
-            .post_data_lists(&schema_file, manifest, workdir.path())
-            .await?;
-        let build = |list: &Path| {
-            let mut cmd = step(&["post-data"])?;
-            cmd.arg("--single-transaction")
-                .arg("-L")
-                .arg(list)
-                .arg(&schema_file);
-            Ok(cmd)
-        };
         // Tables are read back while the indexes are built: both only read the loaded rows.
         let mut checks = tokio::task::JoinSet::new();
         if !manifest.streams.is_empty() {
-            let (bytes, pending, warnings) = self
-                .load_streams(
-                    &files,
-                    manifest,
-                    jobs,
-                    workdir.path(),
-                    &secrets,
-                    (&lists.early, &build),
-                )
+            let (bytes, pending) = self
+                .load_streams(&files, manifest, jobs, workdir.path(), &secrets)
                 .await?;
             loaded.bytes += bytes;
-            loaded.warnings.extend(warnings);
             checks = pending;
         }
         tracing::info!(bytes = loaded.bytes, "restore: schema and data loaded");
         phases.push("restore.data", started);
 
         let started = Instant::now();
-        let mut cmd = step(&["post-data"])?;
-        cmd.arg(format!("--jobs={jobs}"));
-        if let Some(rest) = &lists.rest {
-            cmd.arg("-L").arg(rest);
-        }
-        cmd.arg(&schema_file);
+        let cmd = step(&["post-data"], Some((&schema_file, jobs)))?;
         let stderr = run_tool("pg_restore --section=post-data", &self.label, cmd, &secrets).await?;
         loaded.warnings.extend(tool_warnings("pg_restore", &stderr));
         tracing::info!(jobs, "restore: indexes and constraints (post-data) built");
@@ -505,68 +468,17 @@ impl PgStaging {
         Ok(loaded)
     }
 
-    /// Splits the schema dump's post-data section into the items each large table gets built
-    /// right after its load and the rest (see `post_data`), written as `pg_restore -L` lists.
-    async fn post_data_lists(
-        &self,
-        schema_file: &Path,
-        manifest: &Manifest,
-        dir: &Path,
-    ) -> Result<PostDataLists, EngineError> {
-        let mut lists = PostDataLists::default();
-        if manifest.streams.iter().all(|s| s.indexes.is_empty()) {
-            return Ok(lists);
-        }
-        let mut cmd = crate::engine::process::clean_command("pg_restore");
-        cmd.arg("--list").arg(schema_file);
-        let out = tokio::task::spawn_blocking(move || cmd.output())
-            .await
-            .map_err(|e| self.failed(format!("listing the schema dump: {e}")))?
-            .map_err(|e| self.failed(format!("listing the schema dump with pg_restore: {e}")))?;
-        if !out.status.success() {
-            return Err(self.failed(format!(
-                "pg_restore --list of the schema dump failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        let split = post_data::split(
-            &String::from_utf8_lossy(&out.stdout),
-            &manifest.streams,
-            post_data::MIN_EARLY_BYTES,
-        );
-        if split.early.is_empty() {
-            return Ok(lists);
-        }
-        let write = |name: &str, text: &str| {
-            let path = dir.join(name);
-            std::fs::write(&path, text)
-                .map(|()| path)
-                .map_err(|e| self.failed(format!("writing a pg_restore list: {e}")))
-        };
-        for (n, (table, list)) in split.early.iter().enumerate() {
-            let path = write(&format!("post-data.{n}.list"), list)?;
-            lists.early.insert(table.clone(), path);
-        }
-        lists.rest = Some(write("post-data.rest.list", &split.rest)?);
-        Ok(lists)
-    }
-
-    /// Loads the table streams, `jobs` at a time and largest first; a large table's own
-    /// indexes and constraints are built as soon as it is loaded, before the next load starts
-    /// on that slot (as `pg_restore -j` does). Each table, once loaded, is read back and
-    /// digested on a connection of its own while the next loads (and then the index builds)
-    /// run; returns the bytes streamed, those read-backs, still running, and the warnings of
-    /// the early builds.
+    /// Loads the table streams, `jobs` at a time and largest first. Each table, once loaded,
+    /// is read back and digested on a connection of its own while the next loads (and then the
+    /// index builds) run; returns the bytes streamed and those read-backs, still running.
     async fn load_streams<'m>(
         &'m self,
         files: &'m Arc<dyn SnapshotFiles>,
         manifest: &'m Manifest,
         jobs: u32,
-        dir: &'m Path,
-        secrets: &'m [crate::secret::Secret],
-        (early, build): (&'m BTreeMap<String, PathBuf>, &'m BuildCommand<'m>),
-    ) -> Result<(u64, ReadBacks, Vec<String>), EngineError> {
-        use futures_util::StreamExt;
+        dir: &Path,
+        secrets: &[crate::secret::Secret],
+    ) -> Result<(u64, ReadBacks), EngineError> {
         let mut order: Vec<&TableStream> = manifest.streams.iter().collect();
         order.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.table.cmp(&b.table)));
         let modes: BTreeMap<&str, ChecksumMode> = manifest
@@ -576,14 +488,16 @@ impl PgStaging {
             .collect();
         let mut checks = tokio::task::JoinSet::new();
         let mut bytes = 0;
-        let mut warnings = Vec::new();
-        let limit = usize::try_from(jobs.max(1)).unwrap_or(2);
-        let mut waiting = order.into_iter();
-        let mut builds: std::collections::VecDeque<(&str, &Path, Option<TablePlan>)> =
-            std::collections::VecDeque::new();
-        let mut running = futures_util::stream::FuturesUnordered::new();
-        let read_back = |checks: &mut ReadBacks, plan: Option<TablePlan>| {
-            if let Some(plan) = plan {
+        let load = |stream: &'m TableStream| {
+            let mode = modes
+                .get(stream.table.as_str())
+                .copied()
+                .unwrap_or(ChecksumMode::Rows);
+            self.load_stream(files, stream, mode, dir, secrets)
+        };
+        run_at_most(order, jobs, load, |(streamed, check)| {
+            bytes += streamed;
+            if let Some(plan) = check {
                 let connect = self.connect.clone();
                 checks.spawn(async move {
                     let mut conn = connect.connect().await?;
@@ -592,60 +506,14 @@ impl PgStaging {
                     summary
                 });
             }
-        };
-        loop {
-            while running.len() < limit {
-                let step: futures_util::future::BoxFuture<'m, Result<Step<'m>, EngineError>> =
-                    if let Some((table, list, check)) = builds.pop_front() {
-                        let cmd = build(list)?;
-                        let tool = format!("pg_restore (indexes and constraints of table {table})");
-                        Box::pin(async move {
-                            let stderr = run_tool(&tool, &self.label, cmd, secrets).await?;
-                            Ok(Step::Built(tool_warnings("pg_restore", &stderr), check))
-                        })
-                    } else if let Some(stream) = waiting.next() {
-                        let mode = modes
-                            .get(stream.table.as_str())
-                            .copied()
-                            .unwrap_or(ChecksumMode::Rows);
-                        Box::pin(async move {
-                            let (streamed, check) =
-                                self.load_stream(files, stream, mode, dir, secrets).await?;
-                            Ok(Step::Loaded(stream, streamed, check))
-                        })
-                    } else {
-                        break;
-                    };
-                running.push(step);
-            }
-            let Some(done) = running.next().await else {
-                break;
-            };
-            match done? {
-                Step::Loaded(stream, streamed, check) => {
-                    bytes += streamed;
-                    // A primary key is added under an exclusive lock, which a read-back of the
-                    // table would hold up: a table with early builds is read back after them.
-                    match early.get(&stream.table) {
-                        Some(list) => {
-                            builds.push_back((stream.table.as_str(), list.as_path(), check));
-                        }
-                        None => read_back(&mut checks, check),
-                    }
-                }
-                Step::Built(more, check) => {
-                    warnings.extend(more);
-                    read_back(&mut checks, check);
-                }
-            }
-        }
+        })
+        .await?;
         tracing::info!(
             tables = manifest.streams.len(),
-            early = early.len(),
             jobs,
             "restore: table streams loaded"
         );
-        Ok((bytes, checks, warnings))
+        Ok((bytes, checks))
     }
 
     /// Loads one table stream; returns the bytes streamed and, when the table's manifest
@@ -687,7 +555,6 @@ impl PgStaging {
             pk: stream.order.clone(),
             columns: stream.columns.clone(),
             mode,
-            indexes: stream.indexes.clone(),
         });
         Ok((streamed.bytes, check))
     }

@@ -39,8 +39,6 @@ pub struct TablePlan {
     /// The columns a `COPY` carries, in order: all but dropped and generated ones.
     pub columns: Vec<String>,
     pub mode: ChecksumMode,
-    /// Names of the table's indexes (in its schema).
-    pub indexes: Vec<String>,
 }
 
 /// The tables pg_dump dumps data for: ordinary tables and partitions outside the system
@@ -71,10 +69,7 @@ pub(super) async fn plan_tables(
                 coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum)
                           FROM pg_attribute a
                           WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-                            {generated}), '{{}}') AS columns,
-                coalesce((SELECT array_agg(ic.relname::text ORDER BY ic.relname)
-                          FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-                          WHERE i.indrelid = c.oid), '{{}}') AS indexes
+                            {generated}), '{{}}') AS columns
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE c.relkind = 'r'
            AND n.nspname NOT IN ('pg_catalog', 'information_schema')
@@ -93,7 +88,6 @@ pub(super) async fn plan_tables(
             let size: i64 = r.get(2);
             let pk: Vec<String> = r.get(3);
             let columns: Vec<String> = r.get(4);
-            let indexes: Vec<String> = r.get(5);
             let name = format!("{schema}.{table}");
             let size = u64::try_from(size).unwrap_or(0);
             TablePlan {
@@ -105,7 +99,6 @@ pub(super) async fn plan_tables(
                 table,
                 pk,
                 columns,
-                indexes,
             }
         })
         .collect())
