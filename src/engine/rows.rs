@@ -73,12 +73,7 @@ impl RowDigest {
             let last = std::mem::take(&mut self.partial);
             self.add(&last);
         }
-        let text = format!("rows:{}:xxh3-128-sum:{:032x}", self.rows, self.sum);
-        Finished {
-            rows: self.rows,
-            bytes: self.bytes,
-            checksum: format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes()))),
-        }
+        Finished::new(self.rows, self.bytes, self.sum)
     }
 }
 
@@ -88,6 +83,30 @@ pub struct Finished {
     pub rows: u64,
     pub bytes: u64,
     pub checksum: String,
+    /// The sum the checksum is made of: parts of one table add up to the whole.
+    sum: u128,
+}
+
+impl Finished {
+    fn new(rows: u64, bytes: u64, sum: u128) -> Self {
+        let text = format!("rows:{rows}:xxh3-128-sum:{sum:032x}");
+        Self {
+            rows,
+            bytes,
+            checksum: format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes()))),
+            sum,
+        }
+    }
+
+    /// The digest of a table whose rows came in several parts (key ranges): exactly the
+    /// digest one stream of all of them would have had, since the sum ignores order.
+    #[must_use]
+    pub fn combine(parts: impl IntoIterator<Item = Finished>) -> Self {
+        let (rows, bytes, sum) = parts.into_iter().fold((0, 0, 0u128), |(r, b, s), p| {
+            (r + p.rows, b + p.bytes, s.wrapping_add(p.sum))
+        });
+        Self::new(rows, bytes, sum)
+    }
 }
 
 /// Digests everything `inner` yields on its way through; at its end, hands the digest to
@@ -143,6 +162,13 @@ mod tests {
         assert_eq!(whole, digest(&[b"1\t", b"a\n2", b"\tb\n3\tc", b"\n"]));
         let reordered = digest(&[b"3\tc\n1\ta\n2\tb\n"]);
         assert_eq!(whole.checksum, reordered.checksum);
+    }
+
+    #[test]
+    fn parts_combine_into_the_whole() {
+        let whole = digest(&[b"1\ta\n2\tb\n3\tc\n"]);
+        let parts = Finished::combine([digest(&[b"3\tc\n"]), digest(&[b"1\ta\n2\tb\n"])]);
+        assert_eq!(whole, parts);
     }
 
     #[test]

@@ -118,6 +118,23 @@ pub struct TableStream {
     pub order: Vec<String>,
     /// Bytes of the stream.
     pub bytes: u64,
+    /// When a large table travels as several streams (ranges of its integer primary key),
+    /// which one this is; absent for a whole table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<StreamPart>,
+}
+
+/// One key range of a table split into several streams: rows whose key is in `[from, to)`,
+/// an open end where absent (the first and last ranges are open, so no row can fall outside).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamPart {
+    /// 1-based.
+    pub number: u32,
+    pub of: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<i64>,
 }
 
 /// What a backup contains.

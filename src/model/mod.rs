@@ -14,7 +14,8 @@ pub mod time;
 pub use exit::Exit;
 pub use finding::{Finding, Verdict};
 pub use manifest::{
-    ChecksumMode, Comparison, Engine, Manifest, ManifestFile, Mismatch, TableStream, TableSummary,
+    ChecksumMode, Comparison, Engine, Manifest, ManifestFile, Mismatch, StreamPart, TableStream,
+    TableSummary,
 };
 pub use objects::{CompareScope, Objects};
 pub use phases::{Phase, Phases};

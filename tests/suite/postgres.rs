@@ -777,3 +777,86 @@ fn a_backup_from_before_table_streams_still_restores() {
         "legacy_restored",
     );
 }
+
+#[test]
+fn a_dominant_table_streams_in_key_ranges_and_comes_back_whole() {
+    let server = PgServer::start();
+    let ws = setup(&server, "ranges", "0.002");
+    // One table holds most of the bytes: it is split into one key range per stream
+    // (parallel = 2), with gaps and negative keys so that the ranges' arithmetic is tested.
+    server.psql(
+        "ranges",
+        "CREATE TABLE big (id bigint PRIMARY KEY, body text NOT NULL, n int);
+         INSERT INTO big SELECT g * 3 - 50000, repeat(md5(g::text), 4), g % 7 FROM generate_series(1, 150000) g;
+         CREATE INDEX big_n ON big (n);
+         ALTER TABLE big OWNER TO custodian;
+         ANALYZE;",
+    );
+    let backup = ws.custodian_json(&["backup"], 0);
+    assert_eq!(backup[0]["status"], "succeeded", "{backup:#}");
+    let out = ws.restic("local", &["dump", "latest", "/custodian/crm/manifest.json"]);
+    assert_success(&out, "restic dump manifest");
+    let manifest: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let parts: Vec<&serde_json::Value> = manifest["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["table"] == "public.big")
+        .collect();
+    assert_eq!(parts.len(), 2, "{manifest:#}");
+    assert_eq!(parts[0]["part"]["number"], 1);
+    assert!(parts[0]["part"]["from"].is_null() && parts[1]["part"]["to"].is_null());
+    assert_eq!(parts[0]["part"]["to"], parts[1]["part"]["from"]);
+    let big = manifest["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "public.big")
+        .unwrap();
+    assert_eq!(big["rows"], 150_000, "one summary for the whole table");
+
+    let out = ws.custodian_json(
+        &[
+            "restore",
+            "--snapshot",
+            "latest",
+            "--target",
+            &server.url("ranges_restored"),
+        ],
+        0,
+    );
+    assert_eq!(out["verification"]["status"], "verified", "{out:#}");
+    assert_same_dump(
+        &server.dump_sql("ranges"),
+        &server.dump_sql("ranges_restored"),
+        "ranges_restored",
+    );
+    server.create_db("ranges_plain");
+    server.restore_with_restic_only(&ws.repo("local"), &ws.key("local"), "crm", "ranges_plain");
+    assert_same_dump(
+        &server.dump_sql("ranges"),
+        &server.dump_sql("ranges_plain"),
+        "restic only",
+    );
+    let drill = ws.custodian_json(&["drill", "--snapshot", "latest"], 0);
+    assert_eq!(drill["status"], "passed", "{drill:#}");
+
+    // A row lost from one range is found.
+    server.psql("ranges_restored", "DELETE FROM big WHERE id = 100;");
+    let out = ws.custodian_json(
+        &[
+            "verify",
+            "--snapshot",
+            "latest",
+            "--target",
+            &server.url("ranges_restored"),
+        ],
+        1,
+    );
+    assert!(
+        out["verification"]["mismatches"]
+            .to_string()
+            .contains("public.big"),
+        "{out:#}"
+    );
+}

@@ -135,6 +135,7 @@ impl SnapshotSession {
                 columns: streamed.plan.stored,
                 order: streamed.plan.pk,
                 bytes: done.bytes,
+                part: None,
             });
         }
         tables.sort_by(|a, b| a.name.cmp(&b.name));

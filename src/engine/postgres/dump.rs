@@ -16,6 +16,7 @@
 //! read before pg_dump starts and again once it has written its table of contents (which holds
 //! the values it saved), and the manifest records that range.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use sqlx::Connection;
@@ -34,15 +35,59 @@ use crate::engine::rows::{DigestReader, Finished};
 use crate::engine::{DumpStream, EngineError, FirstBytes, StreamDump, private_workdir};
 use crate::model::objects::SequenceState;
 use crate::model::{
-    ChecksumMode, Engine, Manifest, ManifestFile, TableStream, TableSummary, manifest, time,
+    ChecksumMode, Engine, Manifest, ManifestFile, StreamPart, TableStream, TableSummary, manifest,
+    time,
 };
 use crate::secret::Secret;
 
-/// A table whose rows are being streamed, and where its digest will arrive.
+/// A table (or one key range of it) whose rows are being streamed, and where its digest will
+/// arrive.
 struct Streamed {
     plan: TablePlan,
     file: String,
+    part: Option<StreamPart>,
     digest: tokio::sync::oneshot::Receiver<Finished>,
+}
+
+/// Tables smaller than this are never split into key ranges.
+const SPLIT_MIN_BYTES: u64 = 16 << 20;
+
+/// Key ranges of `plan`'s integer primary key, `parts` of them, equally wide between the
+/// smallest and largest key of the snapshot (the outer ones open); `None` when the table is too
+/// small to split or the keys too few.
+async fn key_ranges(
+    conn: &mut PgConnection,
+    plan: &TablePlan,
+    parts: u32,
+) -> Result<Option<Vec<StreamPart>>, sqlx::Error> {
+    let Some(key) = plan.pk.first() else {
+        return Ok(None);
+    };
+    let (lo, hi): (Option<i64>, Option<i64>) = sqlx::query_as(&format!(
+        "SELECT min({k})::bigint, max({k})::bigint FROM ONLY {t}",
+        k = quote_ident(key),
+        t = plan.ident
+    ))
+    .fetch_one(&mut *conn)
+    .await?;
+    let (Some(lo), Some(hi)) = (lo, hi) else {
+        return Ok(None);
+    };
+    let width = (i128::from(hi) - i128::from(lo) + 1) / i128::from(parts);
+    if width < 1 {
+        return Ok(None);
+    }
+    let bound = |i: u32| i64::try_from(i128::from(lo) + width * i128::from(i)).ok();
+    Ok(Some(
+        (1..=parts)
+            .map(|number| StreamPart {
+                number,
+                of: parts,
+                from: (number > 1).then(|| bound(number - 1)).flatten(),
+                to: (number < parts).then(|| bound(number)).flatten(),
+            })
+            .collect(),
+    ))
 }
 
 /// The transaction whose snapshot the dump reads; summarizing it produces the manifest.
@@ -114,7 +159,7 @@ impl SnapshotSession {
         }
         // The exporting transaction must outlive every stream's import of its snapshot; a
         // stream's digest arrives when its last row has passed.
-        let mut tables = Vec::with_capacity(self.streamed.len());
+        let mut whole: BTreeMap<String, (TablePlan, Vec<Finished>)> = BTreeMap::new();
         let mut table_streams = Vec::with_capacity(self.streamed.len());
         for streamed in std::mem::take(&mut self.streamed) {
             let Ok(done) = streamed.digest.await else {
@@ -126,25 +171,45 @@ impl SnapshotSession {
                     ),
                 });
             };
-            let counted = streamed.plan.mode == ChecksumMode::Count;
-            tables.push(TableSummary {
-                name: streamed.plan.name.clone(),
-                rows: done.rows,
-                mode: streamed.plan.mode,
-                checksum: (!counted).then_some(done.checksum),
-            });
             table_streams.push(TableStream {
-                table: streamed.plan.name,
-                schema: streamed.plan.schema,
-                name: streamed.plan.table,
+                table: streamed.plan.name.clone(),
+                schema: streamed.plan.schema.clone(),
+                name: streamed.plan.table.clone(),
                 file: streamed.file,
-                columns: streamed.plan.columns,
-                order: streamed.plan.pk,
+                columns: streamed.plan.columns.clone(),
+                order: streamed.plan.pk.clone(),
                 bytes: done.bytes,
+                part: streamed.part,
             });
+            whole
+                .entry(streamed.plan.name.clone())
+                .or_insert_with(|| (streamed.plan, Vec::new()))
+                .1
+                .push(done);
         }
+        // A table split into key ranges has one digest: its parts added up.
+        let mut tables: Vec<TableSummary> = whole
+            .into_values()
+            .map(|(plan, parts)| {
+                let done = Finished::combine(parts);
+                let counted = plan.mode == ChecksumMode::Count;
+                TableSummary {
+                    name: plan.name,
+                    rows: done.rows,
+                    mode: plan.mode,
+                    checksum: (!counted).then_some(done.checksum),
+                }
+            })
+            .collect();
+        table_streams.sort_by(|a, b| {
+            a.table.cmp(&b.table).then_with(|| {
+                a.part
+                    .as_ref()
+                    .map(|p| p.number)
+                    .cmp(&b.part.as_ref().map(|p| p.number))
+            })
+        });
         tables.sort_by(|a, b| a.name.cmp(&b.name));
-        table_streams.sort_by(|a, b| a.table.cmp(&b.table));
         objects.sequences = std::mem::take(&mut self.sequences_before);
         objects::widen_sequences(&mut self.conn, &mut objects.sequences)
             .await
@@ -242,8 +307,6 @@ pub(super) async fn start(
             plan.mode = ChecksumMode::Rows;
         }
     }
-    // Largest first: the archiver starts the longest streams first.
-    plans.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.name.cmp(&b.name)));
     let sequences_before = objects::sequences(&mut conn).await.map_err(fail)?;
 
     let workdir = private_workdir(scratch, "pg-")?;
@@ -332,19 +395,65 @@ pub(super) async fn start(
     }
     let slots = Arc::new(Slots::new(cfg.streams()));
     let owned_secrets: Vec<Secret> = secrets.iter().map(|s| (*s).clone()).collect();
-    let mut streamed = Vec::with_capacity(plans.len());
-    for (rank, plan) in plans.into_iter().enumerate() {
-        let file = streams::file_name(rank + 1, &plan.schema, &plan.table);
+    // A table larger than its fair share of the streams (and than SPLIT_MIN_BYTES) is split
+    // into key ranges, one per stream, so that one dominant table still uses every core.
+    let parallel = u32::try_from(cfg.streams()).unwrap_or(1).min(8);
+    let total: u64 = plans.iter().map(|p| p.size).sum();
+    let mut items: Vec<(TablePlan, Option<StreamPart>, u64)> = Vec::with_capacity(plans.len());
+    for plan in plans {
+        let split = parallel > 1
+            && plan.int_key
+            && plan.size >= SPLIT_MIN_BYTES
+            && plan.size >= total / u64::from(parallel);
+        let ranges = if split {
+            key_ranges(&mut conn, &plan, parallel).await.map_err(fail)?
+        } else {
+            None
+        };
+        match ranges {
+            Some(ranges) => {
+                let share = plan.size / u64::from(parallel);
+                for part in ranges {
+                    items.push((plan.clone(), Some(part), share));
+                }
+            }
+            None => {
+                let size = plan.size;
+                items.push((plan, None, size));
+            }
+        }
+    }
+    // Largest first: the archiver starts the longest streams first.
+    items.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.name.cmp(&b.0.name)));
+    let mut streamed = Vec::with_capacity(items.len());
+    for (rank, (plan, part, _)) in items.into_iter().enumerate() {
+        let (file, filter) = match &part {
+            Some(p) => (
+                streams::part_file_name(rank + 1, &plan.schema, &plan.table, p.number),
+                plan.pk
+                    .first()
+                    .and_then(|key| streams::range_filter(key, p.from, p.to)),
+            ),
+            None => (
+                streams::file_name(rank + 1, &plan.schema, &plan.table),
+                None,
+            ),
+        };
         let mut cmd = connect.command("psql", workdir.path()).map_err(spawn_err)?;
         cmd.args(streams::dump_args(
             &snapshot,
             &plan.ident,
             &plan.columns,
+            filter.as_deref(),
             &plan.pk,
         ));
         let (tx, digest) = tokio::sync::oneshot::channel();
+        let what = match &part {
+            Some(p) => format!("table {} (key range {} of {})", plan.name, p.number, p.of),
+            None => format!("table {}", plan.name),
+        };
         let copy = LazyCopy::new(
-            format!("psql (COPY of table {})", plan.name),
+            format!("psql (COPY of {what})"),
             cmd,
             owned_secrets.clone(),
             slots.clone(),
@@ -359,7 +468,12 @@ pub(super) async fn start(
                 }),
             )),
         });
-        streamed.push(Streamed { plan, file, digest });
+        streamed.push(Streamed {
+            plan,
+            file,
+            part,
+            digest,
+        });
     }
     let files = streams.iter().map(|s| s.name.clone()).collect();
     let session_groups = groups.clone();

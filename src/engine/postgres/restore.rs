@@ -488,6 +488,11 @@ impl PgStaging {
             .collect();
         let mut checks = tokio::task::JoinSet::new();
         let mut bytes = 0;
+        // A table split into key ranges is read back once, after its last range is in.
+        let mut ranges_left: BTreeMap<&str, usize> = BTreeMap::new();
+        for stream in &manifest.streams {
+            *ranges_left.entry(stream.table.as_str()).or_default() += 1;
+        }
         let load = |stream: &'m TableStream| {
             let mode = modes
                 .get(stream.table.as_str())
@@ -497,7 +502,14 @@ impl PgStaging {
         };
         run_at_most(order, jobs, load, |(streamed, check)| {
             bytes += streamed;
-            if let Some(plan) = check {
+            let left = check
+                .as_ref()
+                .and_then(|plan| ranges_left.get_mut(plan.name.as_str()))
+                .map_or(0, |left| {
+                    *left -= 1;
+                    *left
+                });
+            if let Some(plan) = check.filter(|_| left == 0) {
                 let connect = self.connect.clone();
                 checks.spawn(async move {
                     let mut conn = connect.connect().await?;
@@ -535,8 +547,18 @@ impl PgStaging {
             .connect
             .command("psql", dir)
             .map_err(|e| self.failed(format!("preparing psql: {e}")))?;
-        cmd.args(streams::load_args(&ident, &stream.columns));
-        let tool = format!("psql (COPY into table {})", stream.table);
+        cmd.args(streams::load_args(
+            &ident,
+            &stream.columns,
+            stream.part.is_none(),
+        ));
+        let tool = match &stream.part {
+            Some(p) => format!(
+                "psql (COPY into table {}, key range {} of {})",
+                stream.table, p.number, p.of
+            ),
+            None => format!("psql (COPY into table {})", stream.table),
+        };
         let streamed = stream_into(
             files.clone(),
             &stream.file,
@@ -555,6 +577,7 @@ impl PgStaging {
             pk: stream.order.clone(),
             columns: stream.columns.clone(),
             mode,
+            int_key: false,
         });
         Ok((streamed.bytes, check))
     }

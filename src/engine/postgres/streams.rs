@@ -61,11 +61,38 @@ fn column_list(columns: &[String]) -> String {
         .join(", ")
 }
 
-/// `COPY (SELECT … FROM ONLY … [ORDER BY …]) TO STDOUT`: `ONLY`, since inheritance children
-/// and partitions are tables with streams of their own.
+/// The file of one key range of a table split into several streams.
 #[must_use]
-pub fn copy_out(ident: &str, columns: &[String], order: &[String]) -> String {
+pub fn part_file_name(rank: usize, schema: &str, table: &str, part: u32) -> String {
+    use crate::engine::rows::encode_file_part as encode;
+    format!(
+        "data.{rank:04}.{}.{}.part{part}.copy",
+        encode(schema),
+        encode(table)
+    )
+}
+
+/// The `WHERE` condition of a key range (`[from, to)`, open where absent).
+#[must_use]
+pub fn range_filter(key: &str, from: Option<i64>, to: Option<i64>) -> Option<String> {
+    let key = quote_ident(key);
+    match (from, to) {
+        (None, None) => None,
+        (Some(from), None) => Some(format!("{key} >= {from}")),
+        (None, Some(to)) => Some(format!("{key} < {to}")),
+        (Some(from), Some(to)) => Some(format!("{key} >= {from} AND {key} < {to}")),
+    }
+}
+
+/// `COPY (SELECT … FROM ONLY … [WHERE …] [ORDER BY …]) TO STDOUT`: `ONLY`, since inheritance
+/// children and partitions are tables with streams of their own.
+#[must_use]
+pub fn copy_out(ident: &str, columns: &[String], filter: Option<&str>, order: &[String]) -> String {
     let mut sql = format!("COPY (SELECT {} FROM ONLY {ident}", column_list(columns));
+    if let Some(filter) = filter {
+        sql.push_str(" WHERE ");
+        sql.push_str(filter);
+    }
     if !order.is_empty() {
         sql.push_str(" ORDER BY ");
         sql.push_str(&column_list(order));
@@ -105,7 +132,13 @@ fn psql_args(statements: impl IntoIterator<Item = String>) -> Vec<String> {
 
 /// `psql` arguments that stream one table in the exported snapshot to stdout.
 #[must_use]
-pub fn dump_args(snapshot: &str, ident: &str, columns: &[String], order: &[String]) -> Vec<String> {
+pub fn dump_args(
+    snapshot: &str,
+    ident: &str,
+    columns: &[String],
+    filter: Option<&str>,
+    order: &[String],
+) -> Vec<String> {
     let mut statements = vec![
         "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY".to_string(),
         format!(
@@ -119,19 +152,22 @@ pub fn dump_args(snapshot: &str, ident: &str, columns: &[String], order: &[Strin
             .chain(DUMP_SETTINGS)
             .map(ToString::to_string),
     );
-    statements.push(copy_out(ident, columns, order));
+    statements.push(copy_out(ident, columns, filter, order));
     statements.push("COMMIT".into());
     psql_args(statements)
 }
 
 /// `psql` arguments that load one table from stdin, in one transaction that empties the table
 /// first: in a `wal_level = minimal` cluster (a drill's), rows copied into a table truncated in
-/// the same transaction skip the write-ahead log, as they do in `pg_restore`.
+/// the same transaction skip the write-ahead log, as they do in `pg_restore`. The key ranges of
+/// a split table load side by side, so they do not truncate (it would lock the others out).
 #[must_use]
-pub fn load_args(ident: &str, columns: &[String]) -> Vec<String> {
+pub fn load_args(ident: &str, columns: &[String], truncate: bool) -> Vec<String> {
     let mut statements = vec!["BEGIN".to_string()];
     statements.extend(SETTINGS.iter().map(ToString::to_string));
-    statements.push(format!("TRUNCATE ONLY {ident}"));
+    if truncate {
+        statements.push(format!("TRUNCATE ONLY {ident}"));
+    }
     statements.push(copy_in(ident, columns));
     statements.push("COMMIT".into());
     psql_args(statements)
@@ -278,8 +314,19 @@ mod tests {
     fn copies_name_their_columns_and_order() {
         let cols = vec!["id".to_string(), "Name".to_string()];
         assert_eq!(
-            copy_out("\"public\".\"t\"", &cols, &["id".to_string()]),
+            copy_out("\"public\".\"t\"", &cols, None, &["id".to_string()]),
             "COPY (SELECT \"id\", \"Name\" FROM ONLY \"public\".\"t\" ORDER BY \"id\") TO STDOUT"
+        );
+        let range = range_filter("id", Some(10), Some(20));
+        assert_eq!(range.as_deref(), Some("\"id\" >= 10 AND \"id\" < 20"));
+        assert_eq!(
+            copy_out("t", &cols, range.as_deref(), &[]),
+            "COPY (SELECT \"id\", \"Name\" FROM ONLY t WHERE \"id\" >= 10 AND \"id\" < 20) TO STDOUT"
+        );
+        assert_eq!(range_filter("id", None, None), None);
+        assert_eq!(
+            part_file_name(2, "public", "notes", 1),
+            "data.0002.public.notes.part1.copy"
         );
         assert_eq!(
             copy_in("\"public\".\"t\"", &cols),

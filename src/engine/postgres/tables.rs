@@ -39,6 +39,9 @@ pub struct TablePlan {
     /// The columns a `COPY` carries, in order: all but dropped and generated ones.
     pub columns: Vec<String>,
     pub mode: ChecksumMode,
+    /// The primary key is one integer column (`smallint`, `integer`, `bigint`): the table can
+    /// be streamed in key ranges.
+    pub int_key: bool,
 }
 
 /// The tables pg_dump dumps data for: ordinary tables and partitions outside the system
@@ -69,7 +72,11 @@ pub(super) async fn plan_tables(
                 coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum)
                           FROM pg_attribute a
                           WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-                            {generated}), '{{}}') AS columns
+                            {generated}), '{{}}') AS columns,
+                coalesce((SELECT i.indnatts = 1 AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)
+                          FROM pg_index i
+                          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
+                          WHERE i.indrelid = c.oid AND i.indisprimary), false) AS int_key
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE c.relkind = 'r'
            AND n.nspname NOT IN ('pg_catalog', 'information_schema')
@@ -88,6 +95,7 @@ pub(super) async fn plan_tables(
             let size: i64 = r.get(2);
             let pk: Vec<String> = r.get(3);
             let columns: Vec<String> = r.get(4);
+            let int_key: bool = r.get(5);
             let name = format!("{schema}.{table}");
             let size = u64::try_from(size).unwrap_or(0);
             TablePlan {
@@ -99,6 +107,7 @@ pub(super) async fn plan_tables(
                 table,
                 pk,
                 columns,
+                int_key,
             }
         })
         .collect())
@@ -195,7 +204,7 @@ pub async fn digest_table(
     let mut digest = RowDigest::default();
     {
         let mut copy = conn
-            .copy_out_raw(&streams::copy_out(&plan.ident, &plan.columns, &[]))
+            .copy_out_raw(&streams::copy_out(&plan.ident, &plan.columns, None, &[]))
             .await?;
         while let Some(chunk) = copy.next().await {
             digest.update(&chunk?);
