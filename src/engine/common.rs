@@ -358,3 +358,65 @@ where
         done(result?);
     }
 }
+
+/// Waits for the read-backs a restore started as its tables were loaded, and records the
+/// phase (`restore.read-back`: whatever was still running once everything else was done).
+///
+/// # Errors
+/// The first read-back that failed, for `target`.
+pub(crate) async fn join_read_backs<E: std::fmt::Display + Send + 'static>(
+    mut checks: tokio::task::JoinSet<Result<crate::model::TableSummary, E>>,
+    target: &str,
+    phases: &mut crate::model::Phases,
+) -> Result<std::collections::BTreeMap<String, crate::model::TableSummary>, EngineError> {
+    let started = std::time::Instant::now();
+    let failed = |message: String| EngineError::RestoreFailed {
+        target: target.to_string(),
+        message: format!("reading a restored table back: {message}"),
+    };
+    let mut checked = std::collections::BTreeMap::new();
+    while let Some(done) = checks.join_next().await {
+        let summary = done
+            .map_err(|e| failed(e.to_string()))?
+            .map_err(|e| failed(e.to_string()))?;
+        checked.insert(summary.name.clone(), summary);
+    }
+    if !checked.is_empty() {
+        phases.push("restore.read-back", started);
+    }
+    Ok(checked)
+}
+
+/// Runs the computation of a dump's manifest unless a tool or stream of the dump fails first
+/// (the manifest may be waiting for a lock, or for a stream that will never end).
+///
+/// # Errors
+/// The manifest's own error, or that it was abandoned.
+pub(crate) async fn manifest_unless_stopped(
+    source: &str,
+    groups: &super::process::ProcessGroups,
+    manifest: impl std::future::Future<Output = Result<crate::model::Manifest, EngineError>>,
+) -> Result<crate::model::Manifest, EngineError> {
+    tokio::select! {
+        manifest = manifest => manifest,
+        () = groups.stopped() => Err(EngineError::DumpFailed {
+            source_name: source.to_string(),
+            message: "the manifest was abandoned because a dump tool or table stream failed".into(),
+        }),
+    }
+}
+
+/// The digest of a table's stream, once its last row has passed.
+///
+/// # Errors
+/// When the stream ended without one (it was dropped before its end).
+pub(crate) async fn stream_digest(
+    source: &str,
+    table: &str,
+    digest: tokio::sync::oneshot::Receiver<super::rows::Finished>,
+) -> Result<super::rows::Finished, EngineError> {
+    digest.await.map_err(|_| EngineError::DumpFailed {
+        source_name: source.to_string(),
+        message: format!("the stream of table {table} ended before its last row"),
+    })
+}

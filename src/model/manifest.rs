@@ -244,6 +244,16 @@ impl fmt::Display for Mismatch {
 }
 
 impl Manifest {
+    /// The columns each streamed table's stream carries (so that a read-back copies exactly
+    /// what the stream did), by table name.
+    #[must_use]
+    pub fn stream_columns(&self) -> std::collections::BTreeMap<&str, &Vec<String>> {
+        self.streams
+            .iter()
+            .map(|s| (s.table.as_str(), &s.columns))
+            .collect()
+    }
+
     /// Compares a restored database, described the way this manifest was made, with it.
     #[must_use]
     pub fn compare(

@@ -31,6 +31,7 @@ use super::streams::{self, LazyRows, SnapshotPool};
 use super::tables::{TablePlan, plan_tables, summarize_tables};
 use super::{Connect, connect_settings, dump_name, tool, unavailable};
 use crate::config::ServerSource;
+use crate::engine::common::{manifest_unless_stopped, stream_digest};
 use crate::engine::process::{DumpProcess, ProcessGroups};
 use crate::engine::rows::{DigestReader, Finished};
 use crate::engine::{DumpStream, EngineError, FirstBytes, StreamDump, private_workdir};
@@ -73,13 +74,7 @@ impl SnapshotSession {
     async fn run(self) -> Result<Manifest, EngineError> {
         let groups = self.groups.clone();
         let source = self.source.clone();
-        tokio::select! {
-            manifest = self.summarize() => manifest,
-            () = groups.stopped() => Err(EngineError::DumpFailed {
-                source_name: source,
-                message: "the manifest was abandoned because a dump tool or table stream failed".into(),
-            }),
-        }
+        manifest_unless_stopped(&source, &groups, self.summarize()).await
     }
 
     /// Waits for the dumps to start, releases the lock, then computes the manifest.
@@ -111,15 +106,7 @@ impl SnapshotSession {
         let objects = objects::describe(&mut self.conn).await.map_err(failed)?;
         let mut table_streams = Vec::with_capacity(self.streamed.len());
         for streamed in std::mem::take(&mut self.streamed) {
-            let Ok(done) = streamed.digest.await else {
-                return Err(EngineError::DumpFailed {
-                    source_name: self.source.clone(),
-                    message: format!(
-                        "the stream of table {} ended before its last row",
-                        streamed.plan.name
-                    ),
-                });
-            };
+            let done = stream_digest(&self.source, &streamed.plan.name, streamed.digest).await?;
             let counted = streamed.plan.mode == ChecksumMode::Count;
             tables.push(TableSummary {
                 name: streamed.plan.name.clone(),

@@ -23,7 +23,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::dump::triggers_name;
 use super::objects::{Definition, Kind, charset_clause, definitions};
 use super::{Connect, dump_name, quote_ident, streams, tool};
-use crate::engine::common::{load_jobs, run_at_most, short_id, stream_into, tool_warnings};
+use crate::engine::common::{
+    join_read_backs, load_jobs, run_at_most, short_id, stream_into, tool_warnings,
+};
 use crate::engine::{
     Database, EngineError, LoadOptions, Loaded, Released, Session, SnapshotFiles, Staging,
     Verification, private_workdir,
@@ -269,7 +271,7 @@ impl MyStaging {
         phases.push("restore.schema", started);
         let started = Instant::now();
         let jobs = load_jobs(opts.jobs);
-        let (bytes, mut checks) = self.load_streams(&files, manifest, jobs, dir).await?;
+        let (bytes, checks) = self.load_streams(&files, manifest, jobs, dir).await?;
         loaded.bytes += bytes;
         phases.push("restore.data", started);
         let started = Instant::now();
@@ -279,18 +281,7 @@ impl MyStaging {
         loaded.bytes += triggers.bytes;
         loaded.warnings.extend(triggers.warnings);
         phases.push("restore.triggers", started);
-        let started = Instant::now();
-        let mut checked = BTreeMap::new();
-        while let Some(done) = checks.join_next().await {
-            let summary = done
-                .map_err(|e| self.failed(format!("reading a restored table back: {e}")))?
-                .map_err(|e| self.failed(format!("reading a restored table back: {e}")))?;
-            checked.insert(summary.name.clone(), summary);
-        }
-        if !checked.is_empty() {
-            phases.push("restore.read-back", started);
-        }
-        self.checked = checked;
+        self.checked = join_read_backs(checks, &self.label, phases).await?;
         Ok(loaded)
     }
 }

@@ -192,11 +192,7 @@ pub async fn summarize_like(
         .execute(&mut *conn)
         .await?;
     let mut plans = plan_tables(conn, &mode_of).await?;
-    let columns: BTreeMap<&str, &Vec<String>> = manifest
-        .streams
-        .iter()
-        .map(|s| (s.table.as_str(), &s.columns))
-        .collect();
+    let columns = manifest.stream_columns();
     for plan in &mut plans {
         if let Some(stream_columns) = columns.get(plan.name.as_str()) {
             plan.stored.clone_from(stream_columns);

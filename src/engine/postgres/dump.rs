@@ -30,6 +30,7 @@ use super::tables::{TablePlan, plan_tables};
 use super::{connect_settings, quote_ident, unavailable};
 use crate::config::ServerSource;
 use crate::engine::common::Slots;
+use crate::engine::common::{manifest_unless_stopped, stream_digest};
 use crate::engine::process::{DumpProcess, ProcessGroups};
 use crate::engine::rows::{DigestReader, Finished};
 use crate::engine::{DumpStream, EngineError, FirstBytes, StreamDump, private_workdir};
@@ -117,13 +118,7 @@ impl SnapshotSession {
     async fn run(self) -> Result<Manifest, EngineError> {
         let groups = self.groups.clone();
         let source = self.source.clone();
-        tokio::select! {
-            manifest = self.summarize() => manifest,
-            () = groups.stopped() => Err(EngineError::DumpFailed {
-                source_name: source,
-                message: "the manifest was abandoned because a dump tool or table stream failed".into(),
-            }),
-        }
+        manifest_unless_stopped(&source, &groups, self.summarize()).await
     }
 
     async fn summarize(mut self) -> Result<Manifest, EngineError> {
@@ -162,15 +157,7 @@ impl SnapshotSession {
         let mut whole: BTreeMap<String, (TablePlan, Vec<Finished>)> = BTreeMap::new();
         let mut table_streams = Vec::with_capacity(self.streamed.len());
         for streamed in std::mem::take(&mut self.streamed) {
-            let Ok(done) = streamed.digest.await else {
-                return Err(EngineError::DumpFailed {
-                    source_name: self.source.clone(),
-                    message: format!(
-                        "the stream of table {} ended before its last row",
-                        streamed.plan.name
-                    ),
-                });
-            };
+            let done = stream_digest(&self.source, &streamed.plan.name, streamed.digest).await?;
             table_streams.push(TableStream {
                 table: streamed.plan.name.clone(),
                 schema: streamed.plan.schema.clone(),

@@ -35,7 +35,8 @@ use super::streams;
 use super::tables::{TablePlan, digest_table};
 use super::{Connect, quote_ident, quote_literal};
 use crate::engine::common::{
-    fetch_file, load_jobs, run_at_most, run_tool, short_id, stream_into, tool_warnings,
+    fetch_file, join_read_backs, load_jobs, run_at_most, run_tool, short_id, stream_into,
+    tool_warnings,
 };
 use crate::engine::{
     Database, EngineError, LoadOptions, Loaded, Released, Session, SnapshotFiles, Staging,
@@ -453,18 +454,7 @@ impl PgStaging {
         if refreshed.0 > 0 {
             phases.push("restore.matviews", started);
         }
-        let started = Instant::now();
-        let mut checked = BTreeMap::new();
-        while let Some(done) = checks.join_next().await {
-            let summary = done
-                .map_err(|e| self.failed(format!("reading a restored table back: {e}")))?
-                .map_err(|e| self.failed(format!("reading a restored table back: {e}")))?;
-            checked.insert(summary.name.clone(), summary);
-        }
-        if !checked.is_empty() {
-            phases.push("restore.read-back", started);
-        }
-        self.checked = checked;
+        self.checked = join_read_backs(checks, &self.label, phases).await?;
         Ok(loaded)
     }
 

@@ -233,11 +233,7 @@ async fn plans_like(
         .collect();
     let mode_of = move |name: &str, _size: u64| modes.get(name).copied().unwrap_or_default();
     let mut plans = plan_tables(conn, &mode_of).await?;
-    let columns: BTreeMap<&str, &Vec<String>> = manifest
-        .streams
-        .iter()
-        .map(|s| (s.table.as_str(), &s.columns))
-        .collect();
+    let columns = manifest.stream_columns();
     for plan in &mut plans {
         if let Some(stream_columns) = columns.get(plan.name.as_str()) {
             plan.columns.clone_from(stream_columns);

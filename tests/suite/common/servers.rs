@@ -248,17 +248,7 @@ impl PgServer {
     /// Restores a Custodian backup into `db` (which must exist) the way a restic-only user
     /// would: `contrib/restic-restore-postgres`, with nothing but restic, pg_restore and psql.
     pub fn restore_with_restic_only(&self, repo: &Path, key: &Path, source: &str, db: &str) {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/restic-restore-postgres");
-        let tools = pg_bin("psql").parent().unwrap().to_path_buf();
-        let restic = super::restic_bin();
-        let path = format!(
-            "{}:{}:{}",
-            tools.display(),
-            restic.parent().unwrap().display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let out = Command::new("python3")
-            .arg(script)
+        let out = contrib_script("restic-restore-postgres", &pg_bin("psql"))
             .arg("-r")
             .arg(repo)
             .arg("--password-file")
@@ -269,9 +259,6 @@ impl PgServer {
                 self.dir.path().display(),
                 self.port
             ))
-            .env("PATH", path)
-            .env_remove("RESTIC_PASSWORD")
-            .env_remove("RESTIC_REPOSITORY")
             .output()
             .unwrap();
         assert_success(&out, "contrib/restic-restore-postgres");
@@ -315,6 +302,28 @@ pub fn maria_bin(name: &str) -> PathBuf {
     panic!(
         "{name} is not installed (apt-get install mariadb-server mariadb-client); scripts/test-all installs it"
     );
+}
+
+/// One of the `contrib/` restic-only restore scripts, run the way its README says: with restic
+/// and the database's client tools (the directory of `client`) on the PATH, and no restic
+/// settings from the environment.
+fn contrib_script(script: &str, client: &Path) -> Command {
+    let path = format!(
+        "{}:{}:{}",
+        client.parent().unwrap().display(),
+        super::restic_bin().parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = Command::new("python3");
+    cmd.arg(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("contrib")
+            .join(script),
+    )
+    .env("PATH", path)
+    .env_remove("RESTIC_PASSWORD")
+    .env_remove("RESTIC_REPOSITORY");
+    cmd
 }
 
 /// A MariaDB server with a `custodian` login (password [`PASSWORD`]).
@@ -462,16 +471,7 @@ impl MariaServer {
             "SELECT CONCAT(DEFAULT_CHARACTER_SET_NAME, ' COLLATE ', DEFAULT_COLLATION_NAME) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{like}'"
         ));
         self.sql(&format!("CREATE DATABASE {db} CHARACTER SET {charset}"));
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/restic-restore-mariadb");
-        let restic = super::restic_bin();
-        let path = format!(
-            "{}:{}:{}",
-            maria_bin("mariadb").parent().unwrap().display(),
-            restic.parent().unwrap().display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let out = Command::new("python3")
-            .arg(script)
+        let out = contrib_script("restic-restore-mariadb", &maria_bin("mariadb"))
             .arg("-r")
             .arg(repo)
             .arg("--password-file")
@@ -483,9 +483,6 @@ impl MariaServer {
                 self.dir.path().join("mysqld.sock").display()
             ))
             .args(["-u", "root"])
-            .env("PATH", path)
-            .env_remove("RESTIC_PASSWORD")
-            .env_remove("RESTIC_REPOSITORY")
             .output()
             .unwrap();
         assert_success(&out, "contrib/restic-restore-mariadb");
