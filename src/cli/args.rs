@@ -308,6 +308,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ErasureCommand,
     },
+    /// Point-in-time recovery's continuous archive of the servers' logs (WAL, binary log).
+    Archive {
+        #[command(subcommand)]
+        command: ArchiveCommand,
+    },
     /// The key pair that signs reports.
     Keys {
         #[command(subcommand)]
@@ -510,6 +515,20 @@ pub enum ErasureCommand {
         /// Only this subject.
         #[arg(long)]
         subject: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArchiveCommand {
+    /// Check that each server source is ready to stream its log to an archive: PostgreSQL's
+    /// wal_level, max_wal_senders, max_replication_slots, the role's REPLICATION attribute,
+    /// max_slot_wal_keep_size, a replication connection and pg_receivewal; MariaDB's log_bin,
+    /// binlog_format, binlog_row_image, server_id, privileges and mariadb-binlog. Each finding
+    /// says what to change; exit code 1 when something fails.
+    Check {
+        /// Only this source.
+        #[arg(long)]
+        source: Option<String>,
     },
 }
 

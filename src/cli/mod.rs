@@ -15,8 +15,8 @@ use std::sync::Arc;
 use serde::Serialize;
 
 pub use args::{
-    AccessCommand, AuditCommand, Cli, Command, ConfigCommand, CtlCommand, ErasureCommand,
-    GuardArgs, KeysCommand, ReportCommand, TotpCommand,
+    AccessCommand, ArchiveCommand, AuditCommand, Cli, Command, ConfigCommand, CtlCommand,
+    ErasureCommand, GuardArgs, KeysCommand, ReportCommand, TotpCommand,
 };
 
 use crate::catalog::Trigger;
@@ -752,6 +752,31 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
                     Exit::Ok
                 }
             },
+            Command::Archive {
+                command: ArchiveCommand::Check { source },
+            } => {
+                let report = job::archive::check(ctx, source.as_deref()).await?;
+                emit(json, &report, render::doctor);
+                if report.ok {
+                    Exit::Ok
+                } else {
+                    let failed = report
+                        .findings
+                        .iter()
+                        .filter(|f| f.verdict == crate::model::Verdict::Fail)
+                        .count();
+                    fail(
+                        json,
+                        &format!(
+                            "archive check found {} to change before a log can be archived",
+                            render::count(failed, "setting")
+                        ),
+                        "archive.not_ready",
+                        &[],
+                        Exit::JobFailed,
+                    )
+                }
+            }
             Command::Keys {
                 command: KeysCommand::Generate { force, guard },
             } => {

@@ -523,6 +523,27 @@ pub trait DatabaseEngine: Send + Sync {
         source: &'a str,
         kind: &'a SourceKind,
     ) -> BoxFuture<'a, Vec<crate::model::Finding>>;
+
+    /// What `custodian archive check` checks for a source of this engine: whether its server
+    /// can stream its log (WAL, binary log) to a point-in-time recovery archive. `scratch` is
+    /// where private files for the tools go.
+    fn archive_preflight<'a>(
+        &'a self,
+        source: &'a str,
+        kind: &'a SourceKind,
+        scratch: &'a Path,
+    ) -> BoxFuture<'a, Vec<crate::model::Finding>> {
+        let _ = (kind, scratch);
+        Box::pin(async move {
+            vec![crate::model::Finding {
+                check: "archive",
+                subject: source.to_string(),
+                verdict: crate::model::Verdict::Skipped,
+                message: "an SQLite source has no log to archive: its recovery point is its last scheduled copy".into(),
+                fix: None,
+            }]
+        })
+    }
 }
 
 /// The engine of a source or a backup.

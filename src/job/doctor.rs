@@ -105,7 +105,7 @@ pub async fn run(config: Result<&Config, String>, unit: Option<&Path>) -> Report
     finish(unit_path, findings)
 }
 
-fn finish(unit: Option<PathBuf>, findings: Vec<Finding>) -> Report {
+pub(crate) fn finish(unit: Option<PathBuf>, findings: Vec<Finding>) -> Report {
     Report {
         ok: findings.iter().all(|f| f.verdict != Verdict::Fail),
         unit,

@@ -7,6 +7,7 @@
 //! and ~128 MiB of scrypt.
 
 pub mod alert;
+pub mod archive;
 mod backup;
 mod check;
 mod copy;
@@ -179,7 +180,7 @@ pub fn hint(code: &str) -> Option<&'static str> {
         ("restore", _) => "the target is as it was; fix what the message names and restore again",
         ("second_factor" | "access" | "approval", _) => "see README, \"Access control\"",
         // The message (and each diagnostic) already names what to fix.
-        (_, "config.invalid" | "doctor.found_problems") => return None,
+        (_, "config.invalid" | "doctor.found_problems" | "archive.not_ready") => return None,
         ("usage" | "config", _) => "fix the command line or configuration the message names",
         _ => "see `custodian runs` and the journal (`journalctl -u custodian`)",
     })

@@ -31,7 +31,7 @@ impl Verdict {
 #[derive(Clone, Debug, Serialize)]
 pub struct Finding {
     /// The family of check: `config`, `sandbox`, `socket`, `credentials`, `tools`, `tls`,
-    /// `clock`, `space`.
+    /// `clock`, `space` (doctor); `archive` (archive check).
     pub check: &'static str,
     /// What it is about (a source, a location, a path).
     pub subject: String,

@@ -8,6 +8,7 @@
 mod common;
 
 mod access;
+mod archive;
 mod bad_input;
 mod config_check;
 mod control;

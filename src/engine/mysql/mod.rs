@@ -3,6 +3,7 @@
 //! a temporary database and moved into place once verified (`restore`), scratch servers for
 //! drills (`scratch`), and sessions for the configured SQL (`session`).
 
+mod archive;
 mod connect;
 mod doctor;
 pub mod dump;
@@ -226,6 +227,23 @@ impl DatabaseEngine for Mysql {
             match kind {
                 SourceKind::Postgres(cfg) | SourceKind::Mysql(cfg) => {
                     doctor::doctor(source, cfg).await
+                }
+                SourceKind::Sqlite { .. } => Vec::new(),
+            }
+        })
+    }
+
+    fn archive_preflight<'a>(
+        &'a self,
+        source: &'a str,
+        kind: &'a SourceKind,
+        scratch: &'a Path,
+    ) -> BoxFuture<'a, Vec<crate::model::Finding>> {
+        let _ = scratch;
+        Box::pin(async move {
+            match kind {
+                SourceKind::Postgres(cfg) | SourceKind::Mysql(cfg) => {
+                    archive::preflight(source, cfg).await
                 }
                 SourceKind::Sqlite { .. } => Vec::new(),
             }

@@ -3,6 +3,7 @@
 //! in a temporary database and renamed into place once verified (`restore`), scratch clusters
 //! for drills (`scratch`), and sessions for the configured SQL (`session`).
 
+mod archive;
 mod connect;
 mod doctor;
 mod dump;
@@ -220,6 +221,22 @@ impl DatabaseEngine for Postgres {
             match kind {
                 SourceKind::Postgres(cfg) | SourceKind::Mysql(cfg) => {
                     doctor::doctor(source, cfg).await
+                }
+                SourceKind::Sqlite { .. } => Vec::new(),
+            }
+        })
+    }
+
+    fn archive_preflight<'a>(
+        &'a self,
+        source: &'a str,
+        kind: &'a SourceKind,
+        scratch: &'a Path,
+    ) -> BoxFuture<'a, Vec<crate::model::Finding>> {
+        Box::pin(async move {
+            match kind {
+                SourceKind::Postgres(cfg) | SourceKind::Mysql(cfg) => {
+                    archive::preflight(source, cfg, scratch).await
                 }
                 SourceKind::Sqlite { .. } => Vec::new(),
             }
