@@ -131,6 +131,17 @@ impl ServerSource {
     }
 }
 
+impl SourceKind {
+    /// The server settings of a PostgreSQL or MariaDB/MySQL source.
+    #[must_use]
+    pub fn server(&self) -> Option<&ServerSource> {
+        match self {
+            SourceKind::Postgres(c) | SourceKind::Mysql(c) => Some(c),
+            SourceKind::Sqlite { .. } => None,
+        }
+    }
+}
+
 impl SourceConfig {
     #[must_use]
     pub fn engine(&self) -> Engine {
@@ -144,10 +155,7 @@ impl SourceConfig {
     /// The server settings of a PostgreSQL or MariaDB/MySQL source.
     #[must_use]
     pub fn server(&self) -> Option<&ServerSource> {
-        match &self.kind {
-            SourceKind::Postgres(c) | SourceKind::Mysql(c) => Some(c),
-            SourceKind::Sqlite { .. } => None,
-        }
+        self.kind.server()
     }
 
     /// The location that receives this source's backups.

@@ -224,11 +224,9 @@ impl DatabaseEngine for Mysql {
         kind: &'a SourceKind,
     ) -> BoxFuture<'a, Vec<crate::model::Finding>> {
         Box::pin(async move {
-            match kind {
-                SourceKind::Postgres(cfg) | SourceKind::Mysql(cfg) => {
-                    doctor::doctor(source, cfg).await
-                }
-                SourceKind::Sqlite { .. } => Vec::new(),
+            match kind.server() {
+                Some(cfg) => doctor::doctor(source, cfg).await,
+                None => Vec::new(),
             }
         })
     }
@@ -241,11 +239,9 @@ impl DatabaseEngine for Mysql {
     ) -> BoxFuture<'a, Vec<crate::model::Finding>> {
         let _ = scratch;
         Box::pin(async move {
-            match kind {
-                SourceKind::Postgres(cfg) | SourceKind::Mysql(cfg) => {
-                    archive::preflight(source, cfg).await
-                }
-                SourceKind::Sqlite { .. } => Vec::new(),
+            match kind.server() {
+                Some(cfg) => archive::preflight(source, cfg).await,
+                None => Vec::new(),
             }
         })
     }

@@ -218,11 +218,9 @@ impl DatabaseEngine for Postgres {
         kind: &'a SourceKind,
     ) -> BoxFuture<'a, Vec<crate::model::Finding>> {
         Box::pin(async move {
-            match kind {
-                SourceKind::Postgres(cfg) | SourceKind::Mysql(cfg) => {
-                    doctor::doctor(source, cfg).await
-                }
-                SourceKind::Sqlite { .. } => Vec::new(),
+            match kind.server() {
+                Some(cfg) => doctor::doctor(source, cfg).await,
+                None => Vec::new(),
             }
         })
     }
@@ -234,11 +232,9 @@ impl DatabaseEngine for Postgres {
         scratch: &'a Path,
     ) -> BoxFuture<'a, Vec<crate::model::Finding>> {
         Box::pin(async move {
-            match kind {
-                SourceKind::Postgres(cfg) | SourceKind::Mysql(cfg) => {
-                    archive::preflight(source, cfg, scratch).await
-                }
-                SourceKind::Sqlite { .. } => Vec::new(),
+            match kind.server() {
+                Some(cfg) => archive::preflight(source, cfg, scratch).await,
+                None => Vec::new(),
             }
         })
     }
