@@ -273,48 +273,6 @@ pub(crate) fn short_id(id: &str) -> String {
         .collect()
 }
 
-/// A counting semaphore for threads that are not async tasks (the archiver's): at most `n`
-/// holders at a time.
-#[derive(Debug)]
-pub struct Slots {
-    free: std::sync::Mutex<usize>,
-    freed: std::sync::Condvar,
-}
-
-impl Slots {
-    #[must_use]
-    pub fn new(n: usize) -> Self {
-        Self {
-            free: std::sync::Mutex::new(n.max(1)),
-            freed: std::sync::Condvar::new(),
-        }
-    }
-
-    /// Waits for a free slot and takes it.
-    pub fn acquire(&self) {
-        let mut free = self
-            .free
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        while *free == 0 {
-            free = self
-                .freed
-                .wait(free)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-        *free -= 1;
-    }
-
-    /// Gives a slot back.
-    pub fn release(&self) {
-        *self
-            .free
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
-        self.freed.notify_one();
-    }
-}
-
 /// How many loads a restore runs at a time: `--jobs`, or one per core (at least two).
 #[must_use]
 pub fn load_jobs(jobs: u32) -> u32 {

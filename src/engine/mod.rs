@@ -13,6 +13,7 @@
 //! Engines know nothing about repositories: a restore reads the snapshot's files through
 //! [`SnapshotFiles`], which the job layer implements on the repository.
 
+pub mod lazy;
 pub mod mysql;
 pub mod postgres;
 pub mod process;

@@ -27,7 +27,7 @@ use sqlx::{Connection, Executor};
 use tokio::sync::oneshot;
 
 use super::objects;
-use super::streams::{self, LazyRows, SnapshotPool};
+use super::streams::{self, SnapshotPool};
 use super::tables::{TablePlan, plan_tables, summarize_tables};
 use super::{Connect, connect_settings, dump_name, tool, unavailable};
 use crate::config::ServerSource;
@@ -370,8 +370,8 @@ pub(super) async fn start(
         }
         let file = streams::file_name(rank + 1, &plan.name);
         let (tx, digest) = oneshot::channel();
-        let rows = LazyRows::new(
-            plan.name.clone(),
+        let rows = streams::lazy_rows(
+            &plan.name,
             streams::select(&plan.name, &plan.stored, &plan.pk),
             pool.clone(),
             groups.clone(),

@@ -18,7 +18,6 @@
 //! `TIMESTAMP` values where they were (as mariadb-dump does). Generated columns are left out
 //! and recomputed on load.
 
-use std::io::{self, Read};
 use std::sync::Arc;
 
 use futures_util::TryStreamExt;
@@ -27,6 +26,7 @@ use sqlx::{Decode, Executor, Row, ValueRef};
 use tokio::sync::{Mutex, mpsc};
 
 use super::quote_ident;
+use crate::engine::lazy::{LazyStream, Piece, Start};
 use crate::engine::process::ProcessGroups;
 use crate::engine::rows::{Finished, RowDigest};
 
@@ -150,7 +150,7 @@ fn push_row(out: &mut Vec<u8>, row: &sqlx::mysql::MySqlRow) -> Result<(), sqlx::
 enum Rows<'a> {
     /// Digested here (a read-back).
     Digest(&'a mut RowDigest),
-    /// To the archiver, through [`LazyRows`].
+    /// To the archiver, through a [`LazyStream`].
     Archiver(&'a mpsc::Sender<Piece>),
 }
 
@@ -162,7 +162,7 @@ impl Rows<'_> {
                 digest.update(&piece);
                 true
             }
-            Rows::Archiver(tx) => tx.send(Piece::Data(piece)).await.is_ok(),
+            Rows::Archiver(tx) => tx.send(Piece::Data(piece.into())).await.is_ok(),
         }
     }
 }
@@ -262,60 +262,19 @@ impl SnapshotPool {
     }
 }
 
-enum Piece {
-    Data(Vec<u8>),
-    End,
-    Failed(String),
-}
-
-/// A table stream that starts reading when the archiver first reads it, once a snapshot
-/// connection is free; a failed query is a read error, which fails the backup (and stops the
-/// dump's tools). Dropping it early stops the query.
-pub struct LazyRows {
-    table: String,
-    select: Option<String>,
+/// A table's stream, read when the archiver first reads it on one of the dump's snapshot
+/// connections (see `engine::lazy`).
+#[must_use]
+pub fn lazy_rows(
+    table: &str,
+    select: String,
     pool: Arc<SnapshotPool>,
     groups: ProcessGroups,
     runtime: tokio::runtime::Handle,
-    pieces: Option<mpsc::Receiver<Piece>>,
-    current: Vec<u8>,
-    at: usize,
-    done: bool,
-    failed: Option<String>,
-}
-
-impl LazyRows {
-    #[must_use]
-    pub fn new(
-        table: String,
-        select: String,
-        pool: Arc<SnapshotPool>,
-        groups: ProcessGroups,
-        runtime: tokio::runtime::Handle,
-    ) -> Self {
-        Self {
-            table,
-            select: Some(select),
-            pool,
-            groups,
-            runtime,
-            pieces: None,
-            current: Vec::new(),
-            at: 0,
-            done: false,
-            failed: None,
-        }
-    }
-
-    fn start(&mut self) {
-        let Some(select) = self.select.take() else {
-            return;
-        };
-        let (tx, rx) = mpsc::channel(4);
-        let pool = self.pool.clone();
-        let groups = self.groups.clone();
-        self.runtime.spawn(async move {
-            let run = async {
+) -> LazyStream {
+    let start: Start = Box::new(move |tx: mpsc::Sender<Piece>| {
+        Box::pin(async move {
+            let outcome = async {
                 let Some(mut conn) = pool.borrow().await else {
                     return Err("the dump's snapshot connections are gone".to_string());
                 };
@@ -326,58 +285,15 @@ impl LazyRows {
                     pool.give_back(conn);
                 }
                 read
-            };
-            let outcome = tokio::select! {
-                outcome = run => outcome,
-                () = groups.stopped() => Err("stopped because another part of the dump failed".to_string()),
-            };
+            }
+            .await;
             let _ = match outcome {
                 Ok(()) => tx.send(Piece::End).await,
                 Err(message) => tx.send(Piece::Failed(message)).await,
             };
-        });
-        self.pieces = Some(rx);
-    }
-
-    fn failure(&mut self, message: String) -> io::Error {
-        let message = format!("reading table {}: {message}", self.table);
-        self.groups.fail(message.clone());
-        self.failed = Some(message.clone());
-        io::Error::other(message)
-    }
-}
-
-impl Read for LazyRows {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some(message) = &self.failed {
-            return Err(io::Error::other(message.clone()));
-        }
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        self.start();
-        while self.at == self.current.len() {
-            if self.done {
-                return Ok(0);
-            }
-            let Some(pieces) = &mut self.pieces else {
-                return Ok(0);
-            };
-            match pieces.blocking_recv() {
-                Some(Piece::Data(piece)) => {
-                    self.current = piece;
-                    self.at = 0;
-                }
-                Some(Piece::End) => self.done = true,
-                Some(Piece::Failed(message)) => return Err(self.failure(message)),
-                None => return Err(self.failure("the stream ended before its last row".into())),
-            }
-        }
-        let n = buf.len().min(self.current.len() - self.at);
-        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
-    }
+        })
+    });
+    LazyStream::new(format!("table {table}"), start, groups, runtime)
 }
 
 #[cfg(test)]

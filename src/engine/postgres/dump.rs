@@ -25,11 +25,10 @@ use sqlx::postgres::PgConnection;
 use std::sync::Arc;
 
 use super::objects;
-use super::streams::{self, LazyCopy};
+use super::streams;
 use super::tables::{TablePlan, plan_tables};
 use super::{connect_settings, quote_ident, unavailable};
 use crate::config::ServerSource;
-use crate::engine::common::Slots;
 use crate::engine::common::{manifest_unless_stopped, stream_digest};
 use crate::engine::process::{DumpProcess, ProcessGroups};
 use crate::engine::rows::{DigestReader, Finished};
@@ -380,8 +379,8 @@ pub(super) async fn start(
     for process in [&mut pg_dump, &mut schema, &mut globals] {
         process.join(&groups).map_err(spawn_err)?;
     }
-    let slots = Arc::new(Slots::new(cfg.streams()));
-    let owned_secrets: Vec<Secret> = secrets.iter().map(|s| (*s).clone()).collect();
+    let permits = Arc::new(tokio::sync::Semaphore::new(cfg.streams().max(1)));
+    let runtime = tokio::runtime::Handle::current();
     // A table larger than its fair share of the streams (and than SPLIT_MIN_BYTES) is split
     // into key ranges, one per stream, so that one dominant table still uses every core.
     let parallel = u32::try_from(cfg.streams()).unwrap_or(1).min(8);
@@ -426,25 +425,19 @@ pub(super) async fn start(
                 None,
             ),
         };
-        let mut cmd = connect.command("psql", workdir.path()).map_err(spawn_err)?;
-        cmd.args(streams::dump_args(
-            &snapshot,
-            &plan.ident,
-            &plan.columns,
-            filter.as_deref(),
-            &plan.pk,
-        ));
         let (tx, digest) = tokio::sync::oneshot::channel();
         let what = match &part {
             Some(p) => format!("table {} (key range {} of {})", plan.name, p.number, p.of),
             None => format!("table {}", plan.name),
         };
-        let copy = LazyCopy::new(
-            format!("psql (COPY of {what})"),
-            cmd,
-            owned_secrets.clone(),
-            slots.clone(),
+        let copy = streams::lazy_copy(
+            what,
+            connect.clone(),
+            snapshot.clone(),
+            streams::copy_out(&plan.ident, &plan.columns, filter.as_deref(), &plan.pk),
+            permits.clone(),
             groups.clone(),
+            runtime.clone(),
         );
         streams.push(DumpStream {
             name: file.clone(),

@@ -3,7 +3,8 @@
 //! a restore loads them in parallel.
 //!
 //! A stream is `COPY (SELECT <columns> FROM ONLY <table> ORDER BY <primary key>) TO STDOUT`,
-//! run by `psql` in a `REPEATABLE READ` transaction that imports the dump's exported snapshot,
+//! run by Custodian itself in a `REPEATABLE READ` transaction that imports the dump's exported
+//! snapshot,
 //! so every stream, the schema dump and the manifest see one state. Key order keeps an updated
 //! row where it was (physical order moves it to the end of the table, dirtying two chunks), so
 //! an incremental backup stores little more than the changed rows; a table without a primary
@@ -14,14 +15,14 @@
 //! Settings that shape a row's text are fixed on both sides ([`SETTINGS`]), so the digest of a
 //! stream and the digest of the restored table (`tables::digest_table`) read the same bytes.
 
-use std::io::{self, Read};
-use std::process::{ChildStdout, Command};
 use std::sync::Arc;
 
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
 use super::quote_ident;
-use crate::engine::common::Slots;
-use crate::engine::process::{DumpProcess, ProcessGroups};
-use crate::secret::Secret;
+use crate::engine::lazy::{LazyStream, Piece, Start};
+use crate::engine::process::ProcessGroups;
 
 /// Session settings for every stream, load and read-back: a row's text must not depend on
 /// the server's or the role's defaults. UTF8 converts losslessly to and from every server
@@ -130,15 +131,10 @@ fn psql_args(statements: impl IntoIterator<Item = String>) -> Vec<String> {
     args
 }
 
-/// `psql` arguments that stream one table in the exported snapshot to stdout.
+/// The statements a stream's session runs before its `COPY`: a `REPEATABLE READ` transaction
+/// that imports the exported snapshot, and the settings a row's text depends on.
 #[must_use]
-pub fn dump_args(
-    snapshot: &str,
-    ident: &str,
-    columns: &[String],
-    filter: Option<&str>,
-    order: &[String],
-) -> Vec<String> {
+pub fn dump_session(snapshot: &str) -> Vec<String> {
     let mut statements = vec![
         "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY".to_string(),
         format!(
@@ -152,9 +148,7 @@ pub fn dump_args(
             .chain(DUMP_SETTINGS)
             .map(ToString::to_string),
     );
-    statements.push(copy_out(ident, columns, filter, order));
-    statements.push("COMMIT".into());
-    psql_args(statements)
+    statements
 }
 
 /// `psql` arguments that load one table from stdin, in one transaction that empties the table
@@ -173,113 +167,70 @@ pub fn load_args(ident: &str, columns: &[String], truncate: bool) -> Vec<String>
     psql_args(statements)
 }
 
-/// A table stream that starts its `psql` when first read, once one of the dump's slots is
-/// free, and judges it at the end: a failed `psql` is a read error, which fails the backup.
-/// Dropping it early kills the tool.
-pub struct LazyCopy {
-    tool: String,
-    command: Option<Command>,
-    secrets: Vec<Secret>,
-    slots: Arc<Slots>,
+/// Bytes a stream hands to the archiver at a time.
+const PIECE: usize = 256 * 1024;
+
+/// A table stream run in-process (see `engine::lazy`): when the archiver first reads it, and
+/// once one of the dump's `permits` is free, it opens a connection, imports the snapshot and
+/// streams `copy` (a `COPY … TO STDOUT`).
+#[must_use]
+pub fn lazy_copy(
+    what: String,
+    connect: super::Connect,
+    snapshot: String,
+    copy: String,
+    permits: Arc<tokio::sync::Semaphore>,
     groups: ProcessGroups,
-    holds_slot: bool,
-    running: Option<(DumpProcess, ChildStdout)>,
-    /// Why the stream failed: every later read fails the same way, never a clean end.
-    failed: Option<String>,
-}
-
-impl LazyCopy {
-    #[must_use]
-    pub fn new(
-        tool: String,
-        command: Command,
-        secrets: Vec<Secret>,
-        slots: Arc<Slots>,
-        groups: ProcessGroups,
-    ) -> Self {
-        Self {
-            tool,
-            command: Some(command),
-            secrets,
-            slots,
-            groups,
-            holds_slot: false,
-            running: None,
-            failed: None,
-        }
-    }
-
-    fn failure(&mut self, message: String) -> io::Error {
-        self.groups.fail(message.clone());
-        self.failed = Some(message.clone());
-        io::Error::other(message)
-    }
-
-    fn start(&mut self) -> io::Result<()> {
-        let Some(command) = self.command.take() else {
-            return Ok(());
-        };
-        self.slots.acquire();
-        self.holds_slot = true;
-        let refs: Vec<&Secret> = self.secrets.iter().collect();
-        let mut process = match DumpProcess::spawn(&self.tool, command, &refs) {
-            Ok(process) => process,
-            Err(e) => return Err(self.failure(format!("starting {}: {e}", self.tool))),
-        };
-        if let Err(e) = process.join(&self.groups) {
-            return Err(self.failure(e.to_string()));
-        }
-        let Some(stdout) = process.take_stdout() else {
-            return Err(self.failure(format!("{} has no stdout", self.tool)));
-        };
-        self.running = Some((process, stdout));
-        Ok(())
-    }
-
-    fn release(&mut self) {
-        if std::mem::take(&mut self.holds_slot) {
-            self.slots.release();
-        }
-    }
-}
-
-impl Read for LazyCopy {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some(message) = &self.failed {
-            return Err(io::Error::other(message.clone()));
-        }
-        self.start()?;
-        let Some((_, stdout)) = &mut self.running else {
-            return Ok(0);
-        };
-        // A failure fails the backup; the other tools and the manifest stop with it.
-        let n = match stdout.read(buf) {
-            Ok(n) => n,
-            Err(e) => {
-                let message = format!("reading the output of {}: {e}", self.tool);
-                return Err(self.failure(message));
+    runtime: tokio::runtime::Handle,
+) -> LazyStream {
+    let start: Start = Box::new(move |tx: mpsc::Sender<Piece>| {
+        Box::pin(async move {
+            let outcome = async {
+                let _permit = permits
+                    .acquire()
+                    .await
+                    .map_err(|_| "the dump was stopped".to_string())?;
+                let broke =
+                    |e: sqlx::Error| format!("the query failed or its connection broke ({e})");
+                let mut conn = connect.connect().await.map_err(broke)?;
+                for statement in dump_session(&snapshot) {
+                    sqlx::query(&statement)
+                        .execute(&mut conn)
+                        .await
+                        .map_err(broke)?;
+                }
+                {
+                    // The server sends a message per row: they are gathered into pieces of
+                    // PIECE bytes, or the hand-over would cost more than the rows.
+                    let mut rows = conn.copy_out_raw(&copy).await.map_err(broke)?;
+                    let mut piece = bytes::BytesMut::with_capacity(PIECE);
+                    let stopped = || "the archiver stopped reading".to_string();
+                    while let Some(row) = rows.next().await {
+                        piece.extend_from_slice(&row.map_err(broke)?);
+                        if piece.len() >= PIECE {
+                            let full = piece.split().freeze();
+                            piece.reserve(PIECE);
+                            tx.send(Piece::Data(full)).await.map_err(|_| stopped())?;
+                        }
+                    }
+                    if !piece.is_empty() {
+                        tx.send(Piece::Data(piece.freeze()))
+                            .await
+                            .map_err(|_| stopped())?;
+                    }
+                }
+                let _ = sqlx::query("COMMIT").execute(&mut conn).await;
+                let _ = sqlx::Connection::close(conn).await;
+                Ok(())
             }
-        };
-        if n == 0 && !buf.is_empty() {
-            let Some((process, _)) = self.running.take() else {
-                return Ok(0);
+            .await;
+            let _ = match outcome {
+                Ok(()) => tx.send(Piece::End).await,
+                Err(message) => tx.send(Piece::Failed(message)).await,
             };
-            let finished = process.finish();
-            self.release();
-            if let Err(failure) = finished {
-                return Err(self.failure(failure.to_string()));
-            }
-        }
-        Ok(n)
-    }
-}
-
-impl Drop for LazyCopy {
-    fn drop(&mut self) {
-        // The process (if any) is killed by its own Drop.
-        self.running = None;
-        self.release();
-    }
+        })
+    });
+    LazyStream::new(what, start, groups, runtime)
 }
 
 #[cfg(test)]
