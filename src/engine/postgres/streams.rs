@@ -3,12 +3,12 @@
 //! a restore loads them in parallel.
 //!
 //! A stream is `COPY (SELECT <columns> FROM ONLY <table> ORDER BY <primary key>) TO STDOUT`,
-//! run by Custodian itself in a `REPEATABLE READ` transaction that imports the dump's exported
-//! snapshot,
-//! so every stream, the schema dump and the manifest see one state. Key order keeps an updated
-//! row where it was (physical order moves it to the end of the table, dirtying two chunks), so
-//! an incremental backup stores little more than the changed rows; a table without a primary
-//! key keeps physical order, which the manifest records. Text, not binary, `COPY`: it loads
+//! run by Custodian itself on a connection of its own, in a `REPEATABLE READ` transaction that
+//! imports the dump's exported snapshot, so every stream, the schema dump and the manifest see
+//! one state. Key order keeps an updated row where it was (physical order moves it to the end
+//! of the table, dirtying two chunks), so an incremental backup stores little more than the
+//! changed rows; a table without a primary key keeps physical order, which the manifest
+//! records. A table larger than its share of the streams is split into key ranges. Text, not binary, `COPY`: it loads
 //! into any later server version and a restic-only user can load it with `psql \copy`
 //! (contrib/restic-restore-postgres).
 //!
