@@ -290,11 +290,7 @@ async fn run(cli: Cli) -> Exit {
             if report.ok {
                 Exit::Ok
             } else {
-                let failed = report
-                    .findings
-                    .iter()
-                    .filter(|f| f.verdict == crate::model::Verdict::Fail)
-                    .count();
+                let failed = report.failures();
                 fail(
                     json,
                     &format!("doctor found {}", render::count(failed, "problem")),
@@ -760,11 +756,7 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
                 if report.ok {
                     Exit::Ok
                 } else {
-                    let failed = report
-                        .findings
-                        .iter()
-                        .filter(|f| f.verdict == crate::model::Verdict::Fail)
-                        .count();
+                    let failed = report.failures();
                     fail(
                         json,
                         &format!(

@@ -23,6 +23,17 @@ pub struct Report {
     pub findings: Vec<Finding>,
 }
 
+impl Report {
+    /// How many findings failed.
+    #[must_use]
+    pub fn failures(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.verdict == Verdict::Fail)
+            .count()
+    }
+}
+
 /// Where the unit is looked for when none is given.
 const UNIT_PATHS: [&str; 3] = [
     "/etc/systemd/system/custodian.service",
