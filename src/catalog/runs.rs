@@ -23,6 +23,10 @@ pub enum RunKind {
     Prune,
     Report,
     Verify,
+    /// A physical base backup (point-in-time recovery).
+    BaseBackup,
+    /// A restore to a point in time.
+    PitrRestore,
 }
 
 impl RunKind {
@@ -39,6 +43,8 @@ impl RunKind {
             Self::Prune => "prune",
             Self::Report => "report",
             Self::Verify => "verify",
+            Self::BaseBackup => "base-backup",
+            Self::PitrRestore => "pitr-restore",
         }
     }
 
@@ -56,6 +62,8 @@ impl RunKind {
             Self::Prune,
             Self::Report,
             Self::Verify,
+            Self::BaseBackup,
+            Self::PitrRestore,
         ]
         .into_iter()
         .find(|k| k.as_str() == text)

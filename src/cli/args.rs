@@ -127,11 +127,34 @@ pub enum Command {
     #[command(group(clap::ArgGroup::new("into").required(true).multiple(false)))]
     Restore {
         /// Snapshot id (a prefix is enough), backup id, or `latest`.
-        #[arg(long)]
-        snapshot: String,
+        #[arg(long, required_unless_present_any = ["to_time", "to_lsn", "to_restore_point", "to_latest"])]
+        snapshot: Option<String>,
         /// SQLite: where to write the database file.
         #[arg(long, group = "into")]
         to: Option<PathBuf>,
+        /// Point-in-time recovery (PostgreSQL with an archive): recover to the last transaction
+        /// committed at or before this time, e.g. "2026-12-01 10:04:00+01:00".
+        #[arg(long, group = "point", requires_all = ["source", "target_dir"], conflicts_with = "snapshot")]
+        to_time: Option<String>,
+        /// Point-in-time recovery: to this WAL position (e.g. 0/3000060).
+        #[arg(long, group = "point", requires_all = ["source", "target_dir"], conflicts_with = "snapshot")]
+        to_lsn: Option<String>,
+        /// Point-in-time recovery: to a restore point made with pg_create_restore_point.
+        #[arg(long, group = "point", requires_all = ["source", "target_dir"], conflicts_with = "snapshot")]
+        to_restore_point: Option<String>,
+        /// Point-in-time recovery: to the end of the archive.
+        #[arg(long, group = "point", requires_all = ["source", "target_dir"], conflicts_with = "snapshot")]
+        to_latest: bool,
+        /// Point-in-time recovery: the new data directory (must not exist, or be empty).
+        #[arg(long, group = "into")]
+        target_dir: Option<PathBuf>,
+        /// Point-in-time recovery: print the plan (base backup, WAL range and size) only.
+        #[arg(long, requires = "point")]
+        preview: bool,
+        /// Point-in-time recovery: start the recovered server on this port and leave it
+        /// running (stop it with `pg_ctl -D DIR stop`).
+        #[arg(long, value_name = "PORT", requires = "point")]
+        start_port: Option<u16>,
         /// PostgreSQL / MariaDB: the database to restore into, e.g.
         /// postgres://admin@db2:5432/crm (no password in the URL). The restore is built in a
         /// temporary database on that server and renamed into place only once verified.
@@ -307,6 +330,13 @@ pub enum Command {
     Erasure {
         #[command(subcommand)]
         command: ErasureCommand,
+    },
+    /// A physical base backup of a PostgreSQL source (pg_basebackup streamed into its
+    /// repository), the start of point-in-time recovery.
+    BaseBackup {
+        /// Only this source (default: every source with an archive).
+        #[arg(long)]
+        source: Option<String>,
     },
     /// Point-in-time recovery's continuous archive of the servers' logs (WAL, binary log).
     Archive {
@@ -526,6 +556,20 @@ pub enum ArchiveCommand {
     /// binlog_format, binlog_row_image, server_id, privileges and mariadb-binlog. Each finding
     /// says what to change; exit code 1 when something fails.
     Check {
+        /// Only this source.
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// Run the archivers in the foreground until SIGTERM or Ctrl-C (the daemon runs the same
+    /// ones): pg_receivewal on the slot custodian_<source>, stored into every location each
+    /// `flush` interval.
+    Run {
+        /// Only this source.
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// Each archive: lag, newest segment, base backups, the recoverable window and its gaps.
+    Status {
         /// Only this source.
         #[arg(long)]
         source: Option<String>,

@@ -482,7 +482,55 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
                 run_job(ctx, request, None, json).await?
             }
             Command::Restore {
-                snapshot,
+                snapshot: None,
+                to_time,
+                to_lsn,
+                to_restore_point,
+                to_latest,
+                target_dir,
+                preview,
+                start_port,
+                location,
+                source,
+                guard,
+                ..
+            } => {
+                let target = match (to_time, to_lsn, to_restore_point, to_latest) {
+                    (Some(t), ..) => crate::engine::pitr::RecoveryTarget::Time(
+                        crate::model::time::parse_instant(&t).map_err(JobError::Usage)?,
+                    ),
+                    (_, Some(l), ..) => crate::engine::pitr::RecoveryTarget::Lsn(l),
+                    (_, _, Some(n), _) => crate::engine::pitr::RecoveryTarget::RestorePoint(n),
+                    _ => crate::engine::pitr::RecoveryTarget::Latest,
+                };
+                let target_dir = target_dir.map(|p| std::path::absolute(&p).unwrap_or(p));
+                let request = job::pitr::PitrRequest {
+                    source: source.clone().unwrap_or_default(),
+                    target: target.clone(),
+                    target_dir: target_dir.unwrap_or_default(),
+                    location: location.clone(),
+                    preview,
+                    start_port,
+                };
+                let approval = if preview {
+                    None
+                } else {
+                    let op = crate::access::Operation::Restore {
+                        snapshot: format!("point in time: {target}"),
+                        source: source.clone(),
+                        location: location.clone(),
+                        target: request.target_dir.display().to_string(),
+                        force: false,
+                    };
+                    access::guarded(ctx, &op, &guard).await?
+                };
+                let result = job::pitr::restore_to_point(ctx, &request).await;
+                access::finished(ctx, approval.as_deref(), &result).await;
+                emit(json, &result?, render::pitr);
+                Exit::Ok
+            }
+            Command::Restore {
+                snapshot: Some(snapshot),
                 to,
                 target,
                 target_password_file,
@@ -493,6 +541,7 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
                 source,
                 force,
                 guard,
+                ..
             } => {
                 let target_password = target_password_file
                     .map(SecretRef::File)
@@ -748,6 +797,34 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
                     Exit::Ok
                 }
             },
+            Command::BaseBackup { source } => {
+                let reports = job::base_backup::base_backup(ctx, source.as_deref()).await?;
+                emit(json, &reports, |r| render::base_backups(r));
+                Exit::Ok
+            }
+            Command::Archive {
+                command: ArchiveCommand::Run { source },
+            } => {
+                let stop = tokio_util::sync::CancellationToken::new();
+                let stopper = {
+                    let stop = stop.clone();
+                    tokio::spawn(async move {
+                        shutdown_signal().await;
+                        stop.cancel();
+                    })
+                };
+                let result = job::wal::run(ctx, source.as_deref(), stop).await;
+                stopper.abort();
+                emit(json, &result?, |r| render::archive_runs(r));
+                Exit::Ok
+            }
+            Command::Archive {
+                command: ArchiveCommand::Status { source },
+            } => {
+                let status = job::archive::status(ctx, source.as_deref()).await?;
+                emit(json, &status, |s| render::archive_status(s));
+                Exit::Ok
+            }
             Command::Archive {
                 command: ArchiveCommand::Check { source },
             } => {

@@ -938,3 +938,162 @@ pub fn doctor(r: &crate::job::doctor::Report) -> String {
     }
     out
 }
+
+/// `custodian base-backup`.
+pub fn base_backups(reports: &[crate::job::base_backup::BaseBackupReport]) -> String {
+    let mut out = String::new();
+    for r in reports {
+        let _ = writeln!(
+            out,
+            "{}: base backup {} in {} ({}, WAL {} to {} on timeline {}, {:.1} s)",
+            r.source,
+            &r.snapshot.id[..8],
+            r.location,
+            bytesize::ByteSize::b(r.bytes),
+            r.info.start_lsn,
+            r.info.end_lsn,
+            r.info.timeline,
+            r.duration_seconds
+        );
+        if !r.copied_to.is_empty() {
+            let _ = writeln!(out, "  copied to {}", r.copied_to.join(", "));
+        }
+    }
+    out
+}
+
+/// `custodian archive run`, once stopped.
+pub fn archive_runs(runs: &[crate::job::wal::ArchiveRun]) -> String {
+    let mut out = String::new();
+    for r in runs {
+        let _ = writeln!(
+            out,
+            "{}: archiver stopped after {} flushes ({} files, {}) on slot {}; pg_receivewal restarted {} times",
+            r.source,
+            r.flushes,
+            r.files_stored,
+            bytesize::ByteSize::b(r.bytes_stored),
+            r.slot.name,
+            r.receiver_restarts
+        );
+    }
+    out
+}
+
+/// `custodian archive status`.
+pub fn archive_status(list: &[crate::job::archive::ArchiveStatus]) -> String {
+    let mut out = String::new();
+    for s in list {
+        let lag = s
+            .lag_seconds
+            .map_or_else(|| "never flushed".to_string(), |l| format!("{l:.0} s"));
+        let _ = writeln!(
+            out,
+            "{} (location {}): lag {lag}, {} WAL files ({}), newest {}",
+            s.source,
+            s.location,
+            s.wal_files,
+            bytesize::ByteSize::b(s.wal_bytes),
+            s.state.newest.as_deref().unwrap_or("none")
+        );
+        match &s.window {
+            Some(w) => {
+                let _ = writeln!(
+                    out,
+                    "  recoverable to any second from {} to {}",
+                    w.from, w.to
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "  not recoverable yet: {}",
+                    if s.base_backups.is_empty() {
+                        "no base backup (run `custodian base-backup`)"
+                    } else {
+                        "no base backup is followed by an unbroken archive"
+                    }
+                );
+            }
+        }
+        for (first, last) in &s.gaps {
+            let _ = writeln!(out, "  gap: WAL {first} to {last} is missing");
+        }
+        for g in &s.state.gaps {
+            let _ = writeln!(out, "  gap recorded {}: {}", g.at, g.what);
+        }
+        if let Some(e) = &s.state.last_error {
+            let _ = writeln!(out, "  last flush failed: {e}");
+        }
+        for b in &s.base_backups {
+            let _ = writeln!(
+                out,
+                "  base backup {} finished {} (WAL {} to {})",
+                &b.snapshot[..8],
+                b.info.finished,
+                b.info.start_lsn,
+                b.info.end_lsn
+            );
+        }
+    }
+    out
+}
+
+/// `custodian restore --to-…`.
+pub fn pitr(o: &crate::job::pitr::PitrOutcome) -> String {
+    use crate::job::pitr::PitrOutcome;
+    let mut out = String::new();
+    let plan = match o {
+        PitrOutcome::Preview(p) => p,
+        PitrOutcome::Recovered(r) => &r.plan,
+    };
+    let _ = writeln!(
+        out,
+        "{}: recover to {} into {}\n  base backup {} (finished {}, {})\n  WAL {} to {}: {} files, {}{}",
+        plan.source,
+        plan.target,
+        plan.target_dir.display(),
+        &plan.base_snapshot[..8],
+        plan.base.finished,
+        bytesize::ByteSize::b(plan.base_bytes),
+        plan.wal_first.as_deref().unwrap_or("-"),
+        plan.wal_last.as_deref().unwrap_or("-"),
+        plan.wal_files,
+        bytesize::ByteSize::b(plan.wal_bytes),
+        if plan.ends_in_partial {
+            " (the last one still partial)"
+        } else {
+            ""
+        }
+    );
+    if let PitrOutcome::Recovered(r) = o {
+        let _ = writeln!(
+            out,
+            "recovered: {}\n  last transaction replayed: {}\n  now on timeline {} at {}\n  fetch base {:.1} s, fetch WAL {:.1} s, replay {:.1} s",
+            r.recovered.stop,
+            r.recovered.last_transaction.as_deref().unwrap_or("none"),
+            r.recovered.timeline,
+            r.recovered.end_lsn,
+            r.fetch_base_seconds,
+            r.fetch_wal_seconds,
+            r.replay_seconds
+        );
+        match r.started_on_port {
+            Some(port) => {
+                let _ = writeln!(
+                    out,
+                    "  running on port {port}; stop it with pg_ctl -D {} stop",
+                    plan.target_dir.display()
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "  shut down cleanly; start it with pg_ctl -D {} start",
+                    plan.target_dir.display()
+                );
+            }
+        }
+    }
+    out
+}

@@ -109,6 +109,24 @@ pub struct ServerSource {
     pub parallel: Option<usize>,
     /// A server drills restore into instead of an ephemeral instance.
     pub scratch: Option<ScratchServerConfig>,
+    /// Point-in-time recovery's continuous archive, when enabled.
+    pub archive: Option<ArchiveConfig>,
+}
+
+/// `[source.NAME.archive]`: the server's log (PostgreSQL's WAL) streamed continuously into the
+/// source's repositories.
+#[derive(Clone, Debug)]
+pub struct ArchiveConfig {
+    /// The longest received WAL waits in the spool before it is stored (the archive's RPO).
+    pub flush: std::time::Duration,
+    /// An archive lag beyond this raises an alert.
+    pub lag_alert: std::time::Duration,
+}
+
+impl ArchiveConfig {
+    /// The defaults: flush every 60 s, alert beyond 5 minutes of lag.
+    pub const DEFAULT_FLUSH: std::time::Duration = std::time::Duration::from_secs(60);
+    pub const DEFAULT_LAG_ALERT: std::time::Duration = std::time::Duration::from_secs(300);
 }
 
 /// A scratch server for drills: its URL (no password) and the password's reference (the

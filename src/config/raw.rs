@@ -66,6 +66,20 @@ pub struct RawServerSource {
     pub scratch_password_file: Option<PathBuf>,
     pub scratch_password_env: Option<String>,
     pub scratch_password_credential: Option<String>,
+    /// `[source.NAME.archive]`: point-in-time recovery's continuous archive.
+    pub archive: Option<RawArchive>,
+}
+
+/// `[source.NAME.archive]`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawArchive {
+    #[serde(default)]
+    pub enabled: bool,
+    /// How long archived WAL may wait in the spool before it is stored (`60s`).
+    pub flush: Option<String>,
+    /// How far behind the archive may fall before an alert (`5m`).
+    pub lag_alert: Option<String>,
 }
 
 impl RawServerSource {

@@ -7,7 +7,7 @@ use super::diagnostic::{Diagnostics, Severity};
 use super::document::Document;
 use super::fields::{entries, resolve_path, secret_ref, suggestion};
 use super::raw::{RawServerSource, RawSqliteSource};
-use super::{ScratchServerConfig, ServerSource, SourceConfig, SourceKind};
+use super::{ArchiveConfig, ScratchServerConfig, ServerSource, SourceConfig, SourceKind};
 use crate::model::ChecksumMode;
 
 const SOURCE_KINDS: &[&str] = &["sqlite", "postgres", "mysql"];
@@ -230,7 +230,38 @@ fn server(
             password,
         }
     });
+    let archive = raw.archive.as_ref().and_then(|a| {
+        let mut duration = |key: &str, text: Option<&String>, default| match text {
+            None => Some(default),
+            Some(text) => match humantime::parse_duration(text) {
+                Ok(d) if d >= std::time::Duration::from_secs(1) => Some(d),
+                _ => {
+                    error(
+                        diags,
+                        &format!("{prefix}.archive.{key}"),
+                        format!("`{text}` is not a duration of at least one second; write it like `60s` or `5m`"),
+                    );
+                    None
+                }
+            },
+        };
+        let flush = duration("flush", a.flush.as_ref(), ArchiveConfig::DEFAULT_FLUSH);
+        let lag_alert = duration("lag-alert", a.lag_alert.as_ref(), ArchiveConfig::DEFAULT_LAG_ALERT);
+        if a.enabled && kind != "postgres" {
+            error(
+                diags,
+                &format!("{prefix}.archive.enabled"),
+                "continuous archiving is built for PostgreSQL sources only so far (MariaDB/MySQL binary logs are not archived yet); remove [source.NAME.archive] or set enabled = false".replace("NAME", prefix.trim_start_matches("source.")),
+            );
+            return None;
+        }
+        match (a.enabled, flush, lag_alert) {
+            (true, Some(flush), Some(lag_alert)) => Some(ArchiveConfig { flush, lag_alert }),
+            _ => None,
+        }
+    });
     let server = ServerSource {
+        archive,
         url: raw.url,
         password,
         checksum_limit,

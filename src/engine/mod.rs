@@ -15,6 +15,7 @@
 
 pub mod lazy;
 pub mod mysql;
+pub mod pitr;
 pub mod postgres;
 pub mod process;
 pub mod rows;

@@ -9,6 +9,7 @@
 pub mod alert;
 pub mod archive;
 mod backup;
+pub mod base_backup;
 mod check;
 mod copy;
 pub mod doctor;
@@ -18,6 +19,7 @@ mod evidence;
 mod init;
 mod lock;
 mod meter;
+pub mod pitr;
 pub mod progress;
 pub mod report;
 mod request;
@@ -26,6 +28,7 @@ mod retention;
 mod snapshots;
 mod status;
 mod verify;
+pub mod wal;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -6,6 +6,18 @@
 //! * files: `/custodian/<source>/<database file or dump>` and `/custodian/<source>/manifest.json`;
 //! * tags: `custodian`, `source:<source>`, `engine:<engine>`; while a backup is being verified
 //!   it also carries `custodian-pending`, and such a snapshot is never copied or restored.
+//!
+//! Point-in-time recovery keeps two more kinds beside the logical backups, each under its own
+//! tag instead of `custodian` (so `restic snapshots --tag custodian` and every `latest` still
+//! mean the logical backups):
+//!
+//! * `custodian-wal`: archived write-ahead log, files `/custodian/<source>/wal/<segment>` (a
+//!   segment still being written is stored as `<segment>.partial`, replaced as it grows);
+//!   the archiver writes one snapshot per flush and rolls them up into one, so a source has
+//!   a bounded number of them;
+//! * `custodian-base`: a physical base backup, `/custodian/<source>/base/base.tar` (the
+//!   `pg_basebackup` tar with its `backup_manifest` and the WAL that makes it consistent) and
+//!   `/custodian/<source>/base/info.json` (its WAL range and times).
 
 use std::path::PathBuf;
 
@@ -13,6 +25,56 @@ use std::path::PathBuf;
 pub const TAG: &str = "custodian";
 /// Tag on a snapshot that has been written but not yet verified and committed.
 pub const TAG_PENDING: &str = "custodian-pending";
+/// Tag on archived write-ahead log (instead of [`TAG`]).
+pub const TAG_WAL: &str = "custodian-wal";
+/// Tag on a physical base backup (instead of [`TAG`]).
+pub const TAG_BASE: &str = "custodian-base";
+
+/// What a snapshot Custodian writes holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SnapshotKind {
+    /// A logical backup: dump or streams plus the manifest.
+    Backup,
+    /// Archived write-ahead log.
+    Wal,
+    /// A physical base backup.
+    Base,
+}
+
+impl SnapshotKind {
+    /// The tag that marks this kind.
+    #[must_use]
+    pub fn tag(self) -> &'static str {
+        match self {
+            Self::Backup => TAG,
+            Self::Wal => TAG_WAL,
+            Self::Base => TAG_BASE,
+        }
+    }
+
+    /// Where this kind's files of a source live inside the snapshot.
+    #[must_use]
+    pub fn root(self, source: &str) -> PathBuf {
+        match self {
+            Self::Backup => source_root(source),
+            Self::Wal => source_root(source).join("wal"),
+            Self::Base => source_root(source).join("base"),
+        }
+    }
+
+    /// The kind a snapshot's tags say, if Custodian wrote it.
+    #[must_use]
+    pub fn from_tags<'a>(tags: impl IntoIterator<Item = &'a str>) -> Option<Self> {
+        tags.into_iter().find_map(|t| match t {
+            TAG => Some(Self::Backup),
+            TAG_WAL => Some(Self::Wal),
+            TAG_BASE => Some(Self::Base),
+            _ => None,
+        })
+    }
+}
+
 /// Name of the manifest file inside every snapshot.
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// The source's erasure ledger at backup time (pseudonymous ids), beside the manifest.

@@ -23,6 +23,19 @@ pub fn parse(text: &str) -> Result<Timestamp, jiff::Error> {
     text.parse()
 }
 
+/// Parses a point in time an operator typed: RFC 3339 with a `T` or a space, and an offset
+/// (`2026-12-01 10:04:00+01:00`, `2026-12-01T09:04:00Z`).
+///
+/// # Errors
+/// A sentence saying how to write it.
+pub fn parse_instant(text: &str) -> Result<Timestamp, String> {
+    text.trim().parse().map_err(|_| {
+        format!(
+            "`{text}` is not a point in time with its offset; write it like \"2026-12-01 10:04:00+01:00\" or 2026-12-01T09:04:00Z"
+        )
+    })
+}
+
 /// Serde adapter for fields that hold a [`Timestamp`] in the [`format`] form.
 pub mod serde_utc {
     use jiff::Timestamp;

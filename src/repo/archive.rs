@@ -294,7 +294,19 @@ impl Repo {
     /// # Errors
     /// As [`Repo::write_pending`] and [`Repo::commit`].
     pub fn archive(&self, request: ArchiveRequest) -> Result<ArchiveOutcome, RepoError> {
-        let pending = self.write_pending(request)?;
+        self.archive_kind(request, naming::SnapshotKind::Backup)
+    }
+
+    /// As [`Repo::archive`], for a snapshot of the given kind (WAL, base backup).
+    ///
+    /// # Errors
+    /// As [`Repo::write_pending`] and [`Repo::commit`].
+    pub fn archive_kind(
+        &self,
+        request: ArchiveRequest,
+        kind: naming::SnapshotKind,
+    ) -> Result<ArchiveOutcome, RepoError> {
+        let pending = self.write_pending_kind(request, kind)?;
         let entries = pending.entries.clone();
         let snapshot = self.commit(pending)?;
         Ok(ArchiveOutcome { snapshot, entries })
@@ -308,14 +320,24 @@ impl Repo {
     /// [`RepoError::Incomplete`] when an entry was not read completely (nothing is left
     /// behind), or a storage error.
     pub fn write_pending(&self, request: ArchiveRequest) -> Result<Pending, RepoError> {
-        let root = naming::source_root(&request.source);
+        self.write_pending_kind(request, naming::SnapshotKind::Backup)
+    }
+
+    fn write_pending_kind(
+        &self,
+        request: ArchiveRequest,
+        kind: naming::SnapshotKind,
+    ) -> Result<Pending, RepoError> {
+        let root = kind.root(&request.source);
         let mut requested = request.entries;
         requested.sort_by(|a, b| a.name.cmp(&b.name));
         let mut expected = Vec::with_capacity(requested.len());
         let mut items = Vec::with_capacity(requested.len() + 2);
         // Explicit directory nodes, so that restic restores `/custodian/<source>` with sane
         // permissions and the backup's time instead of the zero time.
-        for dir in [root.parent().unwrap_or(&root), root.as_path()] {
+        let dirs: Vec<&std::path::Path> =
+            root.ancestors().filter(|d| d.parent().is_some()).collect();
+        for dir in dirs.into_iter().rev() {
             let meta = Metadata {
                 mode: Some(GO_MODE_DIR | 0o755),
                 mtime: Some(request.time),
@@ -364,7 +386,7 @@ impl Repo {
         snap_opts.host = Some(request.hostname.clone());
         snap_opts.time = Some(request.time.to_zoned(jiff::tz::TimeZone::UTC));
         snap_opts.tags =
-            vec![self.tags(&[naming::TAG, &source_tag, &engine_tag, naming::TAG_PENDING])?];
+            vec![self.tags(&[kind.tag(), &source_tag, &engine_tag, naming::TAG_PENDING])?];
         let snap = snap_opts
             .to_snapshot()
             .map_err(|e| self.err("preparing the snapshot", &e))?;
@@ -479,6 +501,19 @@ impl Repo {
     /// # Errors
     /// When the repository cannot be read or written.
     pub fn discard_pending(&self, source: &str) -> Result<Vec<String>, RepoError> {
+        self.discard_pending_kind(source, naming::SnapshotKind::Backup)
+    }
+
+    /// As [`Repo::discard_pending`], for snapshots of one kind only: a backup never removes
+    /// the archiver's pending WAL snapshot, nor the other way round.
+    ///
+    /// # Errors
+    /// When the repository cannot be read or written.
+    pub fn discard_pending_kind(
+        &self,
+        source: &str,
+        kind: naming::SnapshotKind,
+    ) -> Result<Vec<String>, RepoError> {
         let all = self
             .rustic()
             .get_all_snapshots()
@@ -487,6 +522,7 @@ impl Repo {
             .iter()
             .filter(|sn| {
                 sn.tags.contains(naming::TAG_PENDING)
+                    && sn.tags.contains(kind.tag())
                     && sn.tags.contains(&naming::source_tag(source))
             })
             .map(|sn| sn.id)

@@ -32,8 +32,8 @@ impl Repo {
             .collect())
     }
 
-    /// Copies the given committed snapshots of this repository into `dst`, skipping those
-    /// `dst` already holds. Returns what was copied.
+    /// Copies the given committed snapshots (backups and base backups) of this repository into
+    /// `dst`, skipping those `dst` already holds. Returns what was copied.
     ///
     /// # Errors
     /// When either repository cannot be read or `dst` cannot be written.
@@ -46,7 +46,10 @@ impl Repo {
         let present = dst.backup_ids()?;
         let todo: Vec<&SnapshotInfo> = wanted
             .iter()
-            .filter(|s| s.is_committed_backup())
+            .filter(|s| {
+                s.is_committed_backup()
+                    || (s.kind == Some(crate::model::naming::SnapshotKind::Base) && !s.pending)
+            })
             .filter(|s| !present.contains(&s.backup_id))
             .collect();
         if todo.is_empty() {

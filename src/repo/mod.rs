@@ -18,6 +18,7 @@ mod archive;
 mod check;
 mod copy;
 mod keys;
+mod pitr;
 mod read;
 mod retention;
 mod snapshot;
@@ -29,11 +30,14 @@ use rustic_core::{
     RepositoryOptions, RusticError, WriteBackend,
 };
 
-pub use archive::{ArchiveEntry, ArchiveOutcome, ArchiveRequest, Pending, ReadCounter, ReadEntry};
+pub use archive::{
+    ArchiveEntry, ArchiveOutcome, ArchiveRequest, Opener, Pending, ReadCounter, ReadEntry,
+};
 pub use check::CheckReport;
 
 pub use copy::Copied;
 pub use keys::KeyInfo;
+pub use pitr::WalFile;
 pub use retention::{ForgetPlan, PruneReport, Removal};
 pub use snapshot::SnapshotInfo;
 

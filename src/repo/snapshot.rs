@@ -22,6 +22,8 @@ pub struct SnapshotInfo {
     pub paths: Vec<String>,
     pub source: Option<String>,
     pub engine: Option<String>,
+    /// What it holds, when Custodian wrote it: a logical backup, archived WAL, a base backup.
+    pub kind: Option<naming::SnapshotKind>,
     /// Written but not yet verified; never copied or restored.
     pub pending: bool,
     /// Bytes read from the source.
@@ -46,6 +48,7 @@ impl SnapshotInfo {
             hostname: sn.hostname.clone(),
             source: naming::source_from_tags(tags.iter().map(String::as_str)).map(str::to_string),
             engine: naming::engine_from_tags(tags.iter().map(String::as_str)).map(str::to_string),
+            kind: naming::SnapshotKind::from_tags(tags.iter().map(String::as_str)),
             pending: tags.iter().any(|t| t == naming::TAG_PENDING),
             paths: sn.paths.iter().cloned().collect(),
             tags,
@@ -65,6 +68,12 @@ impl SnapshotInfo {
     #[must_use]
     pub fn is_committed_backup(&self) -> bool {
         self.tags.iter().any(|t| t == naming::TAG) && !self.pending && self.source.is_some()
+    }
+
+    /// Whether it is a complete snapshot of this kind of this source.
+    #[must_use]
+    pub fn is_committed(&self, kind: naming::SnapshotKind, source: &str) -> bool {
+        self.kind == Some(kind) && !self.pending && self.source.as_deref() == Some(source)
     }
 }
 

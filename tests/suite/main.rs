@@ -24,6 +24,7 @@ mod faults;
 mod fidelity;
 mod json_contract;
 mod mysql;
+mod pitr;
 mod postgres;
 mod repo_guards;
 mod reports;

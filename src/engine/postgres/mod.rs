@@ -1,18 +1,21 @@
 //! PostgreSQL: consistent dumps with a manifest from the dump's own snapshot (`dump`), table
 //! summaries (`tables`), the description of every other object (`objects`), restores built
 //! in a temporary database and renamed into place once verified (`restore`), scratch clusters
-//! for drills (`scratch`), and sessions for the configured SQL (`session`).
+//! for drills (`scratch`), sessions for the configured SQL (`session`), and point-in-time
+//! recovery's archive (`wal`: slot, `pg_receivewal`, `pg_basebackup`) and recovery (`recovery`).
 
 mod archive;
 mod connect;
 mod doctor;
 mod dump;
 pub mod objects;
+pub mod recovery;
 mod restore;
 mod scratch;
 mod session;
 pub mod streams;
 pub mod tables;
+pub mod wal;
 
 use std::path::Path;
 

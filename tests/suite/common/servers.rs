@@ -22,7 +22,7 @@ fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

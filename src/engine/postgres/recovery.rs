@@ -1,0 +1,276 @@
+//! Recovering a restored base backup to a point in time: the data directory is started by the
+//! server version it came from, in archive recovery, on a private Unix socket and no TCP, with
+//! every recovery setting given on its command line (nothing of this recovery stays in the
+//! cluster's configuration): `restore_command` copies segments the job has already fetched
+//! from the repository, the target, `recovery_target_action = promote`. The server itself
+//! enforces the target — PostgreSQL 13+ refuses to finish a recovery that ended before its
+//! target — and says where it stopped; that sentence is what the report quotes.
+//!
+//! `archive_mode` is forced off: a recovered copy must never push its WAL into the source's
+//! archive.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use sqlx::Row;
+
+use super::Connect;
+use crate::engine::EngineError;
+use crate::engine::pitr::{Recovered, RecoveryTarget};
+use crate::engine::process::clean_command;
+use crate::engine::scratch::{RunAs, stop_child, write_private_file};
+
+fn failed(message: impl Into<String>) -> EngineError {
+    EngineError::RestoreFailed {
+        target: "the recovered data directory".into(),
+        message: message.into(),
+    }
+}
+
+/// The server binaries of the major version a data directory was made by (`PG_VERSION`):
+/// Debian keeps one per version under `/usr/lib/postgresql/N/bin`.
+fn bin_dir_for(data: &Path) -> Result<PathBuf, EngineError> {
+    let version = std::fs::read_to_string(data.join("PG_VERSION"))
+        .map_err(|e| failed(format!("the base backup has no PG_VERSION ({e})")))?;
+    let version = version.trim();
+    let debian = PathBuf::from(format!("/usr/lib/postgresql/{version}/bin"));
+    if debian.join("postgres").exists() {
+        return Ok(debian);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .find(|dir| dir.join("postgres").exists())
+        .ok_or_else(|| {
+            failed(format!(
+                "the base backup needs the PostgreSQL {version} server; install it (Debian: postgresql-{version})"
+            ))
+        })
+}
+
+fn target_settings(target: &RecoveryTarget) -> Vec<String> {
+    let mut out = vec![
+        "recovery_target_action=promote".to_string(),
+        "recovery_target_timeline=latest".to_string(),
+    ];
+    match target {
+        RecoveryTarget::Time(t) => {
+            // A numeric offset: the server checks this setting before it has loaded the
+            // time zone abbreviations (`Z` would be refused).
+            out.push(format!(
+                "recovery_target_time={}",
+                t.strftime("%Y-%m-%d %H:%M:%S%.6f+00")
+            ));
+            // Stop before the first transaction that committed after the time.
+            out.push("recovery_target_inclusive=true".into());
+        }
+        RecoveryTarget::Lsn(lsn) => out.push(format!("recovery_target_lsn={lsn}")),
+        RecoveryTarget::RestorePoint(name) => out.push(format!("recovery_target_name={name}")),
+        RecoveryTarget::Latest => {}
+    }
+    out
+}
+
+/// The lines of the server's log that say where recovery stopped.
+fn stop_line(log: &str) -> Option<String> {
+    log.lines()
+        .filter_map(|l| l.split_once("LOG:  ").map(|(_, m)| m.trim()))
+        .find(|m| m.starts_with("recovery stopping"))
+        .or_else(|| {
+            log.lines()
+                .filter_map(|l| l.split_once("LOG:  ").map(|(_, m)| m.trim()))
+                .find(|m| m.starts_with("redo done at"))
+        })
+        .map(str::to_string)
+}
+
+fn fatal_lines(log: &str) -> String {
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("FATAL:") || l.contains("PANIC:") || l.contains("ERROR:"))
+        .collect();
+    if lines.is_empty() {
+        log.lines().rev().take(5).collect::<Vec<_>>().join(" / ")
+    } else {
+        lines.join(" / ")
+    }
+}
+
+/// Recovers `data` (a restored base backup, owned by `run_as` when given) to `target` with the
+/// WAL files in `wal_dir`, then shuts the promoted server down cleanly. `work` is a private
+/// directory for the socket, the log and the access file; `role` is a role of the source the
+/// job may connect as (the backup's own), trusted on that private socket only.
+///
+/// # Errors
+/// When the server refuses to start, recovery fails or ends before the target.
+pub async fn recover(
+    data: &Path,
+    wal_dir: &Path,
+    work: &Path,
+    target: &RecoveryTarget,
+    role: &str,
+    database: &str,
+    run_as: Option<RunAs>,
+) -> Result<Recovered, EngineError> {
+    let bin = bin_dir_for(data)?;
+    // Debian keeps postgresql.conf outside the data directory; the server needs one.
+    for file in ["postgresql.conf", "pg_ident.conf"] {
+        let path = data.join(file);
+        if !path.exists() {
+            std::fs::write(&path, "").map_err(|e| failed(format!("{}: {e}", path.display())))?;
+            if let Some(u) = run_as {
+                let _ = std::os::unix::fs::chown(&path, Some(u.uid), Some(u.gid));
+            }
+        }
+    }
+    let signal = data.join("recovery.signal");
+    std::fs::write(&signal, "").map_err(|e| failed(format!("{}: {e}", signal.display())))?;
+    if let Some(u) = run_as {
+        let _ = std::os::unix::fs::chown(&signal, Some(u.uid), Some(u.gid));
+    }
+    // Only this socket, in a 0700 directory, and only for the recovery.
+    let hba = work.join("recovery_hba.conf");
+    write_private_file(&hba, "local all all trust\n", run_as)
+        .map_err(|e| failed(format!("{}: {e}", hba.display())))?;
+    let log_path = work.join("recovery.log");
+    let log = std::fs::File::create(&log_path).map_err(|e| failed(e.to_string()))?;
+    if let Some(u) = run_as {
+        let _ = std::os::unix::fs::chown(&log_path, Some(u.uid), Some(u.gid));
+    }
+    let port: u16 = rand::random_range(20_000..60_000);
+    let restore_command = format!(
+        "cp '{}/%f' '%p'",
+        wal_dir.display().to_string().replace('\'', "")
+    );
+    let mut settings = vec![
+        "listen_addresses=".to_string(),
+        format!("unix_socket_directories={}", work.display()),
+        "unix_socket_permissions=0700".into(),
+        format!("hba_file={}", hba.display()),
+        "archive_mode=off".into(),
+        "primary_conninfo=".into(),
+        "primary_slot_name=".into(),
+        "lc_messages=C".into(),
+        "log_destination=stderr".into(),
+        "logging_collector=off".into(),
+        format!("restore_command={restore_command}"),
+    ];
+    settings.extend(target_settings(target));
+    let mut cmd = clean_command(&bin.join("postgres").to_string_lossy());
+    cmd.arg("-D").arg(data).args(["-p", &port.to_string()]);
+    for s in &settings {
+        cmd.arg("-c").arg(s);
+    }
+    cmd.current_dir(work)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .process_group(0);
+    if let Some(u) = run_as {
+        cmd.uid(u.uid).gid(u.gid);
+    }
+    let started = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| failed(format!("starting postgres: {e}")))?;
+    let url = format!(
+        "postgres://{}@localhost:{port}/{}?host={}&sslmode=disable",
+        urlencode(role),
+        urlencode(database),
+        urlencode(&work.display().to_string())
+    );
+    let connect = Connect::new(&url, None).map_err(failed)?;
+    let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    // Replay may take long; the server's exit is what ends a failed one.
+    let promoted = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(failed(format!(
+                "the server stopped during recovery ({status}): {}",
+                fatal_lines(&read_log())
+            )));
+        }
+        if let Ok(mut conn) = connect.connect().await {
+            let row = sqlx::query(
+                "SELECT pg_is_in_recovery(), pg_last_xact_replay_timestamp()::text, \
+                        pg_current_wal_lsn()::text, \
+                        (SELECT timeline_id FROM pg_control_checkpoint())",
+            )
+            .fetch_one(&mut conn)
+            .await;
+            // pg_current_wal_lsn fails while in recovery: keep polling.
+            if let Ok(row) = row
+                && !row.get::<bool, _>(0)
+            {
+                let _ = sqlx::Connection::close(conn).await;
+                break row;
+            }
+            let _ = sqlx::Connection::close(conn).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let replay_seconds = started.elapsed().as_secs_f64();
+    let log_text = read_log();
+    let timeline_now = log_text
+        .lines()
+        .filter_map(|l| l.split("selected new timeline ID: ").nth(1))
+        .filter_map(|t| t.trim().parse::<u32>().ok())
+        .next_back();
+    let recovered = Recovered {
+        stop: stop_line(&log_text).unwrap_or_else(|| "recovery ended".into()),
+        last_transaction: promoted.get(1),
+        end_lsn: promoted.get(2),
+        timeline: timeline_now
+            .unwrap_or_else(|| u32::try_from(promoted.get::<i32, _>(3)).unwrap_or_default()),
+        replay_seconds,
+    };
+    // A clean shutdown (SIGINT: fast) leaves a data directory any server can start.
+    tokio::task::spawn_blocking(move || stop_child(&mut child, nix::sys::signal::Signal::SIGINT))
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    Ok(recovered)
+}
+
+/// Starts a recovered data directory with its own configuration on `port` and leaves it
+/// running (`pg_ctl start --wait`); `pg_ctl -D DIR stop` stops it.
+///
+/// # Errors
+/// When the server does not start.
+pub async fn start(data: &Path, port: u16, run_as: Option<RunAs>) -> Result<(), EngineError> {
+    let bin = bin_dir_for(data)?;
+    let log = data.join("custodian-start.log");
+    let mut cmd = clean_command(&bin.join("pg_ctl").to_string_lossy());
+    cmd.arg("start")
+        .arg("--wait")
+        .arg("-D")
+        .arg(data)
+        .arg("-l")
+        .arg(&log)
+        .arg("-o")
+        // The socket goes into the data directory: the configured one (Debian's
+        // /var/run/postgresql) may belong to another server and another user.
+        .arg(format!(
+            "-p {port} -c archive_mode=off -c 'unix_socket_directories={}'",
+            data.display().to_string().replace('\'', "")
+        ))
+        .stdin(Stdio::null());
+    if let Some(u) = run_as {
+        cmd.uid(u.uid).gid(u.gid);
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .map_err(|e| failed(e.to_string()))?
+        .map_err(|e| failed(format!("running pg_ctl: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(failed(format!(
+            "the recovered server did not start on port {port}: {}",
+            fatal_lines(&std::fs::read_to_string(&log).unwrap_or_default())
+        )))
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}

@@ -1,0 +1,500 @@
+//! `custodian restore --to-time / --to-lsn / --to-restore-point / --to-latest --target-dir`:
+//! a PostgreSQL source recovered to a point in time from its base backups and its continuous
+//! archive, into a new data directory.
+//!
+//! The plan comes first and is all `--preview` prints: the newest base backup that ends before
+//! the target, and the archived WAL from its start up to the segment that holds the target.
+//! A plan with a hole in that WAL is refused before anything is written. Then the base backup
+//! is unpacked into the target directory (streamed from the repository into `tar`), the WAL is
+//! fetched into a private directory, and the server replays it to the target and promotes
+//! (`engine::postgres::recovery`). The server's own account of where it stopped is checked
+//! against the target and reported; a recovery that fails leaves no target directory behind.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use super::base_backup::{BASE_INFO, BASE_TAR};
+use super::{Context, JobError, blocking};
+use crate::catalog::{RunEnd, RunKind};
+use crate::config::SourceKind;
+use crate::engine::pitr::{
+    BaseInfo, Recovered, RecoveryTarget, Segment, gaps, is_history, parse_lsn,
+};
+use crate::engine::scratch::{RunAs, make_private_dir};
+use crate::model::naming::SnapshotKind;
+use crate::repo::{Repo, WalFile};
+
+/// A restore to a point in time.
+#[derive(Clone, Debug)]
+pub struct PitrRequest {
+    pub source: String,
+    pub target: RecoveryTarget,
+    /// The new data directory (must not exist, or be empty).
+    pub target_dir: PathBuf,
+    pub location: Option<String>,
+    /// Only print the plan.
+    pub preview: bool,
+    /// Start the recovered server on this TCP port and leave it running.
+    pub start_port: Option<u16>,
+}
+
+/// What a recovery to a point in time will use.
+#[derive(Clone, Debug, Serialize)]
+pub struct PitrPlan {
+    pub source: String,
+    pub location: String,
+    pub target: RecoveryTarget,
+    pub target_dir: PathBuf,
+    pub base_snapshot: String,
+    pub base: BaseInfo,
+    pub base_bytes: u64,
+    /// The WAL files fetched (first and last segment, how many, their size).
+    pub wal_first: Option<String>,
+    pub wal_last: Option<String>,
+    pub wal_files: usize,
+    pub wal_bytes: u64,
+    /// Whether the last segment is still partial (received but not complete).
+    pub ends_in_partial: bool,
+}
+
+/// What a recovery did.
+#[derive(Clone, Debug, Serialize)]
+pub struct PitrReport {
+    pub run_id: String,
+    pub plan: PitrPlan,
+    pub recovered: Recovered,
+    /// Seconds per phase: fetching the base backup, fetching WAL, replaying.
+    pub fetch_base_seconds: f64,
+    pub fetch_wal_seconds: f64,
+    pub replay_seconds: f64,
+    /// The port the recovered server listens on, when `--start` left it running.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_on_port: Option<u16>,
+}
+
+/// The result: a plan only (`--preview`), or a recovery.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum PitrOutcome {
+    Preview(Box<PitrPlan>),
+    Recovered(Box<PitrReport>),
+}
+
+fn refuse(message: impl Into<String>) -> JobError {
+    JobError::Refused {
+        code: "pitr.not_recoverable",
+        message: message.into(),
+    }
+}
+
+/// Reads `2026-12-01 21:10:00.123+00` (PostgreSQL's text form) as a timestamp.
+#[must_use]
+pub fn parse_pg_time(text: &str) -> Option<Timestamp> {
+    let t = text.trim().replacen(' ', "T", 1);
+    let t = match t.rfind(['+', '-']) {
+        Some(i) if i > 10 && t.len() - i == 3 => format!("{t}:00"),
+        _ => t,
+    };
+    t.parse().ok()
+}
+
+/// Runs a recovery to a point in time (or only plans it).
+///
+/// # Errors
+/// When the source has no base backup before the target, the archive has a hole before it,
+/// the target directory is not empty, or recovery fails.
+pub async fn restore_to_point(ctx: &Context, req: &PitrRequest) -> Result<PitrOutcome, JobError> {
+    let source = ctx.select_sources(Some(&req.source))?.remove(0);
+    let SourceKind::Postgres(cfg) = &source.kind else {
+        return Err(JobError::Usage(format!(
+            "source {} is not a PostgreSQL source: point-in-time recovery is built for PostgreSQL",
+            source.name
+        )));
+    };
+    let location = req
+        .location
+        .clone()
+        .unwrap_or_else(|| source.primary().to_string());
+    let repo = ctx.repo(&location).await?;
+    let (plan, wal) = plan(&repo, req, &location).await?;
+    if req.preview {
+        return Ok(PitrOutcome::Preview(Box::new(plan)));
+    }
+    let run_id = ctx
+        .start(
+            RunKind::PitrRestore,
+            Some(&source.name),
+            Some(&location),
+            None,
+        )
+        .await?;
+    let role = url::Url::parse(&cfg.url)
+        .ok()
+        .map(|u| u.username().to_string())
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "postgres".into());
+    let database = url::Url::parse(&cfg.url)
+        .ok()
+        .map(|u| u.path().trim_start_matches('/').to_string())
+        .unwrap_or_default();
+    let result = execute(ctx, req, &repo, plan, &wal, &role, &database, &run_id).await;
+    let end = match &result {
+        Ok(r) => RunEnd {
+            bytes_read: Some(r.plan.base_bytes + r.plan.wal_bytes),
+            details: Some(serde_json::json!({
+                "target": r.plan.target,
+                "base_snapshot": r.plan.base_snapshot,
+                "recovered": r.recovered,
+                "target_dir": r.plan.target_dir,
+            })),
+            ..RunEnd::default()
+        },
+        Err(_) => RunEnd::default(),
+    };
+    ctx.finish(&run_id, &result, end).await;
+    Ok(PitrOutcome::Recovered(Box::new(result?)))
+}
+
+/// The base backup and WAL a recovery to the target needs, and the WAL files to fetch (name
+/// in the archive, name to give it).
+async fn plan(
+    repo: &Repo,
+    req: &PitrRequest,
+    location: &str,
+) -> Result<(PitrPlan, Vec<(String, String)>), JobError> {
+    let (repo2, source) = (repo.clone(), req.source.clone());
+    let (bases, wal) = blocking(move || {
+        let mut bases = Vec::new();
+        for snap in repo2.snapshots_of(SnapshotKind::Base, &source)? {
+            let mut json = Vec::new();
+            repo2.dump_base_file(&snap.id, &source, BASE_INFO, &mut json)?;
+            if let Ok(info) = serde_json::from_slice::<BaseInfo>(&json) {
+                bases.push((snap, info));
+            }
+        }
+        Ok((bases, repo2.wal_files(&source)?))
+    })
+    .await?;
+    let fits = |info: &BaseInfo| match &req.target {
+        RecoveryTarget::Time(t) => info.finished <= *t,
+        RecoveryTarget::Lsn(l) => parse_lsn(l)
+            .zip(parse_lsn(&info.end_lsn))
+            .is_some_and(|(want, end)| end <= want),
+        RecoveryTarget::RestorePoint(_) | RecoveryTarget::Latest => true,
+    };
+    let Some((snap, base)) = bases.iter().rev().find(|(_, info)| fits(info)).cloned() else {
+        return Err(refuse(match bases.first() {
+            None => format!(
+                "source {} has no base backup in location {location}; run `custodian base-backup --source {}` (and keep the archive running)",
+                req.source, req.source
+            ),
+            Some((_, oldest)) => format!(
+                "no base backup of source {} ends before {}; the oldest ended at {} (WAL position {})",
+                req.source, req.target, oldest.finished, oldest.end_lsn
+            ),
+        }));
+    };
+    let start = Segment::holding(base.timeline, parse_lsn(&base.start_lsn).unwrap_or(0));
+    let end = Segment::holding(base.timeline, parse_lsn(&base.end_lsn).unwrap_or(0));
+    // Segments from the base backup's start on, up to the one holding the target.
+    let mut segments: Vec<(&WalFile, Segment)> = wal
+        .iter()
+        .filter_map(|f| Segment::parse(&f.name).map(|s| (f, s)))
+        .filter(|(_, s)| s.number >= start.number && s.timeline >= base.timeline)
+        .collect();
+    segments.sort_by_key(|(f, s)| (s.number, s.timeline, f.name.ends_with(".partial")));
+    let last_needed = match &req.target {
+        RecoveryTarget::Time(t) => segments
+            .iter()
+            .find(|(f, _)| f.mtime >= *t)
+            .map(|(_, s)| s.number),
+        RecoveryTarget::Lsn(l) => parse_lsn(l).map(|l| l / crate::engine::pitr::SEGMENT_SIZE),
+        _ => None,
+    };
+    if let Some(last) = last_needed {
+        segments.retain(|(_, s)| s.number <= last);
+    }
+    // A segment archived whole replaces its partial versions.
+    let complete: std::collections::HashSet<&str> = segments
+        .iter()
+        .filter(|(f, _)| !f.name.ends_with(".partial"))
+        .map(|(f, _)| f.name.as_str())
+        .collect();
+    segments.retain(|(f, _)| {
+        f.name
+            .strip_suffix(".partial")
+            .is_none_or(|whole| !complete.contains(whole))
+    });
+    let holes = gaps(
+        &segments
+            .iter()
+            .filter(|(_, s)| s.number > end.number)
+            .map(|(f, _)| f.name.clone())
+            .chain(std::iter::once(end.name()))
+            .collect::<Vec<_>>(),
+    );
+    if let Some((first, last)) = holes.first() {
+        return Err(refuse(format!(
+            "the archive of source {} misses WAL segments {first} to {last} between the base backup and {}: recovery cannot cross them; recover to a point before {first}, or from a base backup taken after it",
+            req.source, req.target
+        )));
+    }
+    if let Some((_, s)) = segments.last()
+        && s.number < end.number
+    {
+        return Err(refuse(format!(
+            "the archive of source {} ends before its base backup does; is the archiver running?",
+            req.source
+        )));
+    }
+    // A partial segment is handed to the server under its segment's name: replay reads it
+    // up to its last complete record.
+    let mut fetch: Vec<(String, String)> = segments
+        .iter()
+        .map(|(f, _)| {
+            (
+                f.name.clone(),
+                f.name.trim_end_matches(".partial").to_string(),
+            )
+        })
+        .collect();
+    fetch.extend(
+        wal.iter()
+            .filter(|f| is_history(&f.name))
+            .map(|f| (f.name.clone(), f.name.clone())),
+    );
+    let wal_bytes = segments.iter().map(|(f, _)| f.size).sum::<u64>()
+        + wal
+            .iter()
+            .filter(|f| is_history(&f.name))
+            .map(|f| f.size)
+            .sum::<u64>();
+    let plan = PitrPlan {
+        source: req.source.clone(),
+        location: location.to_string(),
+        target: req.target.clone(),
+        target_dir: req.target_dir.clone(),
+        base_snapshot: snap.id.clone(),
+        base,
+        base_bytes: snap.bytes,
+        wal_first: segments.first().map(|(f, _)| f.name.clone()),
+        wal_last: segments.last().map(|(f, _)| f.name.clone()),
+        wal_files: segments.len(),
+        wal_bytes,
+        ends_in_partial: segments
+            .last()
+            .is_some_and(|(f, _)| f.name.ends_with(".partial")),
+    };
+    Ok((plan, fetch))
+}
+
+/// An empty directory is accepted; anything else is refused (a recovery never overwrites).
+/// The server runs as `run_as` when Custodian is root: it must be able to reach the directory.
+fn prepare_target(dir: &Path, run_as: Option<RunAs>) -> Result<(), JobError> {
+    if let Some(user) = run_as {
+        use std::os::unix::fs::MetadataExt;
+        for parent in dir.ancestors().skip(1) {
+            let Ok(meta) = std::fs::metadata(parent) else {
+                continue;
+            };
+            let searchable = meta.mode() & 0o001 != 0
+                || (meta.uid() == user.uid && meta.mode() & 0o100 != 0)
+                || (meta.gid() == user.gid && meta.mode() & 0o010 != 0);
+            if !searchable {
+                return Err(refuse(format!(
+                    "the recovered server runs as uid {} (drills.scratch-user) and cannot reach {}: {} is not searchable by it; choose a directory it can reach (e.g. under /var/lib/postgresql with scratch-user = \"postgres\")",
+                    user.uid,
+                    dir.display(),
+                    parent.display()
+                )));
+            }
+        }
+    }
+    if dir.exists() {
+        let empty = std::fs::read_dir(dir)
+            .map_err(|e| JobError::io(format!("reading {}", dir.display()), &e))?
+            .next()
+            .is_none();
+        if !empty {
+            return Err(refuse(format!(
+                "{} is not empty: a recovery only writes a new data directory; give a new path",
+                dir.display()
+            )));
+        }
+        std::fs::remove_dir(dir)
+            .map_err(|e| JobError::io(format!("preparing {}", dir.display()), &e))?;
+    }
+    make_private_dir(dir, run_as)
+        .map_err(|e| JobError::io(format!("creating {}", dir.display()), &e))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn execute(
+    ctx: &Context,
+    req: &PitrRequest,
+    repo: &Repo,
+    plan: PitrPlan,
+    wal: &[(String, String)],
+    role: &str,
+    database: &str,
+    run_id: &str,
+) -> Result<PitrReport, JobError> {
+    let run_as =
+        RunAs::resolve(ctx.config.drills.scratch_user.as_deref()).map_err(JobError::Usage)?;
+    prepare_target(&req.target_dir, run_as)?;
+    // From here on, a failure removes the half-made data directory.
+    let mut guard = crate::engine::scratch::RemoveOnDrop(Some(req.target_dir.clone()));
+    let base_dir = ctx
+        .config
+        .drills
+        .scratch_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir);
+    let work = base_dir.join(format!(
+        "custodian-pitr-{}",
+        run_id.replace(|c: char| !c.is_ascii_alphanumeric(), "")
+    ));
+    make_private_dir(&work, run_as)
+        .map_err(|e| JobError::io(format!("creating {}", work.display()), &e))?;
+    let _work_guard = crate::engine::scratch::RemoveOnDrop(Some(work.clone()));
+    let wal_dir = work.join("wal");
+    make_private_dir(&wal_dir, run_as)
+        .map_err(|e| JobError::io(format!("creating {}", wal_dir.display()), &e))?;
+
+    let t = Instant::now();
+    ctx.progress.phase(
+        format!("fetching base backup {}", &plan.base_snapshot[..8]),
+        Some(plan.base_bytes),
+    );
+    unpack_base(repo, &plan, &req.target_dir, run_as).await?;
+    let fetch_base_seconds = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    ctx.progress.phase(
+        format!("fetching {} WAL files", wal.len()),
+        Some(plan.wal_bytes),
+    );
+    {
+        let (repo, source, wanted, dir) = (
+            repo.clone(),
+            req.source.clone(),
+            wal.to_vec(),
+            wal_dir.clone(),
+        );
+        blocking(move || repo.fetch_wal(&source, &wanted, &dir)).await?;
+    }
+    if let Some(u) = run_as {
+        for entry in std::fs::read_dir(&wal_dir).into_iter().flatten().flatten() {
+            let _ = std::os::unix::fs::chown(entry.path(), Some(u.uid), Some(u.gid));
+        }
+    }
+    let fetch_wal_seconds = t.elapsed().as_secs_f64();
+    ctx.progress
+        .phase(format!("replaying WAL to {}", plan.target), None);
+    let recovered = crate::engine::postgres::recovery::recover(
+        &req.target_dir,
+        &wal_dir,
+        &work,
+        &plan.target,
+        role,
+        database,
+        run_as,
+    )
+    .await?;
+    ctx.progress.finish();
+    check_stop(&plan.target, &recovered)?;
+    let started_on_port = match req.start_port {
+        Some(port) => {
+            crate::engine::postgres::recovery::start(&req.target_dir, port, run_as).await?;
+            Some(port)
+        }
+        None => None,
+    };
+    guard.0 = None;
+    Ok(PitrReport {
+        run_id: run_id.to_string(),
+        replay_seconds: recovered.replay_seconds,
+        plan,
+        recovered,
+        fetch_base_seconds,
+        fetch_wal_seconds,
+        started_on_port,
+    })
+}
+
+/// The recovered cluster's last transaction must not be later than a time target.
+fn check_stop(target: &RecoveryTarget, recovered: &Recovered) -> Result<(), JobError> {
+    if let RecoveryTarget::Time(t) = target
+        && let Some(last) = recovered
+            .last_transaction
+            .as_deref()
+            .and_then(parse_pg_time)
+        && last > *t
+    {
+        return Err(JobError::Verification(format!(
+            "recovery replayed a transaction committed at {last}, after the target {t}"
+        )));
+    }
+    if !matches!(target, RecoveryTarget::Latest) && !recovered.stop.starts_with("recovery stopping")
+    {
+        return Err(JobError::Verification(format!(
+            "the server did not report stopping at {target} (it said: {})",
+            recovered.stop
+        )));
+    }
+    Ok(())
+}
+
+/// Streams `base.tar` from the repository into `tar -x` (run as the server's user).
+async fn unpack_base(
+    repo: &Repo,
+    plan: &PitrPlan,
+    dir: &Path,
+    run_as: Option<RunAs>,
+) -> Result<(), JobError> {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = crate::engine::process::clean_command("tar");
+    cmd.arg("-xf").arg("-").arg("-C").arg(dir);
+    if let Some(u) = run_as {
+        cmd.uid(u.uid).gid(u.gid);
+    }
+    let mut tar = crate::engine::process::DumpProcess::spawn_consumer("tar", cmd, &[])
+        .map_err(|e| JobError::io("starting tar", &e))?;
+    let mut stdin = tar
+        .take_stdin()
+        .ok_or_else(|| JobError::Internal("tar has no stdin".into()))?;
+    let (repo, snapshot, source) = (
+        repo.clone(),
+        plan.base_snapshot.clone(),
+        plan.source.clone(),
+    );
+    let written = blocking(move || {
+        let n = repo.dump_base_file(&snapshot, &source, BASE_TAR, &mut stdin);
+        drop(stdin);
+        n
+    })
+    .await;
+    let finished = tokio::task::spawn_blocking(move || tar.finish())
+        .await
+        .map_err(|e| JobError::Internal(e.to_string()))?;
+    written?;
+    finished.map_err(|f| JobError::io("unpacking the base backup", &f))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_times_parse() {
+        let t = parse_pg_time("2026-12-01 21:10:00.123456+00").unwrap();
+        assert_eq!(t.to_string(), "2026-12-01T21:10:00.123456Z");
+        let t = parse_pg_time("2026-12-01 22:10:00+01").unwrap();
+        assert_eq!(t.to_string(), "2026-12-01T21:10:00Z");
+        assert!(parse_pg_time("yesterday").is_none());
+    }
+}

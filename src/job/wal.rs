@@ -1,0 +1,555 @@
+//! The continuous archive of a PostgreSQL source (point-in-time recovery): `pg_receivewal`
+//! streams WAL from the slot Custodian owns into a private spool, and every `flush` interval
+//! what arrived — complete segments, timeline history files, and the segment still being
+//! written (as `<segment>.partial`) — is stored into every location of the source as a
+//! `custodian-wal` snapshot. A file leaves the spool only once every location holds it; the
+//! snapshots are rolled up into one per location once there are more than [`ROLL_UP_AT`].
+//!
+//! `pg_receivewal` runs with `--synchronous` (the slot moves only past what is on the spool's
+//! disk) and `--no-loop`: when it exits, the supervision here records why, re-reads the slot
+//! (a slot the server invalidated is a gap in the archive, recorded and alerted) and starts it
+//! again with a growing backoff. Its state — the last flush, restarts, gaps — is kept in
+//! `<state-dir>/archive/<source>/state.json` for `archive status` and the metrics.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use super::{Context, JobError, blocking, lock};
+use crate::config::{ArchiveConfig, SourceConfig, SourceKind};
+use crate::engine::pitr::{SlotState, is_history};
+use crate::engine::postgres::{self, wal};
+use crate::model::naming::SnapshotKind;
+use crate::repo::{ArchiveEntry, ArchiveRequest};
+
+/// A source keeps at most this many WAL snapshots per location before they are merged.
+pub const ROLL_UP_AT: usize = 24;
+
+/// A gap in the archive: WAL no recovery can cross.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Gap {
+    #[serde(with = "crate::model::time::serde_utc")]
+    pub at: Timestamp,
+    pub what: String,
+}
+
+/// What the archiver of one source last did; kept between runs.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ArchiveState {
+    /// When the last flush that stored everything received so far began: WAL received before
+    /// it is in every location.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_flush: Option<String>,
+    /// The newest WAL file stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest: Option<String>,
+    /// The `.partial` segment last stored, with its modification time (unchanged: not stored
+    /// again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial: Option<(String, i128)>,
+    #[serde(default)]
+    pub receiver_restarts: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(default)]
+    pub gaps: Vec<Gap>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<String>,
+}
+
+/// Where a source's archive keeps its spool and state.
+#[must_use]
+pub fn archive_dir(state_dir: &Path, source: &str) -> PathBuf {
+    state_dir.join("archive").join(source)
+}
+
+impl ArchiveState {
+    /// The saved state of a source's archiver (empty when it never ran).
+    #[must_use]
+    pub fn load(state_dir: &Path, source: &str) -> Self {
+        std::fs::read(archive_dir(state_dir, source).join("state.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn save(&self, state_dir: &Path, source: &str) -> Result<(), JobError> {
+        let dir = archive_dir(state_dir, source);
+        let tmp = dir.join("state.json.tmp");
+        let text =
+            serde_json::to_vec_pretty(self).map_err(|e| JobError::Internal(e.to_string()))?;
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, dir.join("state.json")))
+            .map_err(|e| JobError::io(format!("saving {}", dir.display()), &e))
+    }
+
+    /// Seconds since the last complete flush (the archive's lag), if it ever flushed.
+    #[must_use]
+    pub fn lag_seconds(&self, now: Timestamp) -> Option<f64> {
+        let last: Timestamp = self.last_flush.as_deref()?.parse().ok()?;
+        Some(
+            (now - last)
+                .total(jiff::Unit::Second)
+                .unwrap_or(0.0)
+                .max(0.0),
+        )
+    }
+}
+
+/// What one archiver run did (it ends at SIGTERM / Ctrl-C).
+#[derive(Clone, Debug, Serialize)]
+pub struct ArchiveRun {
+    pub source: String,
+    pub slot: SlotState,
+    pub flushes: u64,
+    pub files_stored: u64,
+    pub bytes_stored: u64,
+    pub receiver_restarts: u64,
+    pub state: ArchiveState,
+}
+
+/// The archive settings of a source, or why it has none.
+///
+/// # Errors
+/// [`JobError::Usage`] when the source is not a PostgreSQL source with archiving enabled.
+pub fn archive_settings(source: &SourceConfig) -> Result<ArchiveConfig, JobError> {
+    match &source.kind {
+        SourceKind::Postgres(cfg) => cfg.archive.clone().ok_or_else(|| {
+            JobError::Usage(format!(
+                "source {} has no continuous archive; add [source.{}.archive] with enabled = true (see README, \"Point-in-time recovery\")",
+                source.name, source.name
+            ))
+        }),
+        _ => Err(JobError::Usage(format!(
+            "source {} is not a PostgreSQL source: only PostgreSQL's WAL is archived so far",
+            source.name
+        ))),
+    }
+}
+
+/// The sources with an archive, all or the one named.
+///
+/// # Errors
+/// When the named source does not exist or has no archive.
+pub fn archived_sources(ctx: &Context, name: Option<&str>) -> Result<Vec<SourceConfig>, JobError> {
+    let all = ctx.select_sources(name)?;
+    if name.is_some() {
+        archive_settings(&all[0])?;
+        return Ok(all);
+    }
+    let with: Vec<SourceConfig> = all
+        .into_iter()
+        .filter(|s| archive_settings(s).is_ok())
+        .collect();
+    if with.is_empty() {
+        return Err(JobError::Usage(
+            "no source has a continuous archive; add [source.NAME.archive] with enabled = true"
+                .into(),
+        ));
+    }
+    Ok(with)
+}
+
+/// Runs the archivers of the selected sources until `stop` is cancelled, then stores what the
+/// spools still hold and returns.
+///
+/// # Errors
+/// When a source has no archive, or its lock is held by another process.
+pub async fn run(
+    ctx: &Context,
+    source: Option<&str>,
+    stop: CancellationToken,
+) -> Result<Vec<ArchiveRun>, JobError> {
+    let sources = archived_sources(ctx, source)?;
+    let runs = sources.iter().map(|s| run_source(ctx, s, stop.clone()));
+    futures_util::future::join_all(runs)
+        .await
+        .into_iter()
+        .collect()
+}
+
+async fn run_source(
+    ctx: &Context,
+    source: &SourceConfig,
+    stop: CancellationToken,
+) -> Result<ArchiveRun, JobError> {
+    let settings = archive_settings(source)?;
+    let cfg = source.server().expect("a server source").clone();
+    let _lock = lock::try_lock(
+        &ctx.config.state_dir,
+        &format!("archive-{}", source.name),
+        &format!("the archiver of source {}", source.name),
+    )?;
+    let dir = archive_dir(&ctx.config.state_dir, &source.name);
+    let spool = dir.join("spool");
+    for d in [dir.parent().unwrap_or(&dir), &dir, &spool] {
+        private_dir(d)?;
+    }
+    let connect = postgres::connect_settings(&source.name, &cfg)?;
+    let slot_name = wal::slot_name(&source.name);
+    let slot = wal::ensure_slot(&connect, &slot_name).await?;
+    let mut state = ArchiveState::load(&ctx.config.state_dir, &source.name);
+    if slot.created && state.slot.is_some() {
+        // The slot this archive streamed from is gone: WAL between is not in the archive.
+        record_gap(
+            ctx,
+            &source.name,
+            &mut state,
+            format!(
+                "replication slot {slot_name} was dropped; the archive restarts at its new position"
+            ),
+        );
+    }
+    if slot.wal_status.as_deref() == Some("lost") {
+        record_gap(
+            ctx,
+            &source.name,
+            &mut state,
+            format!(
+                "the server invalidated replication slot {slot_name} (max_slot_wal_keep_size): WAL was removed before it was archived; drop the slot to start a new archive, and take a base backup"
+            ),
+        );
+    }
+    state.slot = Some(slot_name.clone());
+    state.save(&ctx.config.state_dir, &source.name)?;
+    tracing::info!(source = %source.name, slot = %slot_name, restart_lsn = ?slot.restart_lsn, "archiver started");
+
+    let receiver_stop = CancellationToken::new();
+    let restarts = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let receiver = tokio::spawn(supervise(
+        source.name.clone(),
+        connect.clone(),
+        spool.clone(),
+        slot_name,
+        ctx.config.scratch_dir(),
+        receiver_stop.clone(),
+        restarts.clone(),
+    ));
+    let mut run = ArchiveRun {
+        source: source.name.clone(),
+        slot,
+        flushes: 0,
+        files_stored: 0,
+        bytes_stored: 0,
+        receiver_restarts: 0,
+        state: state.clone(),
+    };
+    let mut ticker = tokio::time::interval(settings.flush);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        flush_into(ctx, source, &spool, &mut state, &mut run).await;
+    }
+    // The receiver stops first (it fsyncs what it has), then the spool is stored once more.
+    receiver_stop.cancel();
+    let _ = receiver.await;
+    flush_into(ctx, source, &spool, &mut state, &mut run).await;
+    let restarts = restarts.load(std::sync::atomic::Ordering::SeqCst);
+    state.receiver_restarts += restarts;
+    state.save(&ctx.config.state_dir, &source.name)?;
+    run.receiver_restarts = restarts;
+    run.state = state;
+    Ok(run)
+}
+
+fn private_dir(dir: &Path) -> Result<(), JobError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+        .map_err(|e| JobError::io(format!("creating {}", dir.display()), &e))
+}
+
+fn record_gap(ctx: &Context, source: &str, state: &mut ArchiveState, what: String) {
+    tracing::error!(source, gap = %what, "gap in the continuous archive");
+    ctx.audit_action(crate::audit::NewEntry {
+        actor: ctx.actor.clone(),
+        uid: ctx.uid,
+        role: ctx.role.clone(),
+        trigger: ctx.trigger.as_str().to_string(),
+        action: "archive.gap".into(),
+        target: Some(source.to_string()),
+        params: serde_json::json!({}),
+        outcome: "recorded".into(),
+        detail: Some(what.clone()),
+    });
+    state.gaps.push(Gap {
+        at: crate::model::time::now(),
+        what,
+    });
+}
+
+/// One flush, its failure recorded in the state (the files stay in the spool for the next).
+async fn flush_into(
+    ctx: &Context,
+    source: &SourceConfig,
+    spool: &Path,
+    state: &mut ArchiveState,
+    run: &mut ArchiveRun,
+) {
+    match flush(ctx, source, spool, state).await {
+        Ok((files, bytes)) => {
+            run.flushes += 1;
+            run.files_stored += files;
+            run.bytes_stored += bytes;
+            state.last_error = None;
+        }
+        Err(e) => {
+            tracing::error!(source = %source.name, error = %e, code = e.code(), "archive flush failed; the spool keeps the WAL for the next flush");
+            state.last_error = Some(e.to_string());
+        }
+    }
+    if let Err(e) = state.save(&ctx.config.state_dir, &source.name) {
+        tracing::error!(source = %source.name, error = %e, "cannot save the archive's state");
+    }
+    run.state = state.clone();
+}
+
+/// A file in the spool to store.
+struct Spooled {
+    name: String,
+    path: PathBuf,
+    size: u64,
+    mtime: std::time::SystemTime,
+    /// A `.partial` segment is read once, at the flush's start, so every location gets the
+    /// same bytes while the receiver keeps writing.
+    content: Option<Arc<Vec<u8>>>,
+}
+
+fn spooled(spool: &Path, state: &ArchiveState) -> Result<Vec<Spooled>, JobError> {
+    let io = |e: std::io::Error| JobError::io(format!("reading the spool {}", spool.display()), &e);
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(spool).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let meta = entry.metadata().map_err(io)?;
+        if !meta.is_file() {
+            continue;
+        }
+        let segment = crate::engine::pitr::Segment::parse(&name).is_some();
+        let mtime = meta.modified().map_err(io)?;
+        if name.ends_with(".partial") && segment {
+            let stamp = mtime_nanos(mtime);
+            if state.partial.as_ref() == Some(&(name.clone(), stamp)) {
+                continue;
+            }
+            let mut content = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+            std::fs::File::open(entry.path())
+                .and_then(|mut f| f.read_to_end(&mut content))
+                .map_err(io)?;
+            out.push(Spooled {
+                name,
+                path: entry.path(),
+                size: content.len() as u64,
+                mtime,
+                content: Some(Arc::new(content)),
+            });
+        } else if segment || is_history(&name) {
+            out.push(Spooled {
+                name,
+                path: entry.path(),
+                size: meta.len(),
+                mtime,
+                content: None,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+fn mtime_nanos(t: std::time::SystemTime) -> i128 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX))
+}
+
+/// Stores what the spool holds into every location; returns files and bytes stored.
+async fn flush(
+    ctx: &Context,
+    source: &SourceConfig,
+    spool: &Path,
+    state: &mut ArchiveState,
+) -> Result<(u64, u64), JobError> {
+    let started = crate::model::time::now();
+    let files = spooled(spool, state)?;
+    if files.is_empty() {
+        state.last_flush = Some(started.to_string());
+        return Ok((0, 0));
+    }
+    let bytes: u64 = files.iter().map(|f| f.size).sum();
+    for location in &source.locations {
+        let repo = ctx.repo(location).await?;
+        let entries: Vec<ArchiveEntry> = files.iter().map(entry).collect();
+        let request = ArchiveRequest {
+            source: source.name.clone(),
+            engine: source.engine().to_string(),
+            hostname: ctx.config.hostname.clone(),
+            time: started,
+            entries,
+            bars: None,
+            on_read: None,
+        };
+        let name = source.name.clone();
+        blocking(move || {
+            repo.discard_pending_kind(&name, SnapshotKind::Wal)?;
+            repo.archive_kind(request, SnapshotKind::Wal)?;
+            repo.roll_up_wal(&name, ROLL_UP_AT)?;
+            Ok(())
+        })
+        .await?;
+    }
+    // Every location has them: complete files leave the spool; the partial stays (the
+    // receiver is still writing it) and is remembered so an unchanged one is not stored again.
+    for f in &files {
+        if f.content.is_some() {
+            state.partial = Some((f.name.clone(), mtime_nanos(f.mtime)));
+        } else if let Err(e) = std::fs::remove_file(&f.path) {
+            tracing::warn!(file = %f.path.display(), error = %e, "cannot remove an archived file from the spool");
+        }
+    }
+    state.newest = files
+        .iter()
+        .filter(|f| !is_history(&f.name))
+        .map(|f| f.name.clone())
+        .max();
+    state.last_flush = Some(started.to_string());
+    tracing::info!(source = %source.name, files = files.len(), bytes, "archived WAL stored");
+    Ok((files.len() as u64, bytes))
+}
+
+fn entry(f: &Spooled) -> ArchiveEntry {
+    let mtime = jiff::Timestamp::try_from(f.mtime).unwrap_or_else(|_| crate::model::time::now());
+    let open: crate::repo::Opener = match &f.content {
+        Some(content) => {
+            let content = content.clone();
+            Box::new(move || {
+                Ok(Box::new(std::io::Cursor::new(content.as_ref().clone()))
+                    as Box<dyn Read + Send>)
+            })
+        }
+        None => {
+            let path = f.path.clone();
+            Box::new(move || Ok(Box::new(std::fs::File::open(&path)?) as Box<dyn Read + Send>))
+        }
+    };
+    ArchiveEntry {
+        name: f.name.clone(),
+        size: Some(f.size),
+        sha256: None,
+        mtime,
+        open,
+    }
+}
+
+/// Keeps `pg_receivewal` running until `stop`: every exit is logged with its stderr, the slot
+/// re-read, and the receiver started again after a backoff (1 s, doubling to 60 s, back to
+/// 1 s after a run of more than a minute).
+async fn supervise(
+    source: String,
+    connect: postgres::Connect,
+    spool: PathBuf,
+    slot: String,
+    scratch: PathBuf,
+    stop: CancellationToken,
+    restarts: Arc<std::sync::atomic::AtomicU64>,
+) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let started = std::time::Instant::now();
+        let ended = receive_once(&connect, &spool, &slot, &scratch, &stop).await;
+        if stop.is_cancelled() {
+            return;
+        }
+        restarts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tracing::warn!(source = %source, ended = %ended, "pg_receivewal stopped; restarting it");
+        if let Ok(state) = wal::ensure_slot(&connect, &slot).await
+            && state.wal_status.as_deref() == Some("lost")
+        {
+            tracing::error!(source = %source, slot = %slot, "the server invalidated the archive's replication slot: WAL is missing from the archive");
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            backoff = Duration::from_secs(1);
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(60));
+    }
+}
+
+/// Runs `pg_receivewal` once; returns how it ended.
+async fn receive_once(
+    connect: &postgres::Connect,
+    spool: &Path,
+    slot: &str,
+    scratch: &Path,
+    stop: &CancellationToken,
+) -> String {
+    let work = match crate::engine::private_workdir(scratch, "receivewal-") {
+        Ok(w) => w,
+        Err(e) => return e.to_string(),
+    };
+    let cmd = match wal::receivewal(connect, spool, slot, work.path()) {
+        Ok(c) => c,
+        Err(e) => return format!("cannot prepare pg_receivewal: {e}"),
+    };
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return format!("pg_receivewal cannot be started: {e}"),
+    };
+    let stderr = child.stderr.take();
+    let lines = tokio::spawn(async move {
+        use tokio::io::AsyncBufReadExt;
+        let mut last = BTreeMap::new();
+        if let Some(err) = stderr {
+            let mut reader = tokio::io::BufReader::new(err).lines();
+            let mut n = 0u64;
+            while let Ok(Some(line)) = reader.next_line().await {
+                tracing::debug!(tool = "pg_receivewal", "{line}");
+                n += 1;
+                last.insert(n, line);
+                if last.len() > 5 {
+                    last.pop_first();
+                }
+            }
+        }
+        last.into_values().collect::<Vec<_>>().join(" / ")
+    });
+    let status = tokio::select! {
+        status = child.wait() => status.map_or_else(|e| e.to_string(), |s| s.to_string()),
+        () = stop.cancelled() => {
+            // SIGINT: pg_receivewal flushes and exits cleanly.
+            if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGINT);
+            }
+            match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
+                Ok(s) => s.map_or_else(|e| e.to_string(), |s| s.to_string()),
+                Err(_) => {
+                    let _ = child.kill().await;
+                    "killed after 10 s".into()
+                }
+            }
+        }
+    };
+    let said = lines.await.unwrap_or_default();
+    format!("{status}: {said}")
+}

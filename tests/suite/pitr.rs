@@ -1,0 +1,376 @@
+//! Point-in-time recovery against a real PostgreSQL: a steady writer, a physical base backup,
+//! the archiver (`pg_receivewal` on Custodian's slot) running in the foreground, its
+//! `pg_receivewal` killed mid-way (the slot keeps its place, supervision restarts it), and
+//! recoveries to three chosen times — one inside the segment that was still partial when the
+//! archive stopped — each checked by the writer's own row count. The restic CLI lists and dumps
+//! the archived WAL; a recovery to the end of the archive and into a used directory close it.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::common;
+
+use common::servers::{PASSWORD, PgServer, password_file, pids_with};
+use common::{Workspace, custodian_cmd};
+
+fn config(pg: &str, scratch: &std::path::Path) -> String {
+    format!(
+        r#"[custodian]
+state-dir = "state"
+hostname = "test-host"
+
+[source.crm]
+kind = "postgres"
+url = "{pg}"
+password-file = "keys/db.pass"
+
+[source.crm.archive]
+enabled = true
+flush = "2s"
+
+[location.local]
+kind = "local"
+path = "repos/local"
+password-file = "keys/local.key"
+
+[location.offsite]
+kind = "local"
+path = "repos/offsite"
+password-file = "keys/offsite.key"
+
+[drills]
+scratch-dir = "{}"
+"#,
+        scratch.display()
+    )
+}
+
+/// Inserts one row into `ticks` every 100 ms through one psql session until stopped.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    child: Child,
+}
+
+impl Writer {
+    fn start(pg: &PgServer) -> Self {
+        let mut child = pg
+            .client("psql", "crm")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::SeqCst) {
+                if writeln!(stdin, "INSERT INTO ticks (note) VALUES (repeat('x', 200));").is_err() {
+                    break;
+                }
+                let _ = stdin.flush();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+            child,
+        }
+    }
+
+    fn stop(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.take().unwrap().join().unwrap();
+        let _ = self.child.wait();
+    }
+}
+
+/// A time between two of the writer's rows, and how many rows came before it.
+fn between_rows(pg: &PgServer) -> (String, u64) {
+    let out = pg.psql(
+        "crm",
+        "SELECT to_char((a + (b - a) / 2) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), n \
+         FROM (SELECT at AS a, lead(at) OVER (ORDER BY id) AS b, row_number() OVER (ORDER BY id) AS n FROM ticks) t \
+         WHERE b IS NOT NULL ORDER BY n DESC LIMIT 1",
+    );
+    let (time, n) = out.split_once('|').unwrap();
+    (time.to_string(), n.parse().unwrap())
+}
+
+/// Starts a recovered data directory on `port` (as the user who owns it) and counts `ticks`.
+fn count_in(dir: &std::path::Path, port: u16) -> u64 {
+    let mut psql = Command::new(PgServer::bin("psql"));
+    psql.args([
+        "-X",
+        "-A",
+        "-t",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-U",
+        "custodian",
+        "-d",
+        "crm",
+        "-c",
+        "SELECT count(*) FROM ticks",
+    ])
+    .env("PGPASSWORD", PASSWORD);
+    let out = common::servers::output(&mut psql);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let n = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(dir.join("postmaster.pid"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    for _ in 0..100 {
+        if !dir.join("postmaster.pid").exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    n
+}
+
+#[test]
+fn recovers_to_chosen_times_from_a_base_backup_and_the_archive() {
+    let pg = PgServer::start();
+    pg.create_db("crm");
+    pg.psql("postgres", "ALTER ROLE custodian REPLICATION;");
+    pg.psql(
+        "crm",
+        "CREATE TABLE ticks (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp(), note text);
+         ALTER TABLE ticks OWNER TO custodian;",
+    );
+    let ws = Workspace::new();
+    password_file(&ws.path("keys"));
+    // The recovered server runs as the scratch user: its directories must be reachable by it.
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    ws.write_config(&config(&pg.url("crm"), scratch.path()));
+    ws.custodian_json(&["init"], 0);
+
+    // Nothing to recover from yet: the plan says what is missing.
+    let err = ws.custodian_error(
+        &[
+            "restore",
+            "--source",
+            "crm",
+            "--to-latest",
+            "--target-dir",
+            &scratch.path().join("none").display().to_string(),
+            "--preview",
+        ],
+        1,
+    );
+    assert_eq!(err["code"], "pitr.not_recoverable");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("custodian base-backup"),
+        "{err}"
+    );
+
+    let writer = Writer::start(&pg);
+    let archiver = custodian_cmd()
+        .arg("--config")
+        .arg(ws.config_path())
+        .args(["--json", "archive", "run", "--source", "crm"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'custodian_crm' AND active"
+        ),
+        "1",
+        "the archiver streams from its own slot"
+    );
+    let base = ws.custodian_json(&["base-backup", "--source", "crm"], 0);
+    assert_eq!(base[0]["copied_to"][0], "offsite", "{base:#}");
+    assert!(base[0]["info"]["start_lsn"].as_str().unwrap().contains('/'));
+
+    // T1 in a segment that is complete by the end.
+    std::thread::sleep(Duration::from_secs(2));
+    let (t1, n1) = between_rows(&pg);
+    pg.psql("crm", "SELECT pg_switch_wal()");
+
+    // pg_receivewal killed: supervision starts it again on the same slot, nothing is lost.
+    std::thread::sleep(Duration::from_secs(1));
+    let receivers = pids_with(&["pg_receivewal", "custodian_crm"]);
+    assert_eq!(receivers.len(), 1, "one pg_receivewal: {receivers:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(receivers[0]).unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'custodian_crm'"
+        ),
+        "1",
+        "the slot is kept"
+    );
+    let (t2, n2) = between_rows(&pg);
+    pg.psql("crm", "SELECT pg_switch_wal()");
+
+    // T3 inside the segment still being written when the archive stops.
+    std::thread::sleep(Duration::from_secs(2));
+    let (t3, n3) = between_rows(&pg);
+    std::thread::sleep(Duration::from_secs(5));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(archiver.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = archiver.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let run = common::reply(&out)["data"][0].clone();
+    assert!(run["receiver_restarts"].as_u64().unwrap() >= 1, "{run:#}");
+    assert!(run["files_stored"].as_u64().unwrap() >= 3, "{run:#}");
+    writer.stop();
+    assert!(n1 < n2 && n2 < n3, "{n1} {n2} {n3}");
+
+    let status = ws.custodian_json(&["archive", "status", "--source", "crm"], 0);
+    let s = &status[0];
+    assert!(s["window"]["from"].is_string(), "{s:#}");
+    assert_eq!(s["gaps"], serde_json::json!([]), "{s:#}");
+    assert!(s["lag_seconds"].as_f64().unwrap() < 60.0, "{s:#}");
+    assert!(s["wal_snapshots"].as_u64().unwrap() <= 24, "{s:#}");
+
+    // The plan for T3 ends in the partial segment.
+    let target = |name: &str| scratch.path().join(name).display().to_string();
+    let plan = ws.custodian_json(
+        &[
+            "restore",
+            "--source",
+            "crm",
+            "--to-time",
+            &t3,
+            "--target-dir",
+            &target("t3"),
+            "--preview",
+        ],
+        0,
+    );
+    assert_eq!(plan["ends_in_partial"], true, "{plan:#}");
+    assert!(
+        !scratch.path().join("t3").exists(),
+        "a preview writes nothing"
+    );
+
+    for (i, (time, expected)) in [(&t1, n1), (&t2, n2), (&t3, n3)].into_iter().enumerate() {
+        let dir = target(&format!("t{}", i + 1));
+        let port = common::servers::free_port();
+        let r = ws.custodian_json(
+            &[
+                "restore",
+                "--source",
+                "crm",
+                "--to-time",
+                time,
+                "--target-dir",
+                &dir,
+                "--start-port",
+                &port.to_string(),
+            ],
+            0,
+        );
+        assert!(
+            r["recovered"]["stop"]
+                .as_str()
+                .unwrap()
+                .starts_with("recovery stopping before commit"),
+            "{r:#}"
+        );
+        assert_eq!(
+            count_in(std::path::Path::new(&dir), port),
+            expected,
+            "rows recovered at {time} (target {})",
+            i + 1
+        );
+    }
+
+    // The restic CLI sees the archive: a few WAL snapshots, and every segment dumps whole.
+    let out = ws.restic("local", &["snapshots", "--tag", "custodian-wal", "--json"]);
+    let snaps: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!snaps.is_empty() && snaps.len() <= 24, "{}", snaps.len());
+    // Each WAL snapshot holds the files of one flush (or of a roll-up): together, all of it.
+    let (snapshot, segment) = snaps
+        .iter()
+        .find_map(|snap| {
+            let id = snap["id"].as_str().unwrap();
+            let out = ws.restic("local", &["ls", "--json", id, "/custodian/crm/wal"]);
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter_map(|v| v["name"].as_str().map(str::to_string))
+                .find(|n| n.len() == 24)
+                .map(|n| (id.to_string(), n))
+        })
+        .expect("a complete segment in some WAL snapshot");
+    let out = ws.restic(
+        "local",
+        &["dump", &snapshot, &format!("/custodian/crm/wal/{segment}")],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert_eq!(out.stdout.len(), 16 << 20, "a whole segment");
+    // `latest` for a logical backup is never a WAL or base snapshot.
+    let out = ws.restic("local", &["snapshots", "--tag", "custodian", "--json"]);
+    let logical: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(logical.is_empty(), "{logical:?}");
+
+    // To the end of the archive: everything the writer committed before the archive stopped.
+    let dir = target("latest");
+    let port = common::servers::free_port();
+    let r = ws.custodian_json(
+        &[
+            "restore",
+            "--source",
+            "crm",
+            "--to-latest",
+            "--target-dir",
+            &dir,
+            "--start-port",
+            &port.to_string(),
+        ],
+        0,
+    );
+    assert!(count_in(std::path::Path::new(&dir), port) > n3, "{r:#}");
+    // A target directory that is not empty is refused.
+    let err = ws.custodian_error(
+        &[
+            "restore",
+            "--source",
+            "crm",
+            "--to-latest",
+            "--target-dir",
+            &dir,
+        ],
+        1,
+    );
+    assert!(
+        err["message"].as_str().unwrap().contains("is not empty"),
+        "{err}"
+    );
+}
