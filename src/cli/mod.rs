@@ -798,9 +798,7 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
                 }
             },
             Command::BaseBackup { source } => {
-                let reports = job::base_backup::base_backup(ctx, source.as_deref()).await?;
-                emit(json, &reports, |r| render::base_backups(r));
-                Exit::Ok
+                run_job(ctx, job::Request::BaseBackup { source }, None, json).await?
             }
             Command::Archive {
                 command: ArchiveCommand::Run { source },

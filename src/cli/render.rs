@@ -616,6 +616,27 @@ pub fn status(s: &Status) -> String {
             let _ = writeln!(out, "  problem: {p}");
         }
     }
+    for a in &s.archives {
+        let lag = a.lag_seconds.map_or_else(
+            || "never stored".to_string(),
+            |l| format!("{l:.0} s behind"),
+        );
+        let _ = writeln!(
+            out,
+            "archive {}: {} ({}){}{}",
+            a.source,
+            lag,
+            if a.ok() { "ok" } else { "NOT OK" },
+            if a.gaps > 0 {
+                format!(", {} recorded", crate::model::count(a.gaps, "gap"))
+            } else {
+                String::new()
+            },
+            a.last_error
+                .as_deref()
+                .map_or_else(String::new, |e| format!("; last flush failed: {e}"))
+        );
+    }
     if !s.recent_failures.is_empty() {
         let _ = writeln!(out, "recent failures:");
         out.push_str(&runs(&s.recent_failures));
@@ -906,6 +927,7 @@ pub fn outcome(o: &crate::job::Outcome) -> String {
     match o {
         Outcome::Init(r) => init(r),
         Outcome::Backup(r) => backups(r),
+        Outcome::BaseBackup(r) => base_backups(r),
         Outcome::Copy(r) => copies(r),
         Outcome::Check(r) => checks(r),
         Outcome::Forget(r) => forgets(r),

@@ -15,6 +15,8 @@ use super::document::Document;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JobKind {
     Backup,
+    /// A physical base backup (point-in-time recovery), of the sources with an archive.
+    BaseBackup,
     Copy,
     Check,
     Prune,
@@ -23,8 +25,9 @@ pub enum JobKind {
 }
 
 impl JobKind {
-    const ALL: [(&'static str, Self); 6] = [
+    const ALL: [(&'static str, Self); 7] = [
         ("backup", Self::Backup),
+        ("base-backup", Self::BaseBackup),
         ("copy", Self::Copy),
         ("check", Self::Check),
         ("prune", Self::Prune),

@@ -78,6 +78,18 @@ const HELP: &[(&str, &str)] = &[
         "custodian_location_healthy",
         "1 if the latest run that used a configured location succeeded and no damage is open there; 0 otherwise, also before anything used it.",
     ),
+    (
+        "custodian_archive_lag_seconds",
+        "Seconds since the continuous archive of a source last stored everything it had received (its RPO now), by source.",
+    ),
+    (
+        "custodian_archive_receiver_restarts_total",
+        "Times the archive's pg_receivewal had to be started again, by source.",
+    ),
+    (
+        "custodian_archive_gaps",
+        "Gaps recorded in a source's continuous archive (0: none).",
+    ),
     ("custodian_jobs_running", "Jobs the daemon runs now."),
     (
         "custodian_config_last_reload_successful",
@@ -163,6 +175,37 @@ fn daemon_samples(shared: &Shared) -> Vec<Sample> {
         value: shared.active().len() as f64,
     });
     out.extend(process_samples());
+    out
+}
+
+/// Each continuous archive's lag, restarts and gaps, from its saved state.
+fn archive_samples(ctx: &Context) -> Vec<Sample> {
+    let now = jiff::Timestamp::now();
+    let mut out = Vec::new();
+    for source in &ctx.config.sources {
+        if crate::job::wal::archive_settings(source).is_err() {
+            continue;
+        }
+        let state = crate::job::wal::ArchiveState::load(&ctx.config.state_dir, &source.name);
+        let labels = vec![("source", source.name.clone())];
+        if let Some(lag) = state.lag_seconds(now) {
+            out.push(Sample {
+                name: "custodian_archive_lag_seconds",
+                labels: labels.clone(),
+                value: lag,
+            });
+        }
+        out.push(Sample {
+            name: "custodian_archive_receiver_restarts_total",
+            labels: labels.clone(),
+            value: state.receiver_restarts as f64,
+        });
+        out.push(Sample {
+            name: "custodian_archive_gaps",
+            labels,
+            value: state.gaps.len() as f64,
+        });
+    }
     out
 }
 
@@ -318,6 +361,7 @@ async fn respond(
     {
         Ok(mut samples) => {
             samples.extend(daemon_samples(shared));
+            samples.extend(archive_samples(ctx));
             reply(StatusCode::OK, render(&samples))
         }
         Err(e) => reply(

@@ -12,6 +12,7 @@
 //!   snapshot — and the daemon exits 0. SIGHUP: the configuration and schedules are reloaded;
 //!   an invalid one is rejected with its diagnostics and the old one keeps running.
 
+mod archivers;
 mod metrics;
 mod notify;
 mod runner;
@@ -108,6 +109,7 @@ pub async fn run(config_path: &Path) -> Exit {
         "daemon ready: {}",
         describe_next(&next)
     );
+    let mut archivers = archivers::Archivers::start(&ctx);
     let mut last_status = status_line(&shared, &next);
     notify::ready(&last_status);
     let watchdog = notify::watchdog_interval();
@@ -133,6 +135,10 @@ pub async fn run(config_path: &Path) -> Exit {
                         Ok(new_ctx) => {
                             ctx = Arc::new(new_ctx);
                             let _ = ctx_tx.send(ctx.clone());
+                            // The old archivers store their spools and release their locks
+                            // before the new ones start.
+                            std::mem::take(&mut archivers).stop().await;
+                            archivers = archivers::Archivers::start(&ctx);
                             match plan(&ctx, &shared, false).await {
                                 Ok(n) => {
                                     next = n;
@@ -193,6 +199,7 @@ pub async fn run(config_path: &Path) -> Exit {
 
     notify::stopping();
     tracing::info!(running = ?shared.running(), "stopping: no new jobs; waiting for running ones");
+    archivers.stop().await;
     shared.shutdown.cancel();
     shared.tracker.close();
     if tokio::time::timeout(STOP_GRACE, shared.tracker.wait())

@@ -259,6 +259,20 @@ pub(super) fn requests(ctx: &Context, job: &ScheduledJob) -> Vec<job::Request> {
             .into_iter()
             .map(|source| job::Request::Backup { source })
             .collect(),
+        JobKind::BaseBackup => {
+            let with_archive = |name: &Option<String>| {
+                !job.sources.is_empty()
+                    || name
+                        .as_deref()
+                        .and_then(|n| ctx.config.source(n))
+                        .is_some_and(|s| crate::job::wal::archive_settings(s).is_ok())
+            };
+            sources
+                .into_iter()
+                .filter(with_archive)
+                .map(|source| job::Request::BaseBackup { source })
+                .collect()
+        }
         JobKind::Copy => sources
             .into_iter()
             .map(|source| job::Request::Copy { source })
@@ -304,7 +318,7 @@ pub(super) async fn execute(
     let mut failure = None;
     for request in requests {
         let queue_key = match request {
-            job::Request::Backup { source } => source.clone(),
+            job::Request::Backup { source } | job::Request::BaseBackup { source } => source.clone(),
             job::Request::Drill(d) => Some(d.source.clone().unwrap_or_else(|| "*drill*".into())),
             _ => None,
         };

@@ -106,6 +106,14 @@ pub async fn run(config: Result<&Config, String>, unit: Option<&Path>) -> Report
     for source in &config.sources {
         let engine = crate::engine::of(source.engine());
         findings.extend(engine.doctor(&source.name, &source.kind).await);
+        // A source with a continuous archive needs what archiving needs, checked here too.
+        if super::wal::archive_settings(source).is_ok() {
+            findings.extend(
+                engine
+                    .archive_preflight(&source.name, &source.kind, &config.scratch_dir())
+                    .await,
+            );
+        }
     }
     for location in &config.locations {
         if let LocationKind::S3(s3) = &location.kind {

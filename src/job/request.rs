@@ -21,6 +21,10 @@ pub enum Request {
     Backup {
         source: Option<String>,
     },
+    /// A physical base backup of a PostgreSQL source (all with an archive when `None`).
+    BaseBackup {
+        source: Option<String>,
+    },
     Copy {
         source: Option<String>,
     },
@@ -52,6 +56,7 @@ impl Request {
         match self {
             Self::Init => "init",
             Self::Backup { .. } => "backup",
+            Self::BaseBackup { .. } => "base-backup",
             Self::Copy { .. } => "copy",
             Self::Check { .. } => "check",
             Self::Forget { .. } => "forget",
@@ -70,6 +75,7 @@ impl Request {
 pub enum Outcome {
     Init(Vec<InitReport>),
     Backup(Vec<BackupReport>),
+    BaseBackup(Vec<super::base_backup::BaseBackupReport>),
     Copy(Vec<CopyReport>),
     Check(Vec<CheckOutcome>),
     Forget(Vec<ForgetOutcome>),
@@ -93,7 +99,9 @@ impl Outcome {
             Self::Check(r) => r.iter().all(|r| r.status.is_success()),
             Self::Forget(r) => r.iter().all(|r| r.error.is_none()),
             Self::Prune(r) => r.iter().all(|r| r.error.is_none()),
-            Self::Restore(_) | Self::Report(_) | Self::ScheduledReport => true,
+            Self::Restore(_) | Self::Report(_) | Self::ScheduledReport | Self::BaseBackup(_) => {
+                true
+            }
             Self::Verify(r) => r.verification.is_verified(),
             Self::Drill(r) => r.passed(),
         }
@@ -156,7 +164,9 @@ impl Outcome {
                 || Failure::new("drill.failed", "the drill failed"),
                 |f| Failure::new(&f.code, f.reason.clone()),
             )),
-            Self::Restore(_) | Self::Report(_) | Self::ScheduledReport => None,
+            Self::Restore(_) | Self::Report(_) | Self::ScheduledReport | Self::BaseBackup(_) => {
+                None
+            }
         }
     }
 }
@@ -182,6 +192,9 @@ pub async fn run(
             Request::Init => Outcome::Init(super::init(ctx).await?),
             Request::Backup { source } => {
                 Outcome::Backup(super::backup(ctx, source.as_deref()).await?)
+            }
+            Request::BaseBackup { source } => {
+                Outcome::BaseBackup(super::base_backup::base_backup(ctx, source.as_deref()).await?)
             }
             Request::Copy { source } => Outcome::Copy(super::copy(ctx, source.as_deref()).await?),
             Request::Check {

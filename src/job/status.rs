@@ -54,6 +54,31 @@ pub struct Status {
     pub locations: Vec<LocationStatus>,
     /// Runs that failed or were interrupted among the 50 most recent.
     pub recent_failures: Vec<crate::catalog::RunRecord>,
+    /// Each continuous archive: its lag (the RPO now) and what went wrong last.
+    pub archives: Vec<ArchiveLine>,
+}
+
+/// A continuous archive, as `status` shows it (`archive status` says more).
+#[derive(Clone, Debug, Serialize)]
+pub struct ArchiveLine {
+    pub source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<f64>,
+    pub lag_alert_seconds: u64,
+    pub gaps: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl ArchiveLine {
+    /// Within its lag alert, without gaps or a failed flush.
+    #[must_use]
+    pub fn ok(&self) -> bool {
+        self.lag_seconds
+            .is_some_and(|l| l <= self.lag_alert_seconds as f64)
+            && self.gaps == 0
+            && self.last_error.is_none()
+    }
 }
 
 impl Status {
@@ -63,7 +88,7 @@ impl Status {
     pub fn all_ok(&self) -> bool {
         self.locations.iter().all(|l| {
             l.healthy && l.damage.is_empty() && l.object_lock.as_ref().is_none_or(|o| o.immutable)
-        })
+        }) && self.archives.iter().all(ArchiveLine::ok)
     }
 }
 
@@ -163,10 +188,27 @@ pub async fn status(ctx: &Context) -> Result<Status, JobError> {
             )
         })
         .collect();
+    let archives = ctx
+        .config
+        .sources
+        .iter()
+        .filter_map(|s| {
+            let settings = super::wal::archive_settings(s).ok()?;
+            let state = super::wal::ArchiveState::load(&ctx.config.state_dir, &s.name);
+            Some(ArchiveLine {
+                source: s.name.clone(),
+                lag_seconds: state.lag_seconds(now),
+                lag_alert_seconds: settings.lag_alert.as_secs(),
+                gaps: state.gaps.len(),
+                last_error: state.last_error,
+            })
+        })
+        .collect();
     Ok(Status {
         config: ctx.config.file.display().to_string(),
         config_sha256: ctx.config.sha256.clone(),
         locations,
         recent_failures,
+        archives,
     })
 }

@@ -222,6 +222,8 @@ async fn run_source(
 
     let receiver_stop = CancellationToken::new();
     let restarts = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let receiving = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let base_restarts = state.receiver_restarts;
     let receiver = tokio::spawn(supervise(
         source.name.clone(),
         connect.clone(),
@@ -230,6 +232,7 @@ async fn run_source(
         ctx.config.scratch_dir(),
         receiver_stop.clone(),
         restarts.clone(),
+        receiving.clone(),
     ));
     let mut run = ArchiveRun {
         source: source.name.clone(),
@@ -243,19 +246,24 @@ async fn run_source(
     let mut ticker = tokio::time::interval(settings.flush);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
+    let mut lagging = false;
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::SeqCst);
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
             _ = ticker.tick() => {}
         }
-        flush_into(ctx, source, &spool, &mut state, &mut run).await;
+        state.receiver_restarts = base_restarts + load(&restarts);
+        let live = receiving.load(std::sync::atomic::Ordering::SeqCst);
+        flush_into(ctx, source, &spool, &mut state, &mut run, live).await;
+        lagging = alert_lag(ctx, source, &settings, &state, lagging).await;
     }
     // The receiver stops first (it fsyncs what it has), then the spool is stored once more.
     receiver_stop.cancel();
     let _ = receiver.await;
-    flush_into(ctx, source, &spool, &mut state, &mut run).await;
-    let restarts = restarts.load(std::sync::atomic::Ordering::SeqCst);
-    state.receiver_restarts += restarts;
+    flush_into(ctx, source, &spool, &mut state, &mut run, true).await;
+    let restarts = load(&restarts);
+    state.receiver_restarts = base_restarts + restarts;
     state.save(&ctx.config.state_dir, &source.name)?;
     run.receiver_restarts = restarts;
     run.state = state;
@@ -291,15 +299,69 @@ fn record_gap(ctx: &Context, source: &str, state: &mut ArchiveState, what: Strin
     });
 }
 
+/// Alerts once when the archive falls behind its `lag-alert`, and once when it caught up;
+/// returns whether it is behind now.
+async fn alert_lag(
+    ctx: &Context,
+    source: &SourceConfig,
+    settings: &ArchiveConfig,
+    state: &ArchiveState,
+    was_lagging: bool,
+) -> bool {
+    let now = crate::model::time::now();
+    let lag = state.lag_seconds(now).unwrap_or(f64::INFINITY);
+    let lagging = lag > settings.lag_alert.as_secs_f64();
+    if lagging == was_lagging {
+        return lagging;
+    }
+    let detail = if lagging {
+        format!(
+            "the continuous archive of source {} is {} behind (lag-alert {}): {}",
+            source.name,
+            if lag.is_finite() {
+                format!("{lag:.0} s")
+            } else {
+                "ever since it started".into()
+            },
+            humantime::format_duration(settings.lag_alert),
+            state
+                .last_error
+                .as_deref()
+                .unwrap_or("pg_receivewal is not receiving (see the journal)")
+        )
+    } else {
+        format!("the continuous archive of source {} caught up", source.name)
+    };
+    let event = super::alert::JobEvent {
+        job: format!("archive-{}", source.name),
+        kind: "archive",
+        status: if lagging { "failed" } else { "succeeded" },
+        host: ctx.config.hostname.clone(),
+        time: crate::model::time::format(now),
+        detail: Some(detail.clone()),
+        error: lagging.then(|| super::Failure::new("archive.lagging", detail)),
+    };
+    super::alert::send(ctx, &event).await;
+    lagging
+}
+
 /// One flush, its failure recorded in the state (the files stay in the spool for the next).
+/// `receiving`: whether `pg_receivewal` was streaming when it began — only then does a flush
+/// that stored everything move the archive's recoverable end (and so its lag) forward.
 async fn flush_into(
     ctx: &Context,
     source: &SourceConfig,
     spool: &Path,
     state: &mut ArchiveState,
     run: &mut ArchiveRun,
+    receiving: bool,
 ) {
-    match flush(ctx, source, spool, state).await {
+    let before = state.last_flush.clone();
+    let result = flush(ctx, source, spool, state).await;
+    if !receiving {
+        state.last_flush = before;
+    }
+    match result {
         Ok((files, bytes)) => {
             run.flushes += 1;
             run.files_stored += files;
@@ -464,11 +526,13 @@ async fn supervise(
     scratch: PathBuf,
     stop: CancellationToken,
     restarts: Arc<std::sync::atomic::AtomicU64>,
+    receiving: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let mut backoff = Duration::from_secs(1);
     loop {
         let started = std::time::Instant::now();
-        let ended = receive_once(&connect, &spool, &slot, &scratch, &stop).await;
+        let ended = receive_once(&connect, &spool, &slot, &scratch, &stop, &receiving).await;
+        receiving.store(false, std::sync::atomic::Ordering::SeqCst);
         if stop.is_cancelled() {
             return;
         }
@@ -497,6 +561,7 @@ async fn receive_once(
     slot: &str,
     scratch: &Path,
     stop: &CancellationToken,
+    receiving: &std::sync::atomic::AtomicBool,
 ) -> String {
     let work = match crate::engine::private_workdir(scratch, "receivewal-") {
         Ok(w) => w,
@@ -516,6 +581,7 @@ async fn receive_once(
         Ok(c) => c,
         Err(e) => return format!("pg_receivewal cannot be started: {e}"),
     };
+    receiving.store(true, std::sync::atomic::Ordering::SeqCst);
     let stderr = child.stderr.take();
     let lines = tokio::spawn(async move {
         use tokio::io::AsyncBufReadExt;

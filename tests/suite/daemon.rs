@@ -22,14 +22,14 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn count(ws: &Workspace, sql: &str) -> u64 {
+pub(crate) fn count(ws: &Workspace, sql: &str) -> u64 {
     sqlite(&ws.path("state/catalog.db"), sql)
         .trim()
         .parse()
         .unwrap_or(0)
 }
 
-fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !ok() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -127,7 +127,7 @@ fn write_schedule(ws: &Workspace, text: &str) {
     std::fs::write(ws.path("schedules/test.toml"), text).unwrap();
 }
 
-fn http_get(port: u16, path: &str) -> String {
+pub(crate) fn http_get(port: u16, path: &str) -> String {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
         s,
