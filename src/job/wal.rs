@@ -225,11 +225,13 @@ async fn run_source(
     let receiving = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let base_restarts = state.receiver_restarts;
     let receiver = tokio::spawn(supervise(
-        source.name.clone(),
-        connect.clone(),
-        spool.clone(),
-        slot_name,
-        ctx.config.scratch_dir(),
+        Receiver {
+            source: source.name.clone(),
+            connect: connect.clone(),
+            spool: spool.clone(),
+            slot: slot_name,
+            scratch: ctx.config.scratch_dir(),
+        },
         receiver_stop.clone(),
         restarts.clone(),
         receiving.clone(),
@@ -515,19 +517,31 @@ fn entry(f: &Spooled) -> ArchiveEntry {
     }
 }
 
-/// Keeps `pg_receivewal` running until `stop`: every exit is logged with its stderr, the slot
-/// re-read, and the receiver started again after a backoff (1 s, doubling to 60 s, back to
-/// 1 s after a run of more than a minute).
-async fn supervise(
+/// What `pg_receivewal` streams from and into.
+struct Receiver {
     source: String,
     connect: postgres::Connect,
     spool: PathBuf,
     slot: String,
     scratch: PathBuf,
+}
+
+/// Keeps `pg_receivewal` running until `stop`: every exit is logged with its stderr, the slot
+/// re-read, and the receiver started again after a backoff (1 s, doubling to 60 s, back to
+/// 1 s after a run of more than a minute).
+async fn supervise(
+    r: Receiver,
     stop: CancellationToken,
     restarts: Arc<std::sync::atomic::AtomicU64>,
     receiving: Arc<std::sync::atomic::AtomicBool>,
 ) {
+    let Receiver {
+        source,
+        connect,
+        spool,
+        slot,
+        scratch,
+    } = r;
     let mut backoff = Duration::from_secs(1);
     loop {
         let started = std::time::Instant::now();
