@@ -224,9 +224,14 @@ pub enum Command {
         #[arg(long)]
         location: Option<String>,
         /// `latest`, `random` (an older snapshot), or a snapshot id (default: alternate latest
-        /// and random).
-        #[arg(long)]
+        /// and random, and for a source with an archive a PITR drill to a random point).
+        #[arg(long, conflicts_with = "pitr")]
         snapshot: Option<String>,
+        /// A PITR drill (PostgreSQL with an archive): recover a scratch data directory to
+        /// `random` (a point in the recoverable window), `latest`, or a time such as
+        /// "2026-12-01 10:04:00+01:00", then pg_amcheck it and run the assertions.
+        #[arg(long, value_name = "POINT")]
+        pitr: Option<String>,
     },
     /// List restore drills from the catalog, newest first.
     Drills {

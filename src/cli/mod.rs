@@ -644,11 +644,13 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
                 source,
                 location,
                 snapshot,
+                pitr,
             } => {
                 let request = job::Request::Drill(job::DrillRequest {
                     source,
                     location,
                     snapshot,
+                    pitr,
                 });
                 run_job(ctx, request, None, json).await?
             }

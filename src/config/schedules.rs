@@ -75,6 +75,8 @@ pub struct ScheduledJob {
     pub missed: Missed,
     /// Check jobs: `rotate` (default), a subset like `10%`, or `none`.
     pub read_data: String,
+    /// Drill jobs: a PITR drill to `random`, `latest` or a time (default: the rotation).
+    pub pitr: Option<String>,
 }
 
 impl ScheduledJob {
@@ -135,6 +137,7 @@ struct RawJob {
     locations: Vec<String>,
     missed: Option<String>,
     read_data: Option<String>,
+    pitr: Option<String>,
 }
 
 /// Parses a cron expression; five fields (minute first, as in crontab) get a seconds field of 0.
@@ -471,6 +474,26 @@ pub fn parse_file(
                 format!("`{read_data}` is not `rotate`, `none` or a subset like `10%`"),
             );
         }
+        if job.pitr.is_some() && kind != Some(JobKind::Drill) {
+            error(
+                diags,
+                "pitr",
+                "only drill jobs recover to a point in time".to_string(),
+            );
+        }
+        if let Some(p) = job.pitr.as_deref()
+            && p != "random"
+            && p != "latest"
+            && crate::model::time::parse_instant(p).is_err()
+        {
+            error(
+                diags,
+                "pitr",
+                format!(
+                    "`{p}` is not `random`, `latest` or a time like \"2026-12-01 10:04:00+01:00\""
+                ),
+            );
+        }
         if let (true, Some(kind), Some(schedule), Some(time_zone)) = (ok, kind, schedule, time_zone)
         {
             out.push(ScheduledJob {
@@ -487,6 +510,7 @@ pub fn parse_file(
                 locations: job.locations,
                 missed,
                 read_data,
+                pitr: job.pitr,
             });
         }
     }

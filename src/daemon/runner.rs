@@ -303,6 +303,7 @@ pub(super) fn requests(ctx: &Context, job: &ScheduledJob) -> Vec<job::Request> {
             source: job.sources.first().cloned(),
             location: job.locations.first().cloned(),
             snapshot: None,
+            pitr: job.pitr.clone(),
         })],
         JobKind::Report => vec![job::Request::ScheduledReport],
     }

@@ -597,6 +597,7 @@ async fn run(ctx: &Context, shared: &Arc<Shared>, request: Request) -> Response 
                 source,
                 location,
                 snapshot,
+                pitr: None,
             });
             invoke(ctx, shared, request).await
         }

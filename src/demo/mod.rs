@@ -268,6 +268,7 @@ async fn run_inner(dir: &Path) -> Result<DemoOutput, JobError> {
                 source: Some("crm".into()),
                 location: Some(LOCATIONS[1].into()),
                 snapshot: Some("latest".into()),
+                pitr: None,
             },
             std::future::pending(),
         )

@@ -35,8 +35,11 @@ pub struct DrillRequest {
     pub source: Option<String>,
     pub location: Option<String>,
     /// `latest`, `random`, or a snapshot id; `None`: alternate between the latest snapshot and
-    /// a random older one.
+    /// a random older one (and, for a source with a continuous archive, a PITR drill to a
+    /// random point of its window).
     pub snapshot: Option<String>,
+    /// A PITR drill: `random` (a point in the recoverable window), `latest`, or a time.
+    pub pitr: Option<String>,
 }
 
 /// One application assertion's result.
@@ -161,6 +164,13 @@ pub async fn drill(
     cancel: impl Future<Output = ()>,
 ) -> Result<DrillReport, JobError> {
     let (source, location) = choose_pair(ctx, req).await?;
+    if let Some(point) = pitr_point(ctx, req, &source, &location).await? {
+        let work = super::pitr_drill::drill(ctx, &source, &location, &point);
+        return tokio::select! {
+            r = work => r,
+            () = cancel => Err(JobError::Cancelled),
+        };
+    }
     let selection = choose_selection(ctx, req, &source, &location).await?;
     let selection_kind = match selection.as_str() {
         "latest" | "random" => selection.clone(),
@@ -258,7 +268,7 @@ pub async fn drill(
     Ok(report)
 }
 
-async fn record(ctx: &Context, report: &DrillReport) {
+pub(super) async fn record(ctx: &Context, report: &DrillReport) {
     let end = DrillEnd {
         snapshot_id: report.snapshot_id.clone(),
         backup_id: report.backup_id.clone(),
@@ -476,7 +486,7 @@ async fn run(
 }
 
 /// Runs one assertion: its SQL must return one whole number.
-async fn evaluate(target: &dyn Database, a: &Assertion) -> AssertionResult {
+pub(super) async fn evaluate(target: &dyn Database, a: &Assertion) -> AssertionResult {
     let value: Result<Option<i64>, String> = async {
         let mut conn = target.session(true).await.map_err(|e| e.to_string())?;
         let value = match conn.int(&a.sql, None).await {
@@ -596,6 +606,31 @@ async fn choose_pair(ctx: &Context, req: &DrillRequest) -> Result<(String, Strin
         }
     }
     Ok(best.map(|(_, p)| p).unwrap_or_default())
+}
+
+/// The point a PITR drill recovers to: the one asked for, or — in the rotation of a source with
+/// a continuous archive — a random one after a drill of a random older snapshot.
+async fn pitr_point(
+    ctx: &Context,
+    req: &DrillRequest,
+    source: &str,
+    location: &str,
+) -> Result<Option<String>, JobError> {
+    if req.pitr.is_some() || req.snapshot.is_some() {
+        return Ok(req.pitr.clone());
+    }
+    let archived = ctx
+        .config
+        .source(source)
+        .is_some_and(|s| super::wal::archive_settings(s).is_ok());
+    if !archived {
+        return Ok(None);
+    }
+    let last = ctx.catalog.drills(Some(source), Some(location), 1).await?;
+    Ok(last
+        .first()
+        .is_some_and(|d| d.selection == "random")
+        .then(|| "random".to_string()))
 }
 
 /// `latest`, `random` or an id. Without a request, drills of a pair alternate: after a drill of

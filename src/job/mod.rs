@@ -20,6 +20,7 @@ mod init;
 mod lock;
 mod meter;
 pub mod pitr;
+mod pitr_drill;
 pub mod progress;
 pub mod report;
 mod request;

@@ -160,7 +160,7 @@ pub async fn restore_to_point(ctx: &Context, req: &PitrRequest) -> Result<PitrOu
 
 /// The base backup and WAL a recovery to the target needs, and the WAL files to fetch (name
 /// in the archive, name to give it).
-async fn plan(
+pub(super) async fn plan(
     repo: &Repo,
     req: &PitrRequest,
     location: &str,
@@ -347,65 +347,15 @@ async fn execute(
     prepare_target(&req.target_dir, run_as)?;
     // From here on, a failure removes the half-made data directory.
     let mut guard = crate::engine::scratch::RemoveOnDrop(Some(req.target_dir.clone()));
-    let base_dir = ctx
-        .config
-        .drills
-        .scratch_dir
-        .clone()
-        .unwrap_or_else(std::env::temp_dir);
-    let work = base_dir.join(format!(
-        "custodian-pitr-{}",
-        run_id.replace(|c: char| !c.is_ascii_alphanumeric(), "")
-    ));
-    make_private_dir(&work, run_as)
-        .map_err(|e| JobError::io(format!("creating {}", work.display()), &e))?;
-    let _work_guard = crate::engine::scratch::RemoveOnDrop(Some(work.clone()));
-    let wal_dir = work.join("wal");
-    make_private_dir(&wal_dir, run_as)
-        .map_err(|e| JobError::io(format!("creating {}", wal_dir.display()), &e))?;
-
-    let t = Instant::now();
-    ctx.progress.phase(
-        format!("fetching base backup {}", &plan.base_snapshot[..8]),
-        Some(plan.base_bytes),
-    );
-    unpack_base(repo, &plan, &req.target_dir, run_as).await?;
-    let fetch_base_seconds = t.elapsed().as_secs_f64();
-
-    let t = Instant::now();
-    ctx.progress.phase(
-        format!("fetching {} WAL files", wal.len()),
-        Some(plan.wal_bytes),
-    );
-    {
-        let (repo, source, wanted, dir) = (
-            repo.clone(),
-            req.source.clone(),
-            wal.to_vec(),
-            wal_dir.clone(),
-        );
-        blocking(move || repo.fetch_wal(&source, &wanted, &dir)).await?;
-    }
-    if let Some(u) = run_as {
-        for entry in std::fs::read_dir(&wal_dir).into_iter().flatten().flatten() {
-            let _ = std::os::unix::fs::chown(entry.path(), Some(u.uid), Some(u.gid));
-        }
-    }
-    let fetch_wal_seconds = t.elapsed().as_secs_f64();
-    ctx.progress
-        .phase(format!("replaying WAL to {}", plan.target), None);
-    let recovered = crate::engine::postgres::recovery::recover(
-        &req.target_dir,
-        &wal_dir,
-        &work,
-        &plan.target,
+    let dest = Destination {
+        dir: &req.target_dir,
         role,
         database,
+        run_id,
         run_as,
-    )
-    .await?;
-    ctx.progress.finish();
-    check_stop(&plan.target, &recovered)?;
+    };
+    let recovery = recover_into(ctx, repo, &plan, wal, &dest).await?;
+    recovery.server.stop().await?;
     let started_on_port = match req.start_port {
         Some(port) => {
             crate::engine::postgres::recovery::start(&req.target_dir, port, run_as).await?;
@@ -416,13 +366,165 @@ async fn execute(
     guard.0 = None;
     Ok(PitrReport {
         run_id: run_id.to_string(),
-        replay_seconds: recovered.replay_seconds,
+        replay_seconds: recovery.recovered.replay_seconds,
         plan,
-        recovered,
-        fetch_base_seconds,
-        fetch_wal_seconds,
+        recovered: recovery.recovered,
+        fetch_base_seconds: recovery.fetch_base_seconds,
+        fetch_wal_seconds: recovery.fetch_wal_seconds,
         started_on_port,
     })
+}
+
+/// Where a recovery goes: the (prepared, empty) data directory, the source's role and
+/// database, and the identity the server runs as.
+pub(super) struct Destination<'a> {
+    pub dir: &'a Path,
+    pub role: &'a str,
+    pub database: &'a str,
+    pub run_id: &'a str,
+    pub run_as: Option<RunAs>,
+}
+
+/// A recovered cluster, its server still running on a private socket.
+pub(super) struct Recovery {
+    pub recovered: Recovered,
+    pub server: crate::engine::postgres::recovery::Running,
+    pub fetch_base_seconds: f64,
+    pub fetch_wal_seconds: f64,
+    /// The private working directory (socket, log, fetched WAL), removed after the server.
+    pub work: PathBuf,
+    _work: crate::engine::scratch::RemoveOnDrop,
+}
+
+/// The message PostgreSQL 13+ ends a recovery with when its WAL ran out before the target.
+const ENDED_BEFORE_TARGET: &str = "recovery ended before configured recovery target was reached";
+
+/// Fetches and unpacks the base backup, fetches the WAL, and recovers to the plan's target;
+/// the recovered server is left running. A time target after the archive's last commit — but
+/// not after what the archive holds — cannot be stopped at by the server (no later commit
+/// tells it the time has passed): then the whole archive is replayed, which is the database
+/// as it was at that time, and the report says so.
+pub(super) async fn recover_into(
+    ctx: &Context,
+    repo: &Repo,
+    plan: &PitrPlan,
+    wal: &[(String, String)],
+    dest: &Destination<'_>,
+) -> Result<Recovery, JobError> {
+    let base_dir = ctx
+        .config
+        .drills
+        .scratch_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir);
+    let work = base_dir.join(format!(
+        "custodian-pitr-{}",
+        dest.run_id
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "")
+    ));
+    make_private_dir(&work, dest.run_as)
+        .map_err(|e| JobError::io(format!("creating {}", work.display()), &e))?;
+    let work_guard = crate::engine::scratch::RemoveOnDrop(Some(work.clone()));
+    let wal_dir = work.join("wal");
+    make_private_dir(&wal_dir, dest.run_as)
+        .map_err(|e| JobError::io(format!("creating {}", wal_dir.display()), &e))?;
+
+    let t = Instant::now();
+    ctx.progress.phase(
+        format!("fetching {} WAL files", wal.len()),
+        Some(plan.wal_bytes),
+    );
+    {
+        let (repo, source, wanted, dir) = (
+            repo.clone(),
+            plan.source.clone(),
+            wal.to_vec(),
+            wal_dir.clone(),
+        );
+        blocking(move || repo.fetch_wal(&source, &wanted, &dir)).await?;
+    }
+    if let Some(u) = dest.run_as {
+        for entry in std::fs::read_dir(&wal_dir).into_iter().flatten().flatten() {
+            let _ = std::os::unix::fs::chown(entry.path(), Some(u.uid), Some(u.gid));
+        }
+    }
+    let fetch_wal_seconds = t.elapsed().as_secs_f64();
+    let archive_end: Option<Timestamp> =
+        super::wal::ArchiveState::load(&ctx.config.state_dir, &plan.source)
+            .last_flush
+            .and_then(|t| t.parse().ok());
+    let mut target = plan.target.clone();
+    let mut fetch_base_seconds = 0.0;
+    loop {
+        let t = Instant::now();
+        ctx.progress.phase(
+            format!("fetching base backup {}", &plan.base_snapshot[..8]),
+            Some(plan.base_bytes),
+        );
+        unpack_base(repo, plan, dest.dir, dest.run_as).await?;
+        fetch_base_seconds += t.elapsed().as_secs_f64();
+        ctx.progress
+            .phase(format!("replaying WAL to {target}"), None);
+        let attempt = crate::engine::postgres::recovery::recover(
+            dest.dir,
+            &wal_dir,
+            &work,
+            &target,
+            dest.role,
+            dest.database,
+            dest.run_as,
+        )
+        .await;
+        ctx.progress.finish();
+        match attempt {
+            Ok((mut recovered, server)) => {
+                if target != plan.target {
+                    recovered.stop = format!(
+                        "no transaction committed between the archive's last one and {}: replayed the whole archive ({})",
+                        plan.target, recovered.stop
+                    );
+                }
+                check_stop(&plan.target, &recovered)?;
+                return Ok(Recovery {
+                    recovered,
+                    server,
+                    fetch_base_seconds,
+                    fetch_wal_seconds,
+                    work,
+                    _work: work_guard,
+                });
+            }
+            Err(e) => {
+                let quiet_end = matches!(&target, RecoveryTarget::Time(t)
+                    if archive_end.is_some_and(|end| end >= *t))
+                    && e.to_string().contains(ENDED_BEFORE_TARGET);
+                if !quiet_end {
+                    return Err(e.into());
+                }
+                tracing::info!(target = %plan.target, "no commit after the target in the archive: replaying all of it");
+                empty_dir(dest.dir)?;
+                target = RecoveryTarget::Latest;
+            }
+        }
+    }
+}
+
+/// Removes what a failed attempt left in a data directory (the directory itself stays).
+fn empty_dir(dir: &Path) -> Result<(), JobError> {
+    for entry in std::fs::read_dir(dir)
+        .map_err(|e| JobError::io(format!("reading {}", dir.display()), &e))?
+    {
+        let path = entry
+            .map_err(|e| JobError::io(format!("reading {}", dir.display()), &e))?
+            .path();
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(|e| JobError::io(format!("removing {}", path.display()), &e))?;
+    }
+    Ok(())
 }
 
 /// The recovered cluster's last transaction must not be later than a time target.
@@ -438,7 +540,9 @@ fn check_stop(target: &RecoveryTarget, recovered: &Recovered) -> Result<(), JobE
             "recovery replayed a transaction committed at {last}, after the target {t}"
         )));
     }
-    if !matches!(target, RecoveryTarget::Latest) && !recovered.stop.starts_with("recovery stopping")
+    if !matches!(target, RecoveryTarget::Latest)
+        && !recovered.stop.starts_with("recovery stopping")
+        && !recovered.stop.starts_with("no transaction committed")
     {
         return Err(JobError::Verification(format!(
             "the server did not report stopping at {target} (it said: {})",

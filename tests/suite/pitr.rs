@@ -44,6 +44,12 @@ password-file = "keys/offsite.key"
 
 [drills]
 scratch-dir = "{}"
+
+[[drills.assertion]]
+source = "crm"
+name = "ticks-recorded"
+sql = "SELECT count(*) FROM ticks"
+expect = ">= 1"
 "#,
         scratch.display()
     )
@@ -340,6 +346,33 @@ fn recovers_to_chosen_times_from_a_base_backup_and_the_archive() {
     let out = ws.restic("local", &["snapshots", "--tag", "custodian", "--json"]);
     let logical: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert!(logical.is_empty(), "{logical:?}");
+
+    // PITR drills: a random point of the window and its end, each recovered, pg_amcheck'ed,
+    // asserted and recorded like any drill.
+    for point in ["random", "latest"] {
+        let d = ws.custodian_json(&["drill", "--source", "crm", "--pitr", point], 0);
+        assert_eq!(d["status"], "passed", "{d:#}");
+        assert_eq!(d["selection"], format!("pitr-{point}"), "{d:#}");
+        let phases: Vec<&str> = d["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        for phase in ["fetch base", "fetch WAL", "replay", "verify (pg_amcheck)"] {
+            assert!(phases.contains(&phase), "{phases:?}");
+        }
+        assert_eq!(d["assertions"][0]["held"], true, "{d:#}");
+    }
+    let drills = ws.custodian_json(&["drills", "--source", "crm"], 0);
+    assert_eq!(drills.as_array().unwrap().len(), 2, "{drills:#}");
+    assert!(
+        std::fs::read_dir(scratch.path())
+            .unwrap()
+            .flatten()
+            .all(|e| !e.file_name().to_string_lossy().starts_with("custodian-")),
+        "drills leave nothing in the scratch directory"
+    );
 
     // To the end of the archive: everything the writer committed before the archive stopped.
     let dir = target("latest");

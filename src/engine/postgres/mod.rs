@@ -102,6 +102,13 @@ fn server_destination(destination: &Destination) -> Result<Connect, EngineError>
 /// An existing database, to compare with a backup.
 struct Existing(Connect);
 
+/// The database `connect` names, for verification and the configured SQL (a recovered
+/// cluster, say).
+#[must_use]
+pub fn existing(connect: Connect) -> Box<dyn Database> {
+    Box::new(Existing(connect))
+}
+
 impl Database for Existing {
     fn describe(&self) -> String {
         self.0.describe()

@@ -11,7 +11,7 @@
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use sqlx::Row;
@@ -98,7 +98,7 @@ fn fatal_lines(log: &str) -> String {
 }
 
 /// Recovers `data` (a restored base backup, owned by `run_as` when given) to `target` with the
-/// WAL files in `wal_dir`, then shuts the promoted server down cleanly. `work` is a private
+/// WAL files in `wal_dir`; returns what it reached and the promoted server, still running. `work` is a private
 /// directory for the socket, the log and the access file; `role` is a role of the source the
 /// job may connect as (the backup's own), trusted on that private socket only.
 ///
@@ -112,7 +112,7 @@ pub async fn recover(
     role: &str,
     database: &str,
     run_as: Option<RunAs>,
-) -> Result<Recovered, EngineError> {
+) -> Result<(Recovered, Running), EngineError> {
     let bin = bin_dir_for(data)?;
     // Debian keeps postgresql.conf outside the data directory; the server needs one.
     for file in ["postgresql.conf", "pg_ident.conf"] {
@@ -171,7 +171,7 @@ pub async fn recover(
         cmd.uid(u.uid).gid(u.gid);
     }
     let started = Instant::now();
-    let mut child = cmd
+    let child = cmd
         .spawn()
         .map_err(|e| failed(format!("starting postgres: {e}")))?;
     let url = format!(
@@ -181,10 +181,18 @@ pub async fn recover(
         urlencode(&work.display().to_string())
     );
     let connect = Connect::new(&url, None).map_err(failed)?;
+    // From here on, a failure or a cancelled job stops the server (dropping `running`).
+    let mut running = Running {
+        child: Some(child),
+        connect: connect.clone(),
+        bin: bin.clone(),
+        socket_dir: work.to_path_buf(),
+        port,
+    };
     let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     // Replay may take long; the server's exit is what ends a failed one.
     let promoted = loop {
-        if let Ok(Some(status)) = child.try_wait() {
+        if let Some(Ok(Some(status))) = running.child.as_mut().map(Child::try_wait) {
             return Err(failed(format!(
                 "the server stopped during recovery ({status}): {}",
                 fatal_lines(&read_log())
@@ -224,11 +232,98 @@ pub async fn recover(
             .unwrap_or_else(|| u32::try_from(promoted.get::<i32, _>(3)).unwrap_or_default()),
         replay_seconds,
     };
-    // A clean shutdown (SIGINT: fast) leaves a data directory any server can start.
-    tokio::task::spawn_blocking(move || stop_child(&mut child, nix::sys::signal::Signal::SIGINT))
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    Ok(recovered)
+    Ok((recovered, running))
+}
+
+/// A recovered server, still running on its private socket (trusted there, for the job only).
+/// [`Running::stop`] shuts it down cleanly; dropped, it is stopped at once.
+pub struct Running {
+    child: Option<Child>,
+    /// As the source's role, on the private socket.
+    pub connect: Connect,
+    bin: PathBuf,
+    socket_dir: PathBuf,
+    port: u16,
+}
+
+impl Running {
+    /// A clean shutdown (SIGINT: fast), which leaves a data directory any server can start.
+    ///
+    /// # Errors
+    /// When the stopping task fails.
+    pub async fn stop(mut self) -> Result<(), EngineError> {
+        if let Some(mut child) = self.child.take() {
+            tokio::task::spawn_blocking(move || {
+                stop_child(&mut child, nix::sys::signal::Signal::SIGINT);
+            })
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// `pg_amcheck --all` on every database of the recovered cluster, as its bootstrap
+    /// superuser (trusted on the private socket), installing amcheck where it is missing:
+    /// every table's heap and every B-tree index checked. Returns what it reported.
+    ///
+    /// # Errors
+    /// When pg_amcheck cannot run, or finds corruption (its report is the message).
+    pub async fn amcheck(&self, work: &Path) -> Result<String, EngineError> {
+        let mut conn = self
+            .connect
+            .connect()
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let superuser: String =
+            sqlx::query_scalar("SELECT rolname::text FROM pg_roles WHERE oid = 10")
+                .fetch_one(&mut conn)
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+        let _ = sqlx::Connection::close(conn).await;
+        let tool = if self.bin.join("pg_amcheck").exists() {
+            self.bin.join("pg_amcheck").to_string_lossy().into_owned()
+        } else {
+            "pg_amcheck".to_string()
+        };
+        let mut cmd = clean_command(&tool);
+        cmd.env("PGHOST", &self.socket_dir)
+            .env("PGPORT", self.port.to_string())
+            .env("PGUSER", &superuser)
+            .env("PGPASSFILE", "/dev/null")
+            .args(["--all", "--install-missing", "--no-password", "--progress"])
+            .current_dir(work);
+        let out = tokio::task::spawn_blocking(move || cmd.output())
+            .await
+            .map_err(|e| failed(e.to_string()))?
+            .map_err(|e| {
+                failed(format!(
+                    "pg_amcheck cannot be run ({e}); install postgresql-client"
+                ))
+            })?;
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.success() {
+            Ok(said.trim().to_string())
+        } else {
+            Err(failed(format!(
+                "pg_amcheck found problems: {}",
+                said.trim()
+            )))
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take()
+            && matches!(child.try_wait(), Ok(None))
+        {
+            stop_child(&mut child, nix::sys::signal::Signal::SIGQUIT);
+        }
+    }
 }
 
 /// Starts a recovered data directory with its own configuration on `port` and leaves it
