@@ -478,6 +478,16 @@ fn plan(out: &mut String, plan: &ForgetPlan, applied: bool) {
             r.reason
         );
     }
+    for w in &plan.windows {
+        let at = |t: &Option<String>| t.clone().unwrap_or_else(|| "never (no base backup)".into());
+        let _ = writeln!(
+            out,
+            "  {}: recoverable from {} before, from {} after",
+            w.source,
+            at(&w.opens_before),
+            at(&w.opens_after)
+        );
+    }
 }
 
 pub fn forgets(outcomes: &[ForgetOutcome]) -> String {

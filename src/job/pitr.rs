@@ -242,12 +242,13 @@ pub(super) async fn plan(
             req.source, req.target
         )));
     }
-    if let Some((_, s)) = segments.last()
-        && s.number < end.number
-    {
+    // Only the end of the archive may be reached with the base backup's own WAL alone.
+    let archived_past_base = segments.last().is_some_and(|(_, s)| s.number >= end.number);
+    if !archived_past_base && req.target != RecoveryTarget::Latest {
         return Err(refuse(format!(
-            "the archive of source {} ends before its base backup does; is the archiver running?",
-            req.source
+            "the archive of source {} holds no WAL after base backup {} (it ends before the base backup does); is the archiver running? Recover --to-latest to get the base backup's own end",
+            req.source,
+            &snap.id[..8]
         )));
     }
     // A partial segment is handed to the server under its segment's name: replay reads it

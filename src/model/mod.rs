@@ -10,6 +10,7 @@ pub mod phases;
 pub mod status;
 pub mod subset;
 pub mod time;
+pub mod wal;
 
 pub use exit::Exit;
 pub use finding::{Finding, Verdict};

@@ -38,7 +38,7 @@ pub use check::CheckReport;
 pub use copy::Copied;
 pub use keys::KeyInfo;
 pub use pitr::WalFile;
-pub use retention::{ForgetPlan, PruneReport, Removal};
+pub use retention::{ForgetPlan, PruneReport, Removal, WindowChange};
 pub use snapshot::SnapshotInfo;
 
 use crate::secret::Secret;

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use super::{Repo, RepoError, SnapshotInfo};
 use crate::model::naming::{self, SnapshotKind};
+use crate::model::wal::{SEGMENT_SIZE, Segment, parse_lsn};
 
 /// One archived WAL file (a segment, a `.partial` segment or a timeline `.history` file).
 #[derive(Clone, Debug, Serialize)]
@@ -25,6 +26,9 @@ pub struct WalFile {
     #[serde(with = "crate::model::time::serde_utc")]
     pub mtime: Timestamp,
 }
+
+/// A WAL snapshot and the segment numbers it holds (`None`: only timeline history files).
+type WalRange = (SnapshotFile, Option<(u64, u64)>);
 
 fn mtime(node: &Node) -> Timestamp {
     node.meta.mtime.unwrap_or(Timestamp::UNIX_EPOCH)
@@ -162,9 +166,65 @@ impl Repo {
         Ok(total)
     }
 
-    /// When a source has more than `at_most` WAL snapshots, merges them all into one (then
-    /// deletes the merged ones). A crash in between leaves both, which the next roll-up merges
-    /// again: nothing is ever lost. Returns the merged snapshot, if one was written.
+    /// The WAL snapshots of a source, each with the range of segment numbers it holds (`None`:
+    /// only timeline history files).
+    fn wal_ranges(&self, source: &str) -> Result<Vec<WalRange>, RepoError> {
+        let snaps = self.committed_of(SnapshotKind::Wal, source)?;
+        if snaps.is_empty() {
+            return Ok(Vec::new());
+        }
+        let indexed = self
+            .reopen()?
+            .to_indexed_ids()
+            .map_err(|e| self.err("reading the index", &e))?;
+        let root = SnapshotKind::Wal.root(source);
+        let mut out = Vec::new();
+        for sn in snaps {
+            let dir = indexed
+                .node_from_path(sn.tree, &root)
+                .map_err(|e| self.err("reading the archived WAL", &e))?;
+            let mut range: Option<(u64, u64)> = None;
+            if let Some(subtree) = dir.subtree {
+                let tree = indexed
+                    .get_tree(&subtree)
+                    .map_err(|e| self.err("reading the archived WAL", &e))?;
+                for node in tree.nodes {
+                    if let Some(seg) = Segment::parse(&node.name().to_string_lossy()) {
+                        range = Some(range.map_or((seg.number, seg.number), |(lo, hi)| {
+                            (lo.min(seg.number), hi.max(seg.number))
+                        }));
+                    }
+                }
+            }
+            out.push((sn, range));
+        }
+        Ok(out)
+    }
+
+    /// Each base backup of a source: its snapshot, the segment its WAL starts in, and when it
+    /// finished (from its `info.json`).
+    pub(super) fn base_points(
+        &self,
+        source: &str,
+    ) -> Result<Vec<(SnapshotInfo, u64, Option<Timestamp>)>, RepoError> {
+        let mut out = Vec::new();
+        for snap in self.snapshots_of(SnapshotKind::Base, source)? {
+            let mut json = Vec::new();
+            self.dump_base_file(&snap.id, source, "info.json", &mut json)?;
+            let info: serde_json::Value = serde_json::from_slice(&json).unwrap_or_default();
+            let Some(start) = info["start_lsn"].as_str().and_then(parse_lsn) else {
+                continue;
+            };
+            let finished = info["finished"].as_str().and_then(|t| t.parse().ok());
+            out.push((snap, start / SEGMENT_SIZE, finished));
+        }
+        Ok(out)
+    }
+
+    /// When a source has more than `at_most` WAL snapshots, merges them (then deletes the
+    /// merged ones) — never across the start of a base backup, so that retention can later
+    /// forget whole snapshots of WAL no kept base backup needs. A crash in between leaves both,
+    /// which the next roll-up merges again: nothing is ever lost. Returns the merged snapshots.
     ///
     /// # Errors
     /// When the repository cannot be read or written.
@@ -172,30 +232,115 @@ impl Repo {
         &self,
         source: &str,
         at_most: usize,
-    ) -> Result<Option<SnapshotInfo>, RepoError> {
-        let snaps = self.committed_of(SnapshotKind::Wal, source)?;
-        if snaps.len() <= at_most.max(1) {
-            return Ok(None);
+    ) -> Result<Vec<SnapshotInfo>, RepoError> {
+        let ranges = self.wal_ranges(source)?;
+        if ranges.len() <= at_most.max(1) {
+            return Ok(Vec::new());
         }
-        let newest = snaps.last().expect("more than one snapshot");
-        let mut opts = SnapshotOptions::default();
-        opts.host = Some(newest.hostname.clone());
-        let mut template = opts
-            .to_snapshot()
-            .map_err(|e| self.err("preparing the merged snapshot", &e))?;
-        template.tags = newest.tags.clone();
+        let mut starts: Vec<u64> = self
+            .base_points(source)?
+            .into_iter()
+            .map(|(_, start, _)| start)
+            .collect();
+        starts.sort_unstable();
+        // Era n: WAL from the n-th base backup's start on (history files go with the newest).
+        let mut eras: BTreeMap<usize, Vec<SnapshotFile>> = BTreeMap::new();
+        for (sn, range) in ranges {
+            let era = range.map_or(starts.len(), |(lo, _)| starts.partition_point(|s| *s <= lo));
+            eras.entry(era).or_default().push(sn);
+        }
         let indexed = self
             .reopen()?
             .to_indexed_ids()
             .map_err(|e| self.err("reading the index", &e))?;
-        let merged = indexed
-            .merge_snapshots(&snaps, &later, template)
-            .map_err(|e| self.err("merging WAL snapshots", &e))?;
-        let old: Vec<_> = snaps.iter().map(|s| s.id).collect();
-        self.rustic()
-            .delete_snapshots(&old)
-            .map_err(|e| self.err("removing merged WAL snapshots", &e))?;
-        Ok(Some(SnapshotInfo::from_file(&merged)))
+        let mut merged = Vec::new();
+        for snaps in eras.into_values().filter(|s| s.len() > 1) {
+            let newest = snaps
+                .iter()
+                .max_by_key(|s| s.time.clone())
+                .expect("two or more");
+            let mut opts = SnapshotOptions::default();
+            opts.host = Some(newest.hostname.clone());
+            let mut template = opts
+                .to_snapshot()
+                .map_err(|e| self.err("preparing the merged snapshot", &e))?;
+            template.tags = newest.tags.clone();
+            let one = indexed
+                .merge_snapshots(&snaps, &later, template)
+                .map_err(|e| self.err("merging WAL snapshots", &e))?;
+            let old: Vec<_> = snaps.iter().map(|s| s.id).collect();
+            self.rustic()
+                .delete_snapshots(&old)
+                .map_err(|e| self.err("removing merged WAL snapshots", &e))?;
+            merged.push(SnapshotInfo::from_file(&one));
+        }
+        Ok(merged)
+    }
+
+    /// Adds to `plan` the base backups' effect on the archive: WAL snapshots that hold only WAL
+    /// from before the oldest kept base backup's start (no recovery can use it), and those older
+    /// than `oldest_allowed` (max-age bounds everything). Without a kept base backup no WAL is
+    /// removed: a base backup being taken may need it.
+    pub(super) fn plan_wal(
+        &self,
+        plan: &mut super::ForgetPlan,
+        oldest_allowed: Option<Timestamp>,
+    ) -> Result<(), RepoError> {
+        let sources: std::collections::BTreeSet<String> = self
+            .snapshots()?
+            .into_iter()
+            .filter(|s| matches!(s.kind, Some(SnapshotKind::Wal | SnapshotKind::Base)))
+            .filter_map(|s| s.source)
+            .collect();
+        let kept: std::collections::HashSet<String> =
+            plan.keep.iter().map(|s| s.id.clone()).collect();
+        for source in sources {
+            let bases = self.base_points(&source)?;
+            let opens = |only_kept: bool| {
+                bases
+                    .iter()
+                    .filter(|(s, ..)| !only_kept || kept.contains(&s.id))
+                    .filter_map(|(_, _, finished)| *finished)
+                    .min()
+                    .map(crate::model::time::format)
+            };
+            let cutoff = bases
+                .iter()
+                .filter(|(s, ..)| kept.contains(&s.id))
+                .map(|(_, start, _)| *start)
+                .min();
+            for (sn, range) in self.wal_ranges(&source)? {
+                let info = SnapshotInfo::from_file(&sn);
+                let reason = if oldest_allowed.is_some_and(|limit| info.time < limit) {
+                    Some("archived WAL older than the retention maximum (max-age)".to_string())
+                } else {
+                    match (cutoff, range) {
+                        (Some(c), Some((_, hi))) if hi < c => Some(format!(
+                            "archived WAL from before the oldest kept base backup (segment {}): no recovery can use it",
+                            &Segment {
+                                timeline: 0,
+                                number: c
+                            }
+                            .name()[8..]
+                        )),
+                        _ => None,
+                    }
+                };
+                match reason {
+                    Some(reason) => plan.remove.push(super::Removal {
+                        snapshot: info,
+                        reason,
+                    }),
+                    None => plan.keep.push(info),
+                }
+            }
+            plan.windows.push(super::retention::WindowChange {
+                source,
+                opens_before: opens(false),
+                opens_after: opens(true),
+            });
+        }
+        Ok(())
     }
 
     /// Streams one file of a base backup snapshot (`base.tar`, `info.json`) into `writer`.

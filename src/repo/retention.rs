@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::{Repo, RepoError, SnapshotInfo};
 use crate::config::Retention;
+use crate::model::naming::SnapshotKind;
 
 /// A snapshot the policy removes, and why.
 #[derive(Clone, Debug, Serialize)]
@@ -25,6 +26,18 @@ pub struct Removal {
 pub struct ForgetPlan {
     pub keep: Vec<SnapshotInfo>,
     pub remove: Vec<Removal>,
+    /// Each archived source's recoverable window opens at its oldest base backup: where it
+    /// opens now, and after the plan.
+    pub windows: Vec<WindowChange>,
+}
+
+/// Where a source's recoverable window opens before and after a retention plan (the end of
+/// each base backup; `None`: no base backup).
+#[derive(Clone, Debug, Serialize)]
+pub struct WindowChange {
+    pub source: String,
+    pub opens_before: Option<String>,
+    pub opens_after: Option<String>,
 }
 
 /// What a prune removes (or would remove).
@@ -68,15 +81,17 @@ impl Repo {
             .rustic()
             .get_all_snapshots()
             .map_err(|e| self.err("listing snapshots", &e))?;
-        let mut by_source: BTreeMap<String, Vec<rustic_core::repofile::SnapshotFile>> =
+        // Logical backups and base backups each keep by the rules, source by source; archived
+        // WAL follows the base backups kept (below).
+        let mut by_source: BTreeMap<(String, bool), Vec<rustic_core::repofile::SnapshotFile>> =
             BTreeMap::new();
         for sn in all {
             let info = SnapshotInfo::from_file(&sn);
-            if info.is_committed_backup() {
-                by_source
-                    .entry(info.source.clone().unwrap_or_default())
-                    .or_default()
-                    .push(sn);
+            let base = info.kind == Some(SnapshotKind::Base) && !info.pending;
+            if (info.is_committed_backup() || base)
+                && let Some(source) = info.source.clone()
+            {
+                by_source.entry((source, base)).or_default().push(sn);
             }
         }
         let keep = keep_options(retention);
@@ -94,6 +109,7 @@ impl Repo {
         let mut plan = ForgetPlan {
             keep: Vec::new(),
             remove: Vec::new(),
+            windows: Vec::new(),
         };
         for (_, snapshots) in by_source {
             let decisions: Vec<(rustic_core::repofile::SnapshotFile, bool, String)> = if has_rules {
@@ -133,6 +149,7 @@ impl Repo {
                 }
             }
         }
+        self.plan_wal(&mut plan, oldest_allowed)?;
         plan.keep.sort_by_key(|s| s.time);
         plan.remove.sort_by_key(|r| r.snapshot.time);
         Ok(plan)

@@ -407,6 +407,38 @@ fn recovers_to_chosen_times_from_a_base_backup_and_the_archive() {
         err["message"].as_str().unwrap().contains("is not empty"),
         "{err}"
     );
+
+    // Retention keeps PITR whole: with one base backup kept (a second, newer one), the first
+    // goes and so does the WAL from before the second's start — the window opens later.
+    ws.custodian_json(&["base-backup", "--source", "crm"], 0);
+    let text = std::fs::read_to_string(ws.config_path()).unwrap();
+    ws.write_config(&format!("{text}\n[retention]\nkeep-last = 1\n"));
+    let plan = ws.custodian_json(&["forget", "--location", "local"], 0);
+    let plan = &plan[0]["plan"];
+    let window = &plan["windows"][0];
+    assert!(
+        window["opens_after"].as_str().unwrap() > window["opens_before"].as_str().unwrap(),
+        "{window:#}"
+    );
+    let removed: Vec<&str> = plan["remove"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
+    assert!(
+        removed
+            .iter()
+            .any(|r| r.contains("not kept by any keep rule")),
+        "{removed:?}"
+    );
+    assert!(
+        removed
+            .iter()
+            .any(|r| r.contains("from before the oldest kept base backup")),
+        "{removed:?}"
+    );
+    ws.write_config(&text);
 }
 
 #[test]
