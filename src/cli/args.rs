@@ -343,6 +343,12 @@ pub enum Command {
         #[arg(long)]
         source: Option<String>,
     },
+    /// PostgreSQL's archive_command and restore_command: `wal push` stores one WAL file,
+    /// `wal fetch` gets one back.
+    Wal {
+        #[command(subcommand)]
+        command: WalCommand,
+    },
     /// Point-in-time recovery's continuous archive of the servers' logs (WAL, binary log).
     Archive {
         #[command(subcommand)]
@@ -578,6 +584,29 @@ pub enum ArchiveCommand {
         /// Only this source.
         #[arg(long)]
         source: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WalCommand {
+    /// archive_command = 'custodian wal push --source NAME %p': store one completed WAL file
+    /// into every location of the source (exit 0 only once all hold it). For an archive with
+    /// method = "archive-command".
+    Push {
+        #[arg(long)]
+        source: String,
+        /// The file (%p).
+        path: PathBuf,
+    },
+    /// restore_command = 'custodian wal fetch --source NAME %f %p': write an archived WAL file
+    /// (exit 1 when it is not archived, as the server expects at the end of the archive).
+    Fetch {
+        #[arg(long)]
+        source: String,
+        /// The file's name (%f).
+        name: String,
+        /// Where to write it (%p).
+        path: PathBuf,
     },
 }
 

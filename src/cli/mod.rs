@@ -16,7 +16,7 @@ use serde::Serialize;
 
 pub use args::{
     AccessCommand, ArchiveCommand, AuditCommand, Cli, Command, ConfigCommand, CtlCommand,
-    ErasureCommand, GuardArgs, KeysCommand, ReportCommand, TotpCommand,
+    ErasureCommand, GuardArgs, KeysCommand, ReportCommand, TotpCommand, WalCommand,
 };
 
 use crate::catalog::Trigger;
@@ -801,6 +801,31 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
             },
             Command::BaseBackup { source } => {
                 run_job(ctx, job::Request::BaseBackup { source }, None, json).await?
+            }
+            Command::Wal {
+                command: WalCommand::Push { source, path },
+            } => {
+                let pushed = job::wal::push(ctx, &source, &path).await?;
+                emit(json, &pushed, |p| {
+                    format!(
+                        "{}: {} stored in {}",
+                        p.source,
+                        p.file,
+                        p.locations.join(", ")
+                    )
+                });
+                Exit::Ok
+            }
+            Command::Wal {
+                command: WalCommand::Fetch { source, name, path },
+            } => {
+                let bytes = job::wal::fetch(ctx, &source, &name, &path).await?;
+                emit(
+                    json,
+                    &serde_json::json!({ "file": name, "bytes": bytes }),
+                    |_| String::new(),
+                );
+                Exit::Ok
             }
             Command::Archive {
                 command: ArchiveCommand::Run { source },

@@ -121,6 +121,18 @@ pub struct ArchiveConfig {
     pub flush: std::time::Duration,
     /// An archive lag beyond this raises an alert.
     pub lag_alert: std::time::Duration,
+    /// Who feeds the archive.
+    pub method: ArchiveMethod,
+}
+
+/// Who feeds a continuous archive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArchiveMethod {
+    /// The daemon streams WAL with `pg_receivewal` from a slot (partial segments included).
+    Receivewal,
+    /// The server's `archive_command = 'custodian wal push --source NAME %p'` stores each
+    /// completed segment (the RPO is the server's `archive_timeout`).
+    ArchiveCommand,
 }
 
 impl ArchiveConfig {

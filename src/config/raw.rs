@@ -80,6 +80,9 @@ pub struct RawArchive {
     pub flush: Option<String>,
     /// How far behind the archive may fall before an alert (`5m`).
     pub lag_alert: Option<String>,
+    /// `receivewal` (the daemon streams with pg_receivewal; default) or `archive-command`
+    /// (the server's archive_command runs `custodian wal push`).
+    pub method: Option<String>,
 }
 
 impl RawServerSource {

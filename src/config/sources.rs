@@ -7,7 +7,9 @@ use super::diagnostic::{Diagnostics, Severity};
 use super::document::Document;
 use super::fields::{entries, resolve_path, secret_ref, suggestion};
 use super::raw::{RawServerSource, RawSqliteSource};
-use super::{ArchiveConfig, ScratchServerConfig, ServerSource, SourceConfig, SourceKind};
+use super::{
+    ArchiveConfig, ArchiveMethod, ScratchServerConfig, ServerSource, SourceConfig, SourceKind,
+};
 use crate::model::ChecksumMode;
 
 const SOURCE_KINDS: &[&str] = &["sqlite", "postgres", "mysql"];
@@ -255,8 +257,24 @@ fn server(
             );
             return None;
         }
-        match (a.enabled, flush, lag_alert) {
-            (true, Some(flush), Some(lag_alert)) => Some(ArchiveConfig { flush, lag_alert }),
+        let method = match a.method.as_deref() {
+            None | Some("receivewal") => Some(ArchiveMethod::Receivewal),
+            Some("archive-command") => Some(ArchiveMethod::ArchiveCommand),
+            Some(other) => {
+                error(
+                    diags,
+                    &format!("{prefix}.archive.method"),
+                    format!("`{other}` is not a method; use `receivewal` (the daemon streams the WAL) or `archive-command` (the server runs `custodian wal push`)"),
+                );
+                None
+            }
+        };
+        match (a.enabled, flush, lag_alert, method) {
+            (true, Some(flush), Some(lag_alert), Some(method)) => Some(ArchiveConfig {
+                flush,
+                lag_alert,
+                method,
+            }),
             _ => None,
         }
     });

@@ -27,7 +27,10 @@ impl Archivers {
             .config
             .sources
             .iter()
-            .filter(|s| crate::job::wal::archive_settings(s).is_ok())
+            .filter(|s| {
+                crate::job::wal::archive_settings(s)
+                    .is_ok_and(|a| a.method == crate::config::ArchiveMethod::Receivewal)
+            })
             .map(|s| tokio::spawn(keep_running(ctx.clone(), s.name.clone(), stop.clone())))
             .collect();
         Self { stop, tasks }

@@ -180,6 +180,12 @@ async fn run_source(
     stop: CancellationToken,
 ) -> Result<ArchiveRun, JobError> {
     let settings = archive_settings(source)?;
+    if settings.method == crate::config::ArchiveMethod::ArchiveCommand {
+        return Err(JobError::Usage(format!(
+            "the archive of source {} is fed by the server's archive_command (`custodian wal push`), not by an archiver: method = \"archive-command\"",
+            source.name
+        )));
+    }
     let cfg = source.server().expect("a server source").clone();
     let _lock = lock::try_lock(
         &ctx.config.state_dir,
@@ -439,6 +445,154 @@ fn mtime_nanos(t: std::time::SystemTime) -> i128 {
         .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX))
 }
 
+/// Stores WAL files into every location of a source as one `custodian-wal` snapshot each,
+/// under the source's store lock (the archiver's flushes and `wal push` never write a WAL
+/// snapshot of one source at the same time, so a pending one is always a crash's leftover).
+/// Waits up to `wait` for the lock.
+async fn store(
+    ctx: &Context,
+    source: &SourceConfig,
+    files: &[Spooled],
+    time: Timestamp,
+    wait: Duration,
+) -> Result<(), JobError> {
+    let deadline = std::time::Instant::now() + wait;
+    let _lock = loop {
+        match lock::try_lock(
+            &ctx.config.state_dir,
+            &format!("wal-store-{}", source.name),
+            &format!("storing archived WAL of source {}", source.name),
+        ) {
+            Ok(l) => break l,
+            Err(JobError::Busy(_)) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    for location in &source.locations {
+        let repo = ctx.repo(location).await?;
+        let entries: Vec<ArchiveEntry> = files.iter().map(entry).collect();
+        let request = ArchiveRequest {
+            source: source.name.clone(),
+            engine: source.engine().to_string(),
+            hostname: ctx.config.hostname.clone(),
+            time,
+            entries,
+            bars: None,
+            on_read: None,
+        };
+        let name = source.name.clone();
+        blocking(move || {
+            repo.discard_pending_kind(&name, SnapshotKind::Wal)?;
+            repo.archive_kind(request, SnapshotKind::Wal)?;
+            repo.roll_up_wal(&name, ROLL_UP_AT)?;
+            Ok(())
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// What `wal push` stored.
+#[derive(Clone, Debug, Serialize)]
+pub struct Pushed {
+    pub source: String,
+    pub file: String,
+    pub bytes: u64,
+    pub locations: Vec<String>,
+}
+
+/// `custodian wal push --source S PATH`, PostgreSQL's `archive_command`: stores one completed
+/// WAL file (`%p`) into every location of the source and succeeds only once all hold it — so
+/// the server recycles the segment only when it is safe. For a source whose archive has
+/// `method = "archive-command"` (the daemon then runs no `pg_receivewal` for it).
+///
+/// # Errors
+/// When the file is not a WAL file, cannot be read, or a location cannot be written (the
+/// server keeps the segment and calls again).
+pub async fn push(ctx: &Context, source: &str, path: &Path) -> Result<Pushed, JobError> {
+    let source = archived_sources(ctx, Some(source))?.remove(0);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if crate::engine::pitr::Segment::parse(&name).is_none()
+        && !is_history(&name)
+        && !name.ends_with(".backup")
+    {
+        return Err(JobError::Usage(format!(
+            "{} is not a WAL segment, history or backup history file; archive_command passes %p",
+            path.display()
+        )));
+    }
+    let meta = std::fs::metadata(path)
+        .map_err(|e| JobError::io(format!("reading {}", path.display()), &e))?;
+    let file = Spooled {
+        name: name.clone(),
+        path: path.to_path_buf(),
+        size: meta.len(),
+        mtime: meta
+            .modified()
+            .unwrap_or_else(|_| std::time::SystemTime::now()),
+        content: None,
+    };
+    let now = crate::model::time::now();
+    store(
+        ctx,
+        &source,
+        std::slice::from_ref(&file),
+        now,
+        Duration::from_secs(120),
+    )
+    .await?;
+    // The archive's state: `wal push` is its receiver.
+    let _ = std::fs::create_dir_all(archive_dir(&ctx.config.state_dir, &source.name));
+    let mut state = ArchiveState::load(&ctx.config.state_dir, &source.name);
+    state.last_flush = Some(now.to_string());
+    if crate::engine::pitr::Segment::parse(&name).is_some() {
+        state.newest = Some(name.clone());
+    }
+    state.save(&ctx.config.state_dir, &source.name)?;
+    Ok(Pushed {
+        source: source.name.clone(),
+        file: name,
+        bytes: meta.len(),
+        locations: source.locations.clone(),
+    })
+}
+
+/// `custodian wal fetch --source S NAME PATH`, PostgreSQL's `restore_command`: writes the
+/// archived WAL file `NAME` (`%f`; a segment archived only as `.partial` is given under its
+/// segment's name) to `PATH` (`%p`). Fails — as the server expects — when it is not archived.
+///
+/// # Errors
+/// When the file is not in the source's primary location (or cannot be read or written).
+pub async fn fetch(ctx: &Context, source: &str, name: &str, path: &Path) -> Result<u64, JobError> {
+    let source = ctx.select_sources(Some(source))?.remove(0);
+    let repo = ctx.repo(source.primary()).await?;
+    let (name, src, dir) = (
+        name.to_string(),
+        source.name.clone(),
+        path.parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+    );
+    let as_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| name.clone());
+    blocking(move || {
+        let files = repo.wal_files(&src)?;
+        let stored = if files.iter().any(|f| f.name == name) {
+            name.clone()
+        } else {
+            format!("{name}.partial")
+        };
+        repo.fetch_wal(&src, &[(stored, as_name)], &dir)
+    })
+    .await
+}
+
 /// Stores what the spool holds into every location; returns files and bytes stored.
 async fn flush(
     ctx: &Context,
@@ -453,27 +607,7 @@ async fn flush(
         return Ok((0, 0));
     }
     let bytes: u64 = files.iter().map(|f| f.size).sum();
-    for location in &source.locations {
-        let repo = ctx.repo(location).await?;
-        let entries: Vec<ArchiveEntry> = files.iter().map(entry).collect();
-        let request = ArchiveRequest {
-            source: source.name.clone(),
-            engine: source.engine().to_string(),
-            hostname: ctx.config.hostname.clone(),
-            time: started,
-            entries,
-            bars: None,
-            on_read: None,
-        };
-        let name = source.name.clone();
-        blocking(move || {
-            repo.discard_pending_kind(&name, SnapshotKind::Wal)?;
-            repo.archive_kind(request, SnapshotKind::Wal)?;
-            repo.roll_up_wal(&name, ROLL_UP_AT)?;
-            Ok(())
-        })
-        .await?;
-    }
+    store(ctx, source, &files, started, Duration::ZERO).await?;
     // Every location has them: complete files leave the spool; the partial stays (the
     // receiver is still writing it) and is remembered so an unchanged one is not stored again.
     for f in &files {

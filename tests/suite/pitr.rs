@@ -567,3 +567,151 @@ fn the_daemon_keeps_the_archive_through_a_server_restart_and_base_backs_up_on_sc
         "every row, across the server's restart"
     );
 }
+
+/// `custodian --json --config CFG ARGS` as `postgres`: the envelope, with the exit code checked.
+fn as_postgres(ws: &Workspace, args: &[&str], code: i32) -> serde_json::Value {
+    let config = ws.config_path().display().to_string();
+    let mut all = vec!["--config", config.as_str()];
+    all.extend_from_slice(args);
+    let (got, envelope) = common::users::custodian_as("postgres", &all, "");
+    assert_eq!(
+        got,
+        Some(code),
+        "custodian {args:?} as postgres: {envelope:#}"
+    );
+    envelope
+}
+
+#[test]
+fn archive_command_pushes_segments_and_restore_command_fetches_them() {
+    let pg = PgServer::start();
+    pg.create_db("crm");
+    pg.psql(
+        "crm",
+        "CREATE TABLE ticks (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp(), note text);
+         ALTER TABLE ticks OWNER TO custodian;",
+    );
+    pg.psql("postgres", "ALTER ROLE custodian REPLICATION;");
+    // On a host where Custodian runs beside the server, archive_command runs as the server's
+    // user: here every Custodian command runs as `postgres`, which owns the workspace.
+    let ws = Workspace::new();
+    password_file(&ws.path("keys"));
+    let scratch = tempfile::tempdir().unwrap();
+    let text = config(&pg.url("crm"), scratch.path())
+        .replace(
+            "flush = \"2s\"",
+            "flush = \"2s\"\nmethod = \"archive-command\"",
+        )
+        .replace(
+            "[drills]\n",
+            "[access]\nadministrators = [\"postgres\"]\ntwo-factor = \"off\"\n\n[drills]\n",
+        );
+    ws.write_config(&text);
+    for dir in [ws.root(), scratch.path()] {
+        let out = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+    as_postgres(&ws, &["init"], 0);
+    let command = format!(
+        "{} --config {} wal push --source crm %p",
+        env!("CARGO_BIN_EXE_custodian"),
+        ws.config_path().display()
+    );
+    pg.psql("postgres", "ALTER SYSTEM SET archive_mode = on;");
+    pg.psql(
+        "postgres",
+        &format!("ALTER SYSTEM SET archive_command = '{command}';"),
+    );
+    pg.stop();
+    pg.start_again();
+
+    // The archiver is the server's: `archive run` refuses (and the daemon starts none).
+    let err = as_postgres(&ws, &["archive", "run", "--source", "crm"], 2);
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("archive_command"),
+        "{err}"
+    );
+
+    as_postgres(&ws, &["base-backup", "--source", "crm"], 0);
+    pg.psql(
+        "crm",
+        "INSERT INTO ticks (note) SELECT 'row ' || g FROM generate_series(1, 100) g;",
+    );
+    pg.psql("crm", "SELECT pg_switch_wal();");
+    pg.psql("crm", "INSERT INTO ticks (note) VALUES ('last');");
+    pg.psql("crm", "SELECT pg_switch_wal();");
+    crate::daemon::wait_until(
+        "the server archived its segments",
+        Duration::from_secs(60),
+        || {
+            pg.psql(
+                "postgres",
+                "SELECT archived_count >= 3 FROM pg_stat_archiver",
+            ) == "t"
+        },
+    );
+    assert_eq!(
+        pg.psql("postgres", "SELECT failed_count FROM pg_stat_archiver"),
+        "0"
+    );
+    let status = as_postgres(&ws, &["archive", "status", "--source", "crm"], 0);
+    let status = &status["data"][0];
+    assert!(status["wal_files"].as_u64().unwrap() >= 3, "{status:#}");
+    assert!(status["window"]["from"].is_string(), "{status:#}");
+
+    // restore_command's half: a segment comes back whole; a missing one fails, as the server
+    // expects at the end of an archive.
+    let segment = status["state"]["newest"].as_str().unwrap().to_string();
+    let fetched = scratch.path().join("fetched");
+    as_postgres(
+        &ws,
+        &[
+            "wal",
+            "fetch",
+            "--source",
+            "crm",
+            &segment,
+            &fetched.display().to_string(),
+        ],
+        0,
+    );
+    assert_eq!(std::fs::metadata(&fetched).unwrap().len(), 16 << 20);
+    let err = as_postgres(
+        &ws,
+        &[
+            "wal",
+            "fetch",
+            "--source",
+            "crm",
+            "0000000100000000000000FF",
+            &fetched.display().to_string(),
+        ],
+        1,
+    );
+    assert_eq!(err["error"]["code"], "repo.file_not_in_snapshot", "{err}");
+
+    let dir = scratch.path().join("latest");
+    let port = common::servers::free_port();
+    as_postgres(
+        &ws,
+        &[
+            "restore",
+            "--source",
+            "crm",
+            "--to-latest",
+            "--target-dir",
+            &dir.display().to_string(),
+            "--start-port",
+            &port.to_string(),
+        ],
+        0,
+    );
+    assert_eq!(count_in(&dir, port), 101);
+}
