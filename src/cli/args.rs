@@ -127,25 +127,56 @@ pub enum Command {
     #[command(group(clap::ArgGroup::new("into").required(true).multiple(false)))]
     Restore {
         /// Snapshot id (a prefix is enough), backup id, or `latest`.
-        #[arg(long, required_unless_present_any = ["to_time", "to_lsn", "to_restore_point", "to_latest"])]
+        #[arg(long, required_unless_present_any = ["to_time", "to_lsn", "to_position", "to_restore_point", "to_latest"])]
         snapshot: Option<String>,
         /// SQLite: where to write the database file.
         #[arg(long, group = "into")]
         to: Option<PathBuf>,
         /// Point-in-time recovery (PostgreSQL with an archive): recover to the last transaction
         /// committed at or before this time, e.g. "2026-12-01 10:04:00+01:00".
-        #[arg(long, group = "point", requires_all = ["source", "target_dir"], conflicts_with = "snapshot")]
+        #[arg(
+            long,
+            group = "point",
+            requires = "source",
+            conflicts_with = "snapshot"
+        )]
         to_time: Option<String>,
         /// Point-in-time recovery: to this WAL position (e.g. 0/3000060).
-        #[arg(long, group = "point", requires_all = ["source", "target_dir"], conflicts_with = "snapshot")]
+        #[arg(
+            long,
+            group = "point",
+            requires = "source",
+            conflicts_with = "snapshot"
+        )]
         to_lsn: Option<String>,
+        /// Point-in-time recovery (MariaDB/MySQL): to this binary log position, e.g.
+        /// mysql-bin.000042:1234.
+        #[arg(
+            long,
+            group = "point",
+            requires = "source",
+            conflicts_with = "snapshot"
+        )]
+        to_position: Option<String>,
         /// Point-in-time recovery: to a restore point made with pg_create_restore_point.
-        #[arg(long, group = "point", requires_all = ["source", "target_dir"], conflicts_with = "snapshot")]
+        #[arg(
+            long,
+            group = "point",
+            requires = "source",
+            conflicts_with = "snapshot"
+        )]
         to_restore_point: Option<String>,
         /// Point-in-time recovery: to the end of the archive.
-        #[arg(long, group = "point", requires_all = ["source", "target_dir"], conflicts_with = "snapshot")]
+        #[arg(
+            long,
+            group = "point",
+            requires = "source",
+            conflicts_with = "snapshot"
+        )]
         to_latest: bool,
-        /// Point-in-time recovery: the new data directory (must not exist, or be empty).
+        /// Point-in-time recovery (PostgreSQL): the new data directory (must not exist, or be
+        /// empty). A MariaDB/MySQL source recovers into --target, a database that does not
+        /// exist yet.
         #[arg(long, group = "into")]
         target_dir: Option<PathBuf>,
         /// Point-in-time recovery: print the plan (base backup, WAL range and size) only.

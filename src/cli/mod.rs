@@ -485,9 +485,13 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
                 snapshot: None,
                 to_time,
                 to_lsn,
+                to_position,
                 to_restore_point,
-                to_latest,
+                to_latest: _,
                 target_dir,
+                target,
+                target_password_file,
+                target_password_env,
                 preview,
                 start_port,
                 location,
@@ -495,12 +499,16 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
                 guard,
                 ..
             } => {
-                let target = match (to_time, to_lsn, to_restore_point, to_latest) {
+                let target_url = target;
+                let target_password = target_password_file
+                    .map(SecretRef::File)
+                    .or(target_password_env.map(SecretRef::Env));
+                let target = match (to_time, to_lsn.or(to_position), to_restore_point) {
                     (Some(t), ..) => crate::engine::pitr::RecoveryTarget::Time(
                         crate::model::time::parse_instant(&t).map_err(JobError::Usage)?,
                     ),
-                    (_, Some(l), ..) => crate::engine::pitr::RecoveryTarget::Lsn(l),
-                    (_, _, Some(n), _) => crate::engine::pitr::RecoveryTarget::RestorePoint(n),
+                    (_, Some(l), _) => crate::engine::pitr::RecoveryTarget::Lsn(l),
+                    (_, _, Some(n)) => crate::engine::pitr::RecoveryTarget::RestorePoint(n),
                     _ => crate::engine::pitr::RecoveryTarget::Latest,
                 };
                 let target_dir = target_dir.map(|p| std::path::absolute(&p).unwrap_or(p));
@@ -511,6 +519,8 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
                     location: location.clone(),
                     preview,
                     start_port,
+                    target_url: target_url.clone(),
+                    target_password,
                 };
                 let approval = if preview {
                     None
@@ -519,7 +529,9 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
                         snapshot: format!("point in time: {target}"),
                         source: source.clone(),
                         location: location.clone(),
-                        target: request.target_dir.display().to_string(),
+                        target: target_url
+                            .clone()
+                            .unwrap_or_else(|| request.target_dir.display().to_string()),
                         force: false,
                     };
                     access::guarded(ctx, &op, &guard).await?

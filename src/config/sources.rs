@@ -249,14 +249,6 @@ fn server(
         };
         let flush = duration("flush", a.flush.as_ref(), ArchiveConfig::DEFAULT_FLUSH);
         let lag_alert = duration("lag-alert", a.lag_alert.as_ref(), ArchiveConfig::DEFAULT_LAG_ALERT);
-        if a.enabled && kind != "postgres" {
-            error(
-                diags,
-                &format!("{prefix}.archive.enabled"),
-                "continuous archiving is built for PostgreSQL sources only so far (MariaDB/MySQL binary logs are not archived yet); remove [source.NAME.archive] or set enabled = false".replace("NAME", prefix.trim_start_matches("source.")),
-            );
-            return None;
-        }
         let method = match a.method.as_deref() {
             None | Some("receivewal") => Some(ArchiveMethod::Receivewal),
             Some("archive-command") => Some(ArchiveMethod::ArchiveCommand),
@@ -269,6 +261,14 @@ fn server(
                 None
             }
         };
+        if method == Some(ArchiveMethod::ArchiveCommand) && kind != "postgres" {
+            error(
+                diags,
+                &format!("{prefix}.archive.method"),
+                "archive-command is PostgreSQL's (archive_command); a MariaDB/MySQL archive is streamed by the daemon: leave method out".to_string(),
+            );
+            return None;
+        }
         match (a.enabled, flush, lag_alert, method) {
             (true, Some(flush), Some(lag_alert), Some(method)) => Some(ArchiveConfig {
                 flush,

@@ -64,6 +64,10 @@ pub struct ArchiveStatus {
     pub window: Option<Window>,
     /// Missing WAL segments (`first..last`) after the oldest base backup.
     pub gaps: Vec<(String, String)>,
+    /// MariaDB/MySQL: the logical backup the window opens at (a replay starts from its binary
+    /// log position).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opens_at_backup: Option<String>,
 }
 
 /// The archive of each selected source (all that have one, or the one named).
@@ -73,6 +77,10 @@ pub struct ArchiveStatus {
 pub async fn status(ctx: &Context, source: Option<&str>) -> Result<Vec<ArchiveStatus>, JobError> {
     let mut out = Vec::new();
     for s in super::wal::archived_sources(ctx, source)? {
+        if super::wal::log_kind(&s) == SnapshotKind::Binlog {
+            out.push(binlog_status(ctx, &s).await?);
+            continue;
+        }
         let location = s.primary().to_string();
         let repo = ctx.repo(&location).await?;
         let name = s.name.clone();
@@ -90,7 +98,11 @@ pub async fn status(ctx: &Context, source: Option<&str>) -> Result<Vec<ArchiveSt
                 }
             }
             let wal_snapshots = repo.snapshots_of(SnapshotKind::Wal, &name)?.len();
-            Ok((bases, repo.wal_files(&name)?, wal_snapshots))
+            Ok((
+                bases,
+                repo.log_files(&name, SnapshotKind::Wal)?,
+                wal_snapshots,
+            ))
         })
         .await?;
         let state = ArchiveState::load(&ctx.config.state_dir, &s.name);
@@ -138,7 +150,105 @@ pub async fn status(ctx: &Context, source: Option<&str>) -> Result<Vec<ArchiveSt
             base_backups: bases,
             window,
             gaps: holes,
+            opens_at_backup: None,
         });
     }
     Ok(out)
+}
+
+/// The oldest logical backup of a MariaDB/MySQL source whose binary log position the archive
+/// holds (from there on, every second can be recovered), oldest first among `snaps`.
+pub(super) fn replay_start(
+    repo: &crate::repo::Repo,
+    source: &str,
+    snaps: &[crate::repo::SnapshotInfo],
+    oldest_archived: &str,
+) -> Result<Option<(crate::repo::SnapshotInfo, crate::model::Manifest)>, crate::repo::RepoError> {
+    for snap in snaps {
+        let bytes = repo.read_file(
+            &snap.id,
+            &crate::model::naming::file_path(source, crate::model::naming::MANIFEST_FILE),
+        )?;
+        let Ok(manifest) = serde_json::from_slice::<crate::model::Manifest>(&bytes) else {
+            continue;
+        };
+        if manifest
+            .binlog
+            .as_ref()
+            .is_some_and(|b| b.file.as_str() >= oldest_archived)
+        {
+            return Ok(Some((snap.clone(), manifest)));
+        }
+    }
+    Ok(None)
+}
+
+/// Binary logs missing between archived ones (`first..last`): numbers skipped in a sequence.
+fn binlog_gaps(names: &[String]) -> Vec<(String, String)> {
+    let mut nums: Vec<(String, u64, usize)> = names
+        .iter()
+        .filter_map(|n| {
+            let (base, num) = n.rsplit_once('.')?;
+            Some((base.to_string(), num.parse().ok()?, num.len()))
+        })
+        .collect();
+    nums.sort();
+    nums.windows(2)
+        .filter(|w| w[0].0 == w[1].0 && w[1].1 > w[0].1 + 1)
+        .map(|w| {
+            let (base, width) = (&w[0].0, w[0].2);
+            (
+                format!("{base}.{:0width$}", w[0].1 + 1),
+                format!("{base}.{:0width$}", w[1].1 - 1),
+            )
+        })
+        .collect()
+}
+
+async fn binlog_status(
+    ctx: &Context,
+    s: &crate::config::SourceConfig,
+) -> Result<ArchiveStatus, JobError> {
+    let location = s.primary().to_string();
+    let repo = ctx.repo(&location).await?;
+    let name = s.name.clone();
+    let (files, snapshots, start) = blocking(move || {
+        let files = repo.log_files(&name, SnapshotKind::Binlog)?;
+        let snapshots = repo.snapshots_of(SnapshotKind::Binlog, &name)?.len();
+        let backups: Vec<_> = repo
+            .snapshots()?
+            .into_iter()
+            .filter(|b| b.is_committed_backup() && b.source.as_deref() == Some(name.as_str()))
+            .collect();
+        let oldest = files.iter().map(|f| f.name.clone()).min();
+        let start = match oldest {
+            Some(oldest) => replay_start(&repo, &name, &backups, &oldest)?,
+            None => None,
+        };
+        Ok((files, snapshots, start))
+    })
+    .await?;
+    let state = ArchiveState::load(&ctx.config.state_dir, &s.name);
+    let names: Vec<String> = files.iter().map(|f| f.name.clone()).collect();
+    let last_flush: Option<Timestamp> = state.last_flush.as_deref().and_then(|t| t.parse().ok());
+    let window = match (&start, last_flush) {
+        (Some((_, manifest)), Some(to)) if to >= manifest.taken_at => Some(Window {
+            from: manifest.taken_at,
+            to,
+        }),
+        _ => None,
+    };
+    Ok(ArchiveStatus {
+        source: s.name.clone(),
+        location,
+        lag_seconds: state.lag_seconds(crate::model::time::now()),
+        state,
+        wal_files: files.len(),
+        wal_bytes: files.iter().map(|f| f.size).sum(),
+        wal_snapshots: snapshots,
+        base_backups: Vec::new(),
+        window,
+        gaps: binlog_gaps(&names),
+        opens_at_backup: start.map(|(snap, _)| snap.id),
+    })
 }

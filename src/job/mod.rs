@@ -21,6 +21,7 @@ mod lock;
 mod meter;
 pub mod pitr;
 mod pitr_drill;
+mod pitr_mysql;
 pub mod progress;
 pub mod report;
 mod request;

@@ -39,6 +39,10 @@ pub struct PitrRequest {
     pub preview: bool,
     /// Start the recovered server on this TCP port and leave it running.
     pub start_port: Option<u16>,
+    /// MariaDB/MySQL: the new database to restore into and replay onto (no password in it).
+    pub target_url: Option<String>,
+    /// Its server's password (default: the source's).
+    pub target_password: Option<crate::secret::SecretRef>,
 }
 
 /// What a recovery to a point in time will use.
@@ -108,12 +112,24 @@ pub fn parse_pg_time(text: &str) -> Option<Timestamp> {
 /// the target directory is not empty, or recovery fails.
 pub async fn restore_to_point(ctx: &Context, req: &PitrRequest) -> Result<PitrOutcome, JobError> {
     let source = ctx.select_sources(Some(&req.source))?.remove(0);
-    let SourceKind::Postgres(cfg) = &source.kind else {
-        return Err(JobError::Usage(format!(
-            "source {} is not a PostgreSQL source: point-in-time recovery is built for PostgreSQL",
-            source.name
-        )));
+    let cfg = match &source.kind {
+        SourceKind::Postgres(cfg) => cfg,
+        SourceKind::Mysql(_) => {
+            return super::pitr_mysql::restore_to_point(ctx, req, &source).await;
+        }
+        SourceKind::Sqlite { .. } => {
+            return Err(JobError::Usage(format!(
+                "source {} is an SQLite file: it has no log to recover from; restore a snapshot",
+                source.name
+            )));
+        }
     };
+    if req.target_dir.as_os_str().is_empty() {
+        return Err(JobError::Usage(
+            "a PostgreSQL source is recovered into a new data directory: give --target-dir DIR"
+                .into(),
+        ));
+    }
     let location = req
         .location
         .clone()
@@ -175,7 +191,7 @@ pub(super) async fn plan(
                 bases.push((snap, info));
             }
         }
-        Ok((bases, repo2.wal_files(&source)?))
+        Ok((bases, repo2.log_files(&source, SnapshotKind::Wal)?))
     })
     .await?;
     let fits = |info: &BaseInfo| match &req.target {
@@ -442,7 +458,7 @@ pub(super) async fn recover_into(
             wal.to_vec(),
             wal_dir.clone(),
         );
-        blocking(move || repo.fetch_wal(&source, &wanted, &dir)).await?;
+        blocking(move || repo.fetch_log(&source, SnapshotKind::Wal, &wanted, &dir)).await?;
     }
     if let Some(u) = dest.run_as {
         for entry in std::fs::read_dir(&wal_dir).into_iter().flatten().flatten() {

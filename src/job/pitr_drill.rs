@@ -208,6 +208,8 @@ async fn run(
         location: Some(report.location.clone()),
         preview: true,
         start_port: None,
+        target_url: None,
+        target_password: None,
     };
     let (plan, wal) = super::pitr::plan(&repo, &request, &report.location)
         .await

@@ -114,20 +114,30 @@ pub struct ArchiveRun {
     pub state: ArchiveState,
 }
 
+/// The kind of snapshot a source's archived log goes into: WAL for PostgreSQL, binary logs for
+/// MariaDB/MySQL.
+#[must_use]
+pub fn log_kind(source: &SourceConfig) -> SnapshotKind {
+    match source.kind {
+        SourceKind::Mysql(_) => SnapshotKind::Binlog,
+        _ => SnapshotKind::Wal,
+    }
+}
+
 /// The archive settings of a source, or why it has none.
 ///
 /// # Errors
 /// [`JobError::Usage`] when the source is not a PostgreSQL source with archiving enabled.
 pub fn archive_settings(source: &SourceConfig) -> Result<ArchiveConfig, JobError> {
     match &source.kind {
-        SourceKind::Postgres(cfg) => cfg.archive.clone().ok_or_else(|| {
+        SourceKind::Postgres(cfg) | SourceKind::Mysql(cfg) => cfg.archive.clone().ok_or_else(|| {
             JobError::Usage(format!(
                 "source {} has no continuous archive; add [source.{}.archive] with enabled = true (see README, \"Point-in-time recovery\")",
                 source.name, source.name
             ))
         }),
-        _ => Err(JobError::Usage(format!(
-            "source {} is not a PostgreSQL source: only PostgreSQL's WAL is archived so far",
+        SourceKind::Sqlite { .. } => Err(JobError::Usage(format!(
+            "source {} is an SQLite file: it has no log to archive (its recovery point is its backup schedule)",
             source.name
         ))),
     }
@@ -197,34 +207,13 @@ async fn run_source(
     for d in [dir.parent().unwrap_or(&dir), &dir, &spool] {
         private_dir(d)?;
     }
-    let connect = postgres::connect_settings(&source.name, &cfg)?;
-    let slot_name = wal::slot_name(&source.name);
-    let slot = wal::ensure_slot(&connect, &slot_name).await?;
     let mut state = ArchiveState::load(&ctx.config.state_dir, &source.name);
-    if slot.created && state.slot.is_some() {
-        // The slot this archive streamed from is gone: WAL between is not in the archive.
-        record_gap(
-            ctx,
-            &source.name,
-            &mut state,
-            format!(
-                "replication slot {slot_name} was dropped; the archive restarts at its new position"
-            ),
-        );
-    }
-    if slot.wal_status.as_deref() == Some("lost") {
-        record_gap(
-            ctx,
-            &source.name,
-            &mut state,
-            format!(
-                "the server invalidated replication slot {slot_name} (max_slot_wal_keep_size): WAL was removed before it was archived; drop the slot to start a new archive, and take a base backup"
-            ),
-        );
-    }
-    state.slot = Some(slot_name.clone());
+    let (feed, slot) = match &source.kind {
+        SourceKind::Mysql(_) => mysql_feed(ctx, source, &cfg, &mut state).await?,
+        _ => postgres_feed(ctx, source, &cfg, &mut state).await?,
+    };
     state.save(&ctx.config.state_dir, &source.name)?;
-    tracing::info!(source = %source.name, slot = %slot_name, restart_lsn = ?slot.restart_lsn, "archiver started");
+    tracing::info!(source = %source.name, from = %slot.name, position = ?slot.restart_lsn, "archiver started");
 
     let receiver_stop = CancellationToken::new();
     let restarts = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -233,9 +222,8 @@ async fn run_source(
     let receiver = tokio::spawn(supervise(
         Receiver {
             source: source.name.clone(),
-            connect: connect.clone(),
+            feed,
             spool: spool.clone(),
-            slot: slot_name,
             scratch: ctx.config.scratch_dir(),
         },
         receiver_stop.clone(),
@@ -276,6 +264,104 @@ async fn run_source(
     run.receiver_restarts = restarts;
     run.state = state;
     Ok(run)
+}
+
+/// PostgreSQL: the archive's slot, created when missing; a dropped or invalidated slot is a
+/// gap.
+async fn postgres_feed(
+    ctx: &Context,
+    source: &SourceConfig,
+    cfg: &crate::config::ServerSource,
+    state: &mut ArchiveState,
+) -> Result<(Feed, SlotState), JobError> {
+    let connect = postgres::connect_settings(&source.name, cfg)?;
+    let slot_name = wal::slot_name(&source.name);
+    let slot = wal::ensure_slot(&connect, &slot_name).await?;
+    if slot.created && state.slot.is_some() {
+        // The slot this archive streamed from is gone: WAL between is not in the archive.
+        record_gap(
+            ctx,
+            &source.name,
+            state,
+            format!(
+                "replication slot {slot_name} was dropped; the archive restarts at its new position"
+            ),
+        );
+    }
+    if slot.wal_status.as_deref() == Some("lost") {
+        record_gap(
+            ctx,
+            &source.name,
+            state,
+            format!(
+                "the server invalidated replication slot {slot_name} (max_slot_wal_keep_size): WAL was removed before it was archived; drop the slot to start a new archive, and take a base backup"
+            ),
+        );
+    }
+    state.slot = Some(slot_name.clone());
+    Ok((
+        Feed::Postgres {
+            connect,
+            slot: slot_name,
+        },
+        slot,
+    ))
+}
+
+/// MariaDB/MySQL: the binary log to start from — the last one archived, else the one being
+/// written now. One the server purged before it was archived is a gap.
+async fn mysql_feed(
+    ctx: &Context,
+    source: &SourceConfig,
+    cfg: &crate::config::ServerSource,
+    state: &mut ArchiveState,
+) -> Result<(Feed, SlotState), JobError> {
+    use crate::engine::mysql::{self, binlog};
+    let connect = mysql::connect_settings(&source.name, cfg)?;
+    let what = format!("the binary logs of {}", connect.server());
+    let query = |e: sqlx::Error| {
+        JobError::Engine(crate::engine::EngineError::Query {
+            what: what.clone(),
+            message: format!("{e}; is log_bin on? (`custodian archive check`)"),
+        })
+    };
+    let mut conn = connect.connect().await.map_err(query)?;
+    let logs = binlog::binary_logs(&mut conn).await.map_err(query)?;
+    let current = binlog::position(&mut conn).await.map_err(query)?;
+    let _ = sqlx::Connection::close(conn).await;
+    let first = match state.newest.clone() {
+        Some(last) if logs.contains(&last) => last,
+        Some(last) => {
+            record_gap(
+                ctx,
+                &source.name,
+                state,
+                format!("binary log {last} was purged by the server before it was fully archived; the archive continues from the oldest the server has"),
+            );
+            logs.first().cloned().unwrap_or(last)
+        }
+        None => current
+            .map(|p| p.file)
+            .or_else(|| logs.last().cloned())
+            .ok_or_else(|| JobError::Usage(format!("source {}: the server keeps no binary log; set log_bin (`custodian archive check`)", source.name)))?,
+    };
+    state.slot = Some("binlog".into());
+    // A replica id of its own, stable per source, far from the ids people give servers.
+    let server_id =
+        4_000_000_000u32 + (xxhash_rust::xxh3::xxh3_64(source.name.as_bytes()) % 100_000) as u32;
+    Ok((
+        Feed::Mysql {
+            connect,
+            first: first.clone(),
+            server_id,
+        },
+        SlotState {
+            name: format!("{} as replica {server_id}", binlog::reader_tool()),
+            restart_lsn: Some(first),
+            wal_status: None,
+            created: false,
+        },
+    ))
 }
 
 fn private_dir(dir: &Path) -> Result<(), JobError> {
@@ -398,19 +484,45 @@ struct Spooled {
     content: Option<Arc<Vec<u8>>>,
 }
 
-fn spooled(spool: &Path, state: &ArchiveState) -> Result<Vec<Spooled>, JobError> {
+/// The files in the spool to store. The one still being written — PostgreSQL's `.partial`
+/// segment, the newest binary log — is read whole now (and skipped when unchanged since it was
+/// last stored); the others are complete.
+fn spooled(
+    spool: &Path,
+    state: &ArchiveState,
+    kind: SnapshotKind,
+) -> Result<Vec<Spooled>, JobError> {
     let io = |e: std::io::Error| JobError::io(format!("reading the spool {}", spool.display()), &e);
-    let mut out = Vec::new();
+    let binlogs = kind == SnapshotKind::Binlog;
+    let mut names: Vec<(String, std::fs::DirEntry)> = Vec::new();
     for entry in std::fs::read_dir(spool).map_err(io)? {
         let entry = entry.map_err(io)?;
-        let name = entry.file_name().to_string_lossy().into_owned();
+        names.push((entry.file_name().to_string_lossy().into_owned(), entry));
+    }
+    let newest_binlog = names
+        .iter()
+        .map(|(n, _)| n)
+        .filter(|n| crate::engine::mysql::binlog::is_binlog(n))
+        .max()
+        .cloned();
+    let mut out = Vec::new();
+    for (name, entry) in names {
         let meta = entry.metadata().map_err(io)?;
         if !meta.is_file() {
             continue;
         }
-        let segment = crate::engine::pitr::Segment::parse(&name).is_some();
+        let segment = if binlogs {
+            crate::engine::mysql::binlog::is_binlog(&name)
+        } else {
+            crate::engine::pitr::Segment::parse(&name).is_some()
+        };
+        let growing = if binlogs {
+            newest_binlog.as_deref() == Some(name.as_str())
+        } else {
+            name.ends_with(".partial")
+        };
         let mtime = meta.modified().map_err(io)?;
-        if name.ends_with(".partial") && segment {
+        if growing && segment {
             let stamp = mtime_nanos(mtime);
             if state.partial.as_ref() == Some(&(name.clone(), stamp)) {
                 continue;
@@ -426,7 +538,7 @@ fn spooled(spool: &Path, state: &ArchiveState) -> Result<Vec<Spooled>, JobError>
                 mtime,
                 content: Some(Arc::new(content)),
             });
-        } else if segment || is_history(&name) {
+        } else if segment || (!binlogs && is_history(&name)) {
             out.push(Spooled {
                 name,
                 path: entry.path(),
@@ -483,10 +595,11 @@ async fn store(
             on_read: None,
         };
         let name = source.name.clone();
+        let kind = log_kind(source);
         blocking(move || {
-            repo.discard_pending_kind(&name, SnapshotKind::Wal)?;
-            repo.archive_kind(request, SnapshotKind::Wal)?;
-            repo.roll_up_wal(&name, ROLL_UP_AT)?;
+            repo.discard_pending_kind(&name, kind)?;
+            repo.archive_kind(request, kind)?;
+            repo.roll_up_log(&name, kind, ROLL_UP_AT)?;
             Ok(())
         })
         .await?;
@@ -582,13 +695,13 @@ pub async fn fetch(ctx: &Context, source: &str, name: &str, path: &Path) -> Resu
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| name.clone());
     blocking(move || {
-        let files = repo.wal_files(&src)?;
+        let files = repo.log_files(&src, SnapshotKind::Wal)?;
         let stored = if files.iter().any(|f| f.name == name) {
             name.clone()
         } else {
             format!("{name}.partial")
         };
-        repo.fetch_wal(&src, &[(stored, as_name)], &dir)
+        repo.fetch_log(&src, SnapshotKind::Wal, &[(stored, as_name)], &dir)
     })
     .await
 }
@@ -601,7 +714,7 @@ async fn flush(
     state: &mut ArchiveState,
 ) -> Result<(u64, u64), JobError> {
     let started = crate::model::time::now();
-    let files = spooled(spool, state)?;
+    let files = spooled(spool, state, log_kind(source))?;
     if files.is_empty() {
         state.last_flush = Some(started.to_string());
         return Ok((0, 0));
@@ -651,46 +764,90 @@ fn entry(f: &Spooled) -> ArchiveEntry {
     }
 }
 
-/// What `pg_receivewal` streams from and into.
+/// Where an archive's log comes from.
+enum Feed {
+    /// `pg_receivewal` on the archive's slot.
+    Postgres {
+        connect: postgres::Connect,
+        slot: String,
+    },
+    /// `mariadb-binlog` from the server, as a replica with an id of its own.
+    Mysql {
+        connect: crate::engine::mysql::Connect,
+        /// The binary log to start from when the spool holds none.
+        first: String,
+        server_id: u32,
+    },
+}
+
+impl Feed {
+    fn tool(&self) -> &'static str {
+        match self {
+            Self::Postgres { .. } => "pg_receivewal",
+            Self::Mysql { .. } => crate::engine::mysql::binlog::reader_tool(),
+        }
+    }
+
+    /// The receiver's command. A binary log reader starts again from the newest file in the
+    /// spool (it rewrites that file whole), else from where the archive starts.
+    fn command(&self, spool: &Path, work: &Path) -> std::io::Result<std::process::Command> {
+        match self {
+            Self::Postgres { connect, slot } => wal::receivewal(connect, spool, slot, work),
+            Self::Mysql {
+                connect,
+                first,
+                server_id,
+            } => {
+                let newest = std::fs::read_dir(spool)?
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| crate::engine::mysql::binlog::is_binlog(n))
+                    .max()
+                    .unwrap_or_else(|| first.clone());
+                crate::engine::mysql::binlog::reader(connect, spool, &newest, *server_id, work)
+            }
+        }
+    }
+
+    /// After the receiver exited: a PostgreSQL slot the server invalidated is reported.
+    async fn after_exit(&self, source: &str) {
+        if let Self::Postgres { connect, slot } = self
+            && let Ok(state) = wal::ensure_slot(connect, slot).await
+            && state.wal_status.as_deref() == Some("lost")
+        {
+            tracing::error!(source = %source, slot = %slot, "the server invalidated the archive's replication slot: WAL is missing from the archive");
+        }
+    }
+}
+
+/// What the receiver streams from and into.
 struct Receiver {
     source: String,
-    connect: postgres::Connect,
+    feed: Feed,
     spool: PathBuf,
-    slot: String,
     scratch: PathBuf,
 }
 
-/// Keeps `pg_receivewal` running until `stop`: every exit is logged with its stderr, the slot
-/// re-read, and the receiver started again after a backoff (1 s, doubling to 60 s, back to
-/// 1 s after a run of more than a minute).
+/// Keeps the receiver (`pg_receivewal`, `mariadb-binlog`) running until `stop`: every exit is
+/// logged with its stderr, a slot re-read, and the receiver started again after a backoff
+/// (1 s, doubling to 60 s, back to 1 s after a run of more than a minute).
 async fn supervise(
     r: Receiver,
     stop: CancellationToken,
     restarts: Arc<std::sync::atomic::AtomicU64>,
     receiving: Arc<std::sync::atomic::AtomicBool>,
 ) {
-    let Receiver {
-        source,
-        connect,
-        spool,
-        slot,
-        scratch,
-    } = r;
     let mut backoff = Duration::from_secs(1);
     loop {
         let started = std::time::Instant::now();
-        let ended = receive_once(&connect, &spool, &slot, &scratch, &stop, &receiving).await;
+        let ended = receive_once(&r, &stop, &receiving).await;
         receiving.store(false, std::sync::atomic::Ordering::SeqCst);
         if stop.is_cancelled() {
             return;
         }
         restarts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        tracing::warn!(source = %source, ended = %ended, "pg_receivewal stopped; restarting it");
-        if let Ok(state) = wal::ensure_slot(&connect, &slot).await
-            && state.wal_status.as_deref() == Some("lost")
-        {
-            tracing::error!(source = %source, slot = %slot, "the server invalidated the archive's replication slot: WAL is missing from the archive");
-        }
+        tracing::warn!(source = %r.source, tool = r.feed.tool(), ended = %ended, "the archive's receiver stopped; restarting it");
+        r.feed.after_exit(&r.source).await;
         if started.elapsed() > Duration::from_secs(60) {
             backoff = Duration::from_secs(1);
         }
@@ -702,22 +859,20 @@ async fn supervise(
     }
 }
 
-/// Runs `pg_receivewal` once; returns how it ended.
+/// Runs the receiver once; returns how it ended.
 async fn receive_once(
-    connect: &postgres::Connect,
-    spool: &Path,
-    slot: &str,
-    scratch: &Path,
+    r: &Receiver,
     stop: &CancellationToken,
     receiving: &std::sync::atomic::AtomicBool,
 ) -> String {
-    let work = match crate::engine::private_workdir(scratch, "receivewal-") {
+    let tool = r.feed.tool();
+    let work = match crate::engine::private_workdir(&r.scratch, "receiver-") {
         Ok(w) => w,
         Err(e) => return e.to_string(),
     };
-    let cmd = match wal::receivewal(connect, spool, slot, work.path()) {
+    let cmd = match r.feed.command(&r.spool, work.path()) {
         Ok(c) => c,
-        Err(e) => return format!("cannot prepare pg_receivewal: {e}"),
+        Err(e) => return format!("cannot prepare {tool}: {e}"),
     };
     let mut cmd = tokio::process::Command::from(cmd);
     cmd.stdin(std::process::Stdio::null())
@@ -727,7 +882,7 @@ async fn receive_once(
         .kill_on_drop(true);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => return format!("pg_receivewal cannot be started: {e}"),
+        Err(e) => return format!("{tool} cannot be started: {e}"),
     };
     receiving.store(true, std::sync::atomic::Ordering::SeqCst);
     let stderr = child.stderr.take();
@@ -738,7 +893,7 @@ async fn receive_once(
             let mut reader = tokio::io::BufReader::new(err).lines();
             let mut n = 0u64;
             while let Ok(Some(line)) = reader.next_line().await {
-                tracing::debug!(tool = "pg_receivewal", "{line}");
+                tracing::debug!(tool, "{line}");
                 n += 1;
                 last.insert(n, line);
                 if last.len() > 5 {
@@ -751,7 +906,8 @@ async fn receive_once(
     let status = tokio::select! {
         status = child.wait() => status.map_or_else(|e| e.to_string(), |s| s.to_string()),
         () = stop.cancelled() => {
-            // SIGINT: pg_receivewal flushes and exits cleanly.
+            // SIGINT: pg_receivewal flushes and exits cleanly (mariadb-binlog writes as it
+            // reads).
             if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGINT);
             }

@@ -157,7 +157,21 @@ pub struct Manifest {
     /// Tables whose rows are files of their own (format 3; empty: the rows are in the dump).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub streams: Vec<TableStream>,
+    /// MariaDB/MySQL: where the binary log stood when the dump's snapshot was taken (under
+    /// its read lock) — where a replay of the archived binary logs starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binlog: Option<BinlogPosition>,
     pub custodian_version: String,
+}
+
+/// Where a binary log stood: the next event's file and position (and the GTID state, on
+/// servers that keep one).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BinlogPosition {
+    pub file: String,
+    pub position: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid: Option<String>,
 }
 
 /// How a restored database compares with its manifest: every difference, and what the
@@ -393,6 +407,7 @@ mod tests {
             tables,
             objects: None,
             streams: vec![],
+            binlog: None,
             custodian_version: "0".into(),
         }
     }

@@ -15,6 +15,9 @@
 //!   segment still being written is stored as `<segment>.partial`, replaced as it grows);
 //!   the archiver writes one snapshot per flush and rolls them up into one, so a source has
 //!   a bounded number of them;
+//! * `custodian-binlog`: archived MariaDB/MySQL binary logs, files
+//!   `/custodian/<source>/binlog/<binlog file>` (the one still being written replaced as it
+//!   grows), rolled up like WAL;
 //! * `custodian-base`: a physical base backup, `/custodian/<source>/base/base.tar` (the
 //!   `pg_basebackup` tar with its `backup_manifest` and the WAL that makes it consistent) and
 //!   `/custodian/<source>/base/info.json` (its WAL range and times).
@@ -29,6 +32,8 @@ pub const TAG_PENDING: &str = "custodian-pending";
 pub const TAG_WAL: &str = "custodian-wal";
 /// Tag on a physical base backup (instead of [`TAG`]).
 pub const TAG_BASE: &str = "custodian-base";
+/// Tag on archived MariaDB/MySQL binary logs (instead of [`TAG`]).
+pub const TAG_BINLOG: &str = "custodian-binlog";
 
 /// What a snapshot Custodian writes holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -40,6 +45,8 @@ pub enum SnapshotKind {
     Wal,
     /// A physical base backup.
     Base,
+    /// Archived MariaDB/MySQL binary logs.
+    Binlog,
 }
 
 impl SnapshotKind {
@@ -50,6 +57,7 @@ impl SnapshotKind {
             Self::Backup => TAG,
             Self::Wal => TAG_WAL,
             Self::Base => TAG_BASE,
+            Self::Binlog => TAG_BINLOG,
         }
     }
 
@@ -60,6 +68,7 @@ impl SnapshotKind {
             Self::Backup => source_root(source),
             Self::Wal => source_root(source).join("wal"),
             Self::Base => source_root(source).join("base"),
+            Self::Binlog => source_root(source).join("binlog"),
         }
     }
 
@@ -70,6 +79,7 @@ impl SnapshotKind {
             TAG => Some(Self::Backup),
             TAG_WAL => Some(Self::Wal),
             TAG_BASE => Some(Self::Base),
+            TAG_BINLOG => Some(Self::Binlog),
             _ => None,
         })
     }

@@ -14,7 +14,7 @@ use rustic_core::repofile::{Node, SnapshotFile};
 use serde::Serialize;
 
 use super::{Repo, RepoError, SnapshotInfo};
-use crate::model::naming::{self, SnapshotKind};
+use crate::model::naming::SnapshotKind;
 use crate::model::wal::{SEGMENT_SIZE, Segment, parse_lsn};
 
 /// One archived WAL file (a segment, a `.partial` segment or a timeline `.history` file).
@@ -74,8 +74,12 @@ impl Repo {
     }
 
     /// Every archived WAL file of a source with the node that holds its latest version.
-    fn wal_nodes(&self, source: &str) -> Result<BTreeMap<String, Node>, RepoError> {
-        let snaps = self.committed_of(SnapshotKind::Wal, source)?;
+    fn log_nodes(
+        &self,
+        source: &str,
+        kind: SnapshotKind,
+    ) -> Result<BTreeMap<String, Node>, RepoError> {
+        let snaps = self.committed_of(kind, source)?;
         let mut files: BTreeMap<String, Node> = BTreeMap::new();
         if snaps.is_empty() {
             return Ok(files);
@@ -84,7 +88,7 @@ impl Repo {
             .reopen()?
             .to_indexed_ids()
             .map_err(|e| self.err("reading the index", &e))?;
-        let root = SnapshotKind::Wal.root(source);
+        let root = kind.root(source);
         for sn in snaps {
             let dir = indexed
                 .node_from_path(sn.tree, &root)
@@ -113,9 +117,9 @@ impl Repo {
     ///
     /// # Errors
     /// When the repository cannot be read.
-    pub fn wal_files(&self, source: &str) -> Result<Vec<WalFile>, RepoError> {
+    pub fn log_files(&self, source: &str, kind: SnapshotKind) -> Result<Vec<WalFile>, RepoError> {
         Ok(self
-            .wal_nodes(source)?
+            .log_nodes(source, kind)?
             .into_iter()
             .map(|(name, node)| WalFile {
                 name,
@@ -130,13 +134,14 @@ impl Repo {
     ///
     /// # Errors
     /// When a file is not archived, cannot be read, or cannot be written.
-    pub fn fetch_wal(
+    pub fn fetch_log(
         &self,
         source: &str,
+        kind: SnapshotKind,
         wanted: &[(String, String)],
         dir: &Path,
     ) -> Result<u64, RepoError> {
-        let nodes = self.wal_nodes(source)?;
+        let nodes = self.log_nodes(source, kind)?;
         let indexed = self
             .reopen()?
             .to_indexed()
@@ -147,7 +152,7 @@ impl Repo {
                 .get(name)
                 .ok_or_else(|| RepoError::FileNotInSnapshot {
                     location: self.location().to_string(),
-                    snapshot: format!("{} of source {source}", naming::TAG_WAL),
+                    snapshot: format!("{} of source {source}", kind.tag()),
                     path: name.clone(),
                 })?;
             let path = dir.join(as_name);
@@ -168,8 +173,8 @@ impl Repo {
 
     /// The WAL snapshots of a source, each with the range of segment numbers it holds (`None`:
     /// only timeline history files).
-    fn wal_ranges(&self, source: &str) -> Result<Vec<WalRange>, RepoError> {
-        let snaps = self.committed_of(SnapshotKind::Wal, source)?;
+    fn log_ranges(&self, source: &str, kind: SnapshotKind) -> Result<Vec<WalRange>, RepoError> {
+        let snaps = self.committed_of(kind, source)?;
         if snaps.is_empty() {
             return Ok(Vec::new());
         }
@@ -177,7 +182,7 @@ impl Repo {
             .reopen()?
             .to_indexed_ids()
             .map_err(|e| self.err("reading the index", &e))?;
-        let root = SnapshotKind::Wal.root(source);
+        let root = kind.root(source);
         let mut out = Vec::new();
         for sn in snaps {
             let dir = indexed
@@ -228,12 +233,13 @@ impl Repo {
     ///
     /// # Errors
     /// When the repository cannot be read or written.
-    pub fn roll_up_wal(
+    pub fn roll_up_log(
         &self,
         source: &str,
+        kind: SnapshotKind,
         at_most: usize,
     ) -> Result<Vec<SnapshotInfo>, RepoError> {
-        let ranges = self.wal_ranges(source)?;
+        let ranges = self.log_ranges(source, kind)?;
         if ranges.len() <= at_most.max(1) {
             return Ok(Vec::new());
         }
@@ -309,7 +315,7 @@ impl Repo {
                 .filter(|(s, ..)| kept.contains(&s.id))
                 .map(|(_, start, _)| *start)
                 .min();
-            for (sn, range) in self.wal_ranges(&source)? {
+            for (sn, range) in self.log_ranges(&source, SnapshotKind::Wal)? {
                 let info = SnapshotInfo::from_file(&sn);
                 let reason = if oldest_allowed.is_some_and(|limit| info.time < limit) {
                     Some("archived WAL older than the retention maximum (max-age)".to_string())

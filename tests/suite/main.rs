@@ -25,6 +25,7 @@ mod fidelity;
 mod json_contract;
 mod mysql;
 mod pitr;
+mod pitr_mysql;
 mod postgres;
 mod repo_guards;
 mod reports;

@@ -65,6 +65,7 @@ struct SnapshotSession {
     version: String,
     tool: String,
     taken_at: jiff::Timestamp,
+    binlog: Option<crate::model::manifest::BinlogPosition>,
     files: Vec<String>,
     groups: ProcessGroups,
 }
@@ -162,6 +163,7 @@ impl SnapshotSession {
             tables,
             objects: Some(objects),
             streams: table_streams,
+            binlog: self.binlog,
             custodian_version: env!("CARGO_PKG_VERSION").to_string(),
         })
     }
@@ -251,6 +253,9 @@ pub(super) async fn start(
         return Err(fail(e));
     }
     let taken_at = time::now();
+    // Under the read lock nothing commits: this is exactly where the snapshot stands in the
+    // binary log (absent when the server keeps none), where a point-in-time replay starts.
+    let binlog = super::binlog::position(&mut lock).await.ok().flatten();
     let limit = cfg.checksum_limit;
     let overrides = cfg.checksum.clone();
     let mode_of = move |name: &str, size: u64| {
@@ -406,6 +411,7 @@ pub(super) async fn start(
                 version,
                 tool: tool.to_string(),
                 taken_at,
+                binlog,
                 files,
                 groups,
             }

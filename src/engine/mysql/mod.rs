@@ -4,6 +4,7 @@
 //! drills (`scratch`), and sessions for the configured SQL (`session`).
 
 mod archive;
+pub mod binlog;
 mod connect;
 mod doctor;
 pub mod dump;

@@ -224,6 +224,7 @@ impl SnapshotSession {
             tables,
             objects: Some(objects),
             streams: table_streams,
+            binlog: None,
             custodian_version: env!("CARGO_PKG_VERSION").to_string(),
         })
     }

@@ -132,6 +132,7 @@ pub(super) async fn dump(source: &str, path: &Path, scratch: &Path) -> Result<Du
         tables,
         objects: Some(objects),
         streams: Vec::new(),
+        binlog: None,
         custodian_version: env!("CARGO_PKG_VERSION").to_string(),
     };
     Ok(Dump {

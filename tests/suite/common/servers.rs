@@ -335,6 +335,11 @@ pub struct MariaServer {
 
 impl MariaServer {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A server started with extra `mariadbd` options (`--log-bin=…`, say).
+    pub fn start_with(extra: &[&str]) -> Self {
         let dir = server_dir("custodian-maria-", "mysql");
         let data = dir.path().join("data");
         // A private tmpdir: concurrent bootstraps collide on temporary table names in /tmp.
@@ -384,6 +389,7 @@ impl MariaServer {
                 "--innodb-flush-log-at-trx-commit=0",
                 "--skip-name-resolve",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if is_root() {
@@ -407,7 +413,7 @@ impl MariaServer {
         maria
     }
 
-    fn client(&self) -> Command {
+    pub fn client(&self) -> Command {
         let mut cmd = Command::new(maria_bin("mariadb"));
         cmd.arg("--no-defaults")
             .arg(format!(
