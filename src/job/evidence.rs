@@ -88,6 +88,43 @@ async fn location_facts(ctx: &Context, loc: &LocationConfig) -> LocationFacts {
     }
 }
 
+/// Each continuous archive as `archive status` sees it; one that cannot be read says why.
+async fn archive_facts(ctx: &Context) -> Vec<crate::report::evidence::ArchiveFacts> {
+    let mut out = Vec::new();
+    for source in &ctx.config.sources {
+        if super::wal::archive_settings(source).is_err() {
+            continue;
+        }
+        let mut facts = crate::report::evidence::ArchiveFacts {
+            source: source.name.clone(),
+            ..Default::default()
+        };
+        match super::archive::status(ctx, Some(&source.name)).await {
+            Ok(list) => {
+                if let Some(s) = list.into_iter().next() {
+                    facts.window_from = s.window.as_ref().map(|w| time::format(w.from));
+                    facts.window_to = s.window.as_ref().map(|w| time::format(w.to));
+                    facts.lag_seconds = s.lag_seconds;
+                    facts.gaps = s
+                        .gaps
+                        .iter()
+                        .map(|(a, b)| format!("{a} to {b} missing"))
+                        .chain(
+                            s.state
+                                .gaps
+                                .iter()
+                                .map(|g| format!("{}: {}", time::format(g.at), g.what)),
+                        )
+                        .collect();
+                }
+            }
+            Err(e) => facts.error = Some(e.to_string()),
+        }
+        out.push(facts);
+    }
+    out
+}
+
 /// Gathers the evidence for a period: the catalog's records, the audit log and its
 /// verification, facts probed from every location, the modes of every secret file, and the
 /// erasure ledger's horizons.
@@ -179,7 +216,9 @@ pub async fn gather(ctx: &Context, period: &Period, now: Timestamp) -> Result<Ev
     let erasures = super::erasure::status(ctx, None, None).await?;
     let erasure_replays = c.replays_until(&end_s).await?;
     let damage = c.damage_between(&from, &end_s).await?;
+    let archives = archive_facts(ctx).await;
     Ok(Evidence {
+        archives,
         erasures,
         erasure_replays,
         damage,

@@ -25,6 +25,20 @@ pub struct SecretFileFacts {
     pub readable_by_others: bool,
 }
 
+/// A source's continuous archive at report time (point-in-time recovery).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ArchiveFacts {
+    pub source: String,
+    /// Any second from `window_from` to `window_to` can be recovered.
+    pub window_from: Option<String>,
+    pub window_to: Option<String>,
+    pub lag_seconds: Option<f64>,
+    /// Gaps: missing WAL / binary logs, and gaps the archiver recorded (with their time).
+    pub gaps: Vec<String>,
+    /// Why the archive could not be read.
+    pub error: Option<String>,
+}
+
 /// What Custodian found about a location at report time.
 #[derive(Clone, Debug, Serialize)]
 pub struct LocationFacts {
@@ -90,4 +104,7 @@ pub struct Evidence {
     pub damage: Vec<DamageRecord>,
     /// The report signing key is encrypted (a `reports.secret-key-password-*` is configured).
     pub signing_key_encrypted: bool,
+    /// Each continuous archive (sources with one).
+    #[serde(default)]
+    pub archives: Vec<ArchiveFacts>,
 }

@@ -117,7 +117,42 @@ pub(super) fn rpo(ev: &Evidence, cfg: &Config) -> Measure {
                 prev = Some(*t);
             }
             let age = hours(prev.unwrap_or(begin), ev.end);
-            let pair_worst = gap.max(age);
+            let mut pair_worst = gap.max(age);
+            // A continuous archive that covers the whole period, without gaps, makes every
+            // second of it recoverable: the RPO is the archive's lag.
+            if let Some(a) = ev.archives.iter().find(|a| a.source == source.name)
+                && location == source.primary()
+            {
+                let covers = a
+                    .window_from
+                    .as_deref()
+                    .and_then(ts)
+                    .is_some_and(|f| f <= begin)
+                    && a.window_to.is_some();
+                match (covers, a.gaps.is_empty(), a.lag_seconds) {
+                    (true, true, Some(lag)) => {
+                        m.findings.push(format!(
+                            "{}/{location}: continuous archive — recoverable to any second from {} to {} (lag {lag:.0} s at report time)",
+                            source.name,
+                            a.window_from.as_deref().unwrap_or_default(),
+                            a.window_to.as_deref().unwrap_or_default()
+                        ));
+                        pair_worst = lag / 3600.0;
+                    }
+                    _ => m.findings.push(format!(
+                        "{}/{location}: the continuous archive does not cover the period without gaps ({}); the RPO is the backups'",
+                        source.name,
+                        a.error.clone().unwrap_or_else(|| if a.gaps.is_empty() {
+                            format!(
+                                "recoverable from {}",
+                                a.window_from.as_deref().unwrap_or("nowhere yet")
+                            )
+                        } else {
+                            a.gaps.join("; ")
+                        })
+                    )),
+                }
+            }
             if let Some(id) = gap_end_id {
                 m.evidence.push(id);
             }

@@ -137,6 +137,7 @@ fn evidence(period: Period, now: Timestamp) -> Evidence {
         erasure_replays: Vec::new(),
         damage: Vec::new(),
         signing_key_encrypted: true,
+        archives: Vec::new(),
     }
 }
 
@@ -444,6 +445,45 @@ fn rpo_starts_counting_at_custodians_first_activity() {
     both(&mut ev, "b1", 84.0);
     both(&mut ev, "b2", 144.0);
     assert_eq!(value(&get("rpo.worst_gap_hours", &ev, &cfg)), 60.0);
+}
+
+#[test]
+fn a_continuous_archive_covering_the_period_makes_its_lag_the_rpo_and_a_gap_does_not() {
+    let cfg = config("");
+    let mut ev = active();
+    both(&mut ev, "b1", 84.0);
+    let covering = crate::report::evidence::ArchiveFacts {
+        source: "crm".into(),
+        window_from: Some(at(ev.period.from, -24.0)),
+        window_to: Some(format(ev.end)),
+        lag_seconds: Some(36.0),
+        gaps: Vec::new(),
+        error: None,
+    };
+    ev.archives = vec![covering.clone()];
+    let m = get("rpo.worst_gap_hours", &ev, &cfg);
+    // The primary location is recoverable to the second; the copy's gaps still count.
+    assert_eq!(value(&m), 84.0, "{m:?}");
+    assert!(
+        m.findings
+            .iter()
+            .any(|f| f.contains("recoverable to any second")),
+        "{m:?}"
+    );
+    assert!(
+        m.findings
+            .iter()
+            .any(|f| f.starts_with("crm/local: continuous archive") && f.contains("lag 36 s")),
+        "{m:?}"
+    );
+    // A gap: the backups' RPO again, and the gap named.
+    ev.archives = vec![crate::report::evidence::ArchiveFacts {
+        gaps: vec!["000000010000000000000004 to 000000010000000000000005 missing".into()],
+        ..covering
+    }];
+    let m = get("rpo.worst_gap_hours", &ev, &cfg);
+    assert_eq!(value(&m), 84.0, "{m:?}");
+    assert!(m.findings.iter().any(|f| f.contains("missing")), "{m:?}");
 }
 
 // --- integrity.coverage_percent -----------------------------------------------------------
