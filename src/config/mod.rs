@@ -395,6 +395,20 @@ impl Config {
         self.state_dir.join("catalog.db")
     }
 
+    /// Where a drill or a point-in-time recovery puts a directory of its own: under
+    /// `drills.scratch-dir` (else the system's temporary directory), named by the run.
+    #[must_use]
+    pub fn drill_dir(&self, prefix: &str, run_id: &str) -> PathBuf {
+        self.drills
+            .scratch_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir)
+            .join(format!(
+                "{prefix}{}",
+                run_id.replace(|c: char| !c.is_ascii_alphanumeric(), "")
+            ))
+    }
+
     /// Private scratch space for dumps and restores (created 0700 on use).
     #[must_use]
     pub fn scratch_dir(&self) -> PathBuf {

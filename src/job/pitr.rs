@@ -428,17 +428,7 @@ pub(super) async fn recover_into(
     wal: &[(String, String)],
     dest: &Destination<'_>,
 ) -> Result<Recovery, JobError> {
-    let base_dir = ctx
-        .config
-        .drills
-        .scratch_dir
-        .clone()
-        .unwrap_or_else(std::env::temp_dir);
-    let work = base_dir.join(format!(
-        "custodian-pitr-{}",
-        dest.run_id
-            .replace(|c: char| !c.is_ascii_alphanumeric(), "")
-    ));
+    let work = ctx.config.drill_dir("custodian-pitr-", dest.run_id);
     make_private_dir(&work, dest.run_as)
         .map_err(|e| JobError::io(format!("creating {}", work.display()), &e))?;
     let work_guard = crate::engine::scratch::RemoveOnDrop(Some(work.clone()));

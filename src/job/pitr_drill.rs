@@ -172,18 +172,7 @@ async fn run(
 ) -> Result<(), DrillFailure> {
     let run_as = RunAs::resolve(ctx.config.drills.scratch_user.as_deref())
         .map_err(|e| fail("drill.scratch_failed", e))?;
-    let base_dir = ctx
-        .config
-        .drills
-        .scratch_dir
-        .clone()
-        .unwrap_or_else(std::env::temp_dir);
-    let dir = base_dir.join(format!(
-        "custodian-drill-{}",
-        report
-            .run_id
-            .replace(|c: char| !c.is_ascii_alphanumeric(), "")
-    ));
+    let dir = ctx.config.drill_dir("custodian-drill-", &report.run_id);
     make_private_dir(&dir, run_as).map_err(|e| {
         fail(
             "drill.scratch_failed",

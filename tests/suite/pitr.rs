@@ -5,16 +5,14 @@
 //! archive stopped — each checked by the writer's own row count. The restic CLI lists and dumps
 //! the archived WAL; a recovery to the end of the archive and into a used directory close it.
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::common;
 
 use common::servers::{PASSWORD, PgServer, password_file, pids_with};
+use common::writer::Writer;
 use common::{Workspace, custodian_cmd};
 
 fn config(pg: &str, scratch: &std::path::Path) -> String {
@@ -53,48 +51,6 @@ expect = ">= 1"
 "#,
         scratch.display()
     )
-}
-
-/// Inserts one row into `ticks` every 100 ms through one psql session until stopped.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    child: Child,
-}
-
-impl Writer {
-    fn start(pg: &PgServer) -> Self {
-        let mut child = pg
-            .client("psql", "crm")
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            while !flag.load(Ordering::SeqCst) {
-                if writeln!(stdin, "INSERT INTO ticks (note) VALUES (repeat('x', 200));").is_err() {
-                    break;
-                }
-                let _ = stdin.flush();
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        });
-        Self {
-            stop,
-            thread: Some(thread),
-            child,
-        }
-    }
-
-    fn stop(mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.thread.take().unwrap().join().unwrap();
-        let _ = self.child.wait();
-    }
 }
 
 /// A time between two of the writer's rows, and how many rows came before it.
@@ -152,8 +108,8 @@ fn count_in(dir: &std::path::Path, port: u16) -> u64 {
     n
 }
 
-#[test]
-fn recovers_to_chosen_times_from_a_base_backup_and_the_archive() {
+/// A server whose `custodian` role may replicate, with the writer's table `crm.ticks`.
+fn server_with_ticks() -> PgServer {
     let pg = PgServer::start();
     pg.create_db("crm");
     pg.psql("postgres", "ALTER ROLE custodian REPLICATION;");
@@ -162,6 +118,12 @@ fn recovers_to_chosen_times_from_a_base_backup_and_the_archive() {
         "CREATE TABLE ticks (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp(), note text);
          ALTER TABLE ticks OWNER TO custodian;",
     );
+    pg
+}
+
+#[test]
+fn recovers_to_chosen_times_from_a_base_backup_and_the_archive() {
+    let pg = server_with_ticks();
     let ws = Workspace::new();
     password_file(&ws.path("keys"));
     // The recovered server runs as the scratch user: its directories must be reachable by it.
@@ -192,7 +154,9 @@ fn recovers_to_chosen_times_from_a_base_backup_and_the_archive() {
         "{err}"
     );
 
-    let writer = Writer::start(&pg);
+    let mut psql = pg.client("psql", "crm");
+    psql.args(["-X", "-q", "-v", "ON_ERROR_STOP=1"]);
+    let writer = Writer::start(psql, "INSERT INTO ticks (note) VALUES (repeat('x', 200));");
     let archiver = custodian_cmd()
         .arg("--config")
         .arg(ws.config_path())
@@ -444,14 +408,7 @@ fn recovers_to_chosen_times_from_a_base_backup_and_the_archive() {
 #[test]
 fn the_daemon_keeps_the_archive_through_a_server_restart_and_base_backs_up_on_schedule() {
     use crate::daemon::{count, http_get, wait_until};
-    let pg = PgServer::start();
-    pg.create_db("crm");
-    pg.psql("postgres", "ALTER ROLE custodian REPLICATION;");
-    pg.psql(
-        "crm",
-        "CREATE TABLE ticks (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp(), note text);
-         ALTER TABLE ticks OWNER TO custodian;",
-    );
+    let pg = server_with_ticks();
     let ws = Workspace::new();
     password_file(&ws.path("keys"));
     let scratch = tempfile::tempdir().unwrap();

@@ -5,15 +5,13 @@
 //! seconds into new databases, each checked by the writer's own row count, the dropped table
 //! back as it was.
 
-use std::io::Write;
-use std::process::{Child, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::process::Stdio;
 use std::time::Duration;
 
 use crate::common;
 
 use common::servers::{MariaServer, password_file};
+use common::writer::Writer;
 use common::{Workspace, custodian_cmd};
 
 fn config(maria: &str) -> String {
@@ -38,48 +36,6 @@ path = "repos/local"
 password-file = "keys/local.key"
 "#
     )
-}
-
-/// Inserts one row every 100 ms through one client session until stopped.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    child: Child,
-}
-
-impl Writer {
-    fn start(maria: &MariaServer) -> Self {
-        let mut child = maria
-            .client()
-            .arg("shop")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            while !flag.load(Ordering::SeqCst) {
-                if writeln!(stdin, "INSERT INTO ticks (note) VALUES (REPEAT('x', 200));").is_err() {
-                    break;
-                }
-                let _ = stdin.flush();
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        });
-        Self {
-            stop,
-            thread: Some(thread),
-            child,
-        }
-    }
-
-    fn stop(mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.thread.take().unwrap().join().unwrap();
-        let _ = self.child.wait();
-    }
 }
 
 /// The binary log keeps whole seconds: a second that rows were written in, as a time, and how
@@ -119,7 +75,12 @@ fn a_mariadb_source_comes_back_to_a_chosen_second_from_a_backup_and_its_binary_l
     let check = ws.custodian_json(&["archive", "check", "--source", "shop"], 0);
     assert_eq!(check["ok"], true, "{check:#}");
 
-    let writer = Writer::start(&maria);
+    let mut client = maria.client();
+    client.arg("shop");
+    let writer = Writer::start(
+        client,
+        "INSERT INTO ticks (note) VALUES (REPEAT('x', 200));",
+    );
     let archiver = custodian_cmd()
         .arg("--config")
         .arg(ws.config_path())

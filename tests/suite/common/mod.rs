@@ -344,3 +344,4 @@ pub mod servers;
 pub mod smtp;
 pub mod users;
 pub mod webhook;
+pub mod writer;
