@@ -171,9 +171,12 @@ impl Repo {
         Ok(total)
     }
 
-    /// The WAL snapshots of a source, each with the range of segment numbers it holds (`None`:
-    /// only timeline history files).
-    fn log_ranges(&self, source: &str, kind: SnapshotKind) -> Result<Vec<WalRange>, RepoError> {
+    /// The log snapshots of one kind of a source, each with the names of the files it holds.
+    fn log_contents(
+        &self,
+        source: &str,
+        kind: SnapshotKind,
+    ) -> Result<Vec<(SnapshotFile, Vec<String>)>, RepoError> {
         let snaps = self.committed_of(kind, source)?;
         if snaps.is_empty() {
             return Ok(Vec::new());
@@ -187,23 +190,41 @@ impl Repo {
         for sn in snaps {
             let dir = indexed
                 .node_from_path(sn.tree, &root)
-                .map_err(|e| self.err("reading the archived WAL", &e))?;
-            let mut range: Option<(u64, u64)> = None;
+                .map_err(|e| self.err("reading the archived log", &e))?;
+            let mut names = Vec::new();
             if let Some(subtree) = dir.subtree {
                 let tree = indexed
                     .get_tree(&subtree)
-                    .map_err(|e| self.err("reading the archived WAL", &e))?;
-                for node in tree.nodes {
-                    if let Some(seg) = Segment::parse(&node.name().to_string_lossy()) {
-                        range = Some(range.map_or((seg.number, seg.number), |(lo, hi)| {
-                            (lo.min(seg.number), hi.max(seg.number))
-                        }));
-                    }
-                }
+                    .map_err(|e| self.err("reading the archived log", &e))?;
+                names.extend(
+                    tree.nodes
+                        .iter()
+                        .filter(|n| n.is_file())
+                        .map(|n| n.name().to_string_lossy().into_owned()),
+                );
             }
-            out.push((sn, range));
+            out.push((sn, names));
         }
         Ok(out)
+    }
+
+    /// The WAL snapshots of a source, each with the range of segment numbers it holds (`None`:
+    /// only timeline history files).
+    fn log_ranges(&self, source: &str, kind: SnapshotKind) -> Result<Vec<WalRange>, RepoError> {
+        Ok(self
+            .log_contents(source, kind)?
+            .into_iter()
+            .map(|(sn, names)| {
+                let numbers = names
+                    .iter()
+                    .filter_map(|n| Segment::parse(n))
+                    .map(|s| s.number);
+                let range = numbers.fold(None, |r: Option<(u64, u64)>, n| {
+                    Some(r.map_or((n, n), |(lo, hi)| (lo.min(n), hi.max(n))))
+                });
+                (sn, range)
+            })
+            .collect())
     }
 
     /// Each base backup of a source: its snapshot, the segment its WAL starts in, and when it
@@ -239,21 +260,36 @@ impl Repo {
         kind: SnapshotKind,
         at_most: usize,
     ) -> Result<Vec<SnapshotInfo>, RepoError> {
-        let ranges = self.log_ranges(source, kind)?;
-        if ranges.len() <= at_most.max(1) {
+        let contents = self.log_contents(source, kind)?;
+        if contents.len() <= at_most.max(1) {
             return Ok(Vec::new());
         }
-        let mut starts: Vec<u64> = self
-            .base_points(source)?
-            .into_iter()
-            .map(|(_, start, _)| start)
-            .collect();
-        starts.sort_unstable();
-        // Era n: WAL from the n-th base backup's start on (history files go with the newest).
-        let mut eras: BTreeMap<usize, Vec<SnapshotFile>> = BTreeMap::new();
-        for (sn, range) in ranges {
-            let era = range.map_or(starts.len(), |(lo, _)| starts.partition_point(|s| *s <= lo));
-            eras.entry(era).or_default().push(sn);
+        let mut eras: BTreeMap<String, Vec<SnapshotFile>> = BTreeMap::new();
+        if kind == SnapshotKind::Binlog {
+            // Binary logs: one snapshot per log file, the one it was written up to (retention
+            // drops the snapshots of logs older than the oldest kept backup's).
+            for (sn, names) in contents {
+                let newest = names.into_iter().max().unwrap_or_default();
+                eras.entry(newest).or_default().push(sn);
+            }
+        } else {
+            let mut starts: Vec<u64> = self
+                .base_points(source)?
+                .into_iter()
+                .map(|(_, start, _)| start)
+                .collect();
+            starts.sort_unstable();
+            // Era n: WAL from the n-th base backup's start on (history files go with the
+            // newest).
+            for (sn, names) in contents {
+                let lo = names
+                    .iter()
+                    .filter_map(|n| Segment::parse(n))
+                    .map(|s| s.number)
+                    .min();
+                let era = lo.map_or(starts.len(), |lo| starts.partition_point(|s| *s <= lo));
+                eras.entry(format!("{era:010}")).or_default().push(sn);
+            }
         }
         let indexed = self
             .reopen()?
@@ -273,11 +309,11 @@ impl Repo {
             template.tags = newest.tags.clone();
             let one = indexed
                 .merge_snapshots(&snaps, &later, template)
-                .map_err(|e| self.err("merging WAL snapshots", &e))?;
+                .map_err(|e| self.err("merging log snapshots", &e))?;
             let old: Vec<_> = snaps.iter().map(|s| s.id).collect();
             self.rustic()
                 .delete_snapshots(&old)
-                .map_err(|e| self.err("removing merged WAL snapshots", &e))?;
+                .map_err(|e| self.err("removing merged log snapshots", &e))?;
             merged.push(SnapshotInfo::from_file(&one));
         }
         Ok(merged)
@@ -344,6 +380,86 @@ impl Repo {
                 source,
                 opens_before: opens(false),
                 opens_after: opens(true),
+            });
+        }
+        self.plan_binlogs(plan, oldest_allowed)
+    }
+
+    /// The oldest of `backups` (oldest first) that recorded a binary log position: the file,
+    /// and when the backup was taken.
+    fn oldest_position(
+        &self,
+        source: &str,
+        backups: &[SnapshotInfo],
+    ) -> Result<Option<(String, Timestamp)>, RepoError> {
+        for snap in backups {
+            let bytes = self.read_file(
+                &snap.id,
+                &crate::model::naming::file_path(source, crate::model::naming::MANIFEST_FILE),
+            )?;
+            let manifest: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            if let Some(file) = manifest["binlog"]["file"].as_str() {
+                return Ok(Some((file.to_string(), snap.time)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Archived binary logs follow the logical backups: a snapshot of logs older than the
+    /// oldest kept backup's binary log position goes (and max-age bounds them); while no kept
+    /// backup has a position, none goes.
+    fn plan_binlogs(
+        &self,
+        plan: &mut super::ForgetPlan,
+        oldest_allowed: Option<Timestamp>,
+    ) -> Result<(), RepoError> {
+        let sources: std::collections::BTreeSet<String> = self
+            .snapshots()?
+            .into_iter()
+            .filter(|s| s.kind == Some(SnapshotKind::Binlog))
+            .filter_map(|s| s.source)
+            .collect();
+        for source in sources {
+            // Oldest first, as `keep` is sorted below only after this: sort a copy.
+            let mut kept: Vec<SnapshotInfo> = plan
+                .keep
+                .iter()
+                .filter(|s| s.is_committed_backup() && s.source.as_deref() == Some(source.as_str()))
+                .cloned()
+                .collect();
+            kept.sort_by_key(|s| s.time);
+            let cutoff = self.oldest_position(&source, &kept)?;
+            let all: Vec<SnapshotInfo> = self
+                .snapshots()?
+                .into_iter()
+                .filter(|s| s.is_committed_backup() && s.source.as_deref() == Some(source.as_str()))
+                .collect();
+            let before = self.oldest_position(&source, &all)?;
+            for (sn, names) in self.log_contents(&source, SnapshotKind::Binlog)? {
+                let info = SnapshotInfo::from_file(&sn);
+                let newest = names.iter().max().cloned().unwrap_or_default();
+                let reason = if oldest_allowed.is_some_and(|limit| info.time < limit) {
+                    Some(
+                        "archived binary logs older than the retention maximum (max-age)"
+                            .to_string(),
+                    )
+                } else {
+                    cutoff.as_ref().filter(|(file, _)| newest < *file).map(|(file, _)| {
+                        format!("archived binary logs from before the oldest kept backup's position ({file}): no replay can use them")
+                    })
+                };
+                match reason {
+                    Some(reason) => plan.remove.push(super::Removal {
+                        snapshot: info,
+                        reason,
+                    }),
+                    None => plan.keep.push(info),
+                }
+            }
+            plan.windows.push(super::retention::WindowChange {
+                source,
+                opens_before: before.map(|(_, at)| crate::model::time::format(at)),
+                opens_after: cutoff.map(|(_, at)| crate::model::time::format(at)),
             });
         }
         Ok(())
