@@ -255,12 +255,15 @@ pub enum Command {
         #[arg(long)]
         location: Option<String>,
         /// `latest`, `random` (an older snapshot), or a snapshot id (default: alternate latest
-        /// and random, and for a source with an archive a PITR drill to a random point).
+        /// and random, and for a source with an archive PITR drills to a random point and to a
+        /// backup's point).
         #[arg(long, conflicts_with = "pitr")]
         snapshot: Option<String>,
-        /// A PITR drill (PostgreSQL with an archive): recover a scratch data directory to
-        /// `random` (a point in the recoverable window), `latest`, or a time such as
-        /// "2026-12-01 10:04:00+01:00", then pg_amcheck it and run the assertions.
+        /// A PITR drill of a source with an archive, to `random` (a point in the recoverable
+        /// window), `latest`, `backup` (the newest backup's own point, then compared with its
+        /// manifest), or a time such as "2026-12-01 10:04:00+01:00". PostgreSQL recovers a
+        /// scratch data directory and runs pg_amcheck; MariaDB/MySQL replays binary logs onto
+        /// a backup in a scratch instance and runs CHECK TABLE; both run the assertions.
         #[arg(long, value_name = "POINT")]
         pitr: Option<String>,
     },

@@ -521,6 +521,7 @@ async fn dispatch(ctx: &Context, command: Command, json: bool) -> Exit {
                     start_port,
                     target_url: target_url.clone(),
                     target_password,
+                    point_lsn: None,
                 };
                 let approval = if preview {
                     None

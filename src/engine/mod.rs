@@ -433,6 +433,27 @@ pub trait Staging: Database {
     fn release(self: Box<Self>, force: bool) -> BoxFuture<'static, Result<Released, EngineError>>;
     /// Removes the staging and everything in it; the target is untouched.
     fn discard(self: Box<Self>) -> BoxFuture<'static, Result<(), EngineError>>;
+    /// Replays archived logs onto the loaded database (point-in-time recovery of an engine
+    /// whose archive is logical: MariaDB/MySQL binary logs); returns the bytes applied.
+    /// What was read back right after the load no longer stands: `verify` reads it all again.
+    fn replay_logs<'a>(
+        &'a mut self,
+        replay: &'a pitr::LogReplay,
+    ) -> BoxFuture<'a, Result<u64, EngineError>> {
+        let _ = replay;
+        Box::pin(async move {
+            Err(EngineError::RestoreFailed {
+                target: self.describe(),
+                message: "this engine keeps no logical log to replay onto a restored database"
+                    .into(),
+            })
+        })
+    }
+    /// The server's own consistency check of every table (`None`: the engine has none beyond
+    /// what `verify` compares).
+    fn check_consistency(&self) -> BoxFuture<'_, Result<Option<pitr::Consistency>, EngineError>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// A scratch instance for a drill.

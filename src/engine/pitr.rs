@@ -74,4 +74,39 @@ pub struct Recovered {
     pub replay_seconds: f64,
 }
 
+/// Where a replay of archived logs onto a restored database stops (MariaDB/MySQL binary logs).
+#[derive(Clone, Debug)]
+pub enum ReplayStop {
+    /// Before the first event at or after this time.
+    Time(Timestamp),
+    /// At this position of the last file.
+    Position(u64),
+    /// At the end of the archive.
+    End,
+}
+
+/// Archived logs, fetched into a private directory, to replay onto a restored database: the
+/// logs of a logical engine (MariaDB/MySQL binary logs) carry statements and row events that
+/// apply to a database loaded from a logical backup.
+#[derive(Clone, Debug)]
+pub struct LogReplay {
+    /// The log files, oldest first.
+    pub files: Vec<std::path::PathBuf>,
+    /// Where the backup stood in the first file (recorded under its read lock).
+    pub start_position: u64,
+    pub stop: ReplayStop,
+    /// The source database's name in the logs (events of other databases are skipped; the
+    /// events replayed are rewritten to the restored database's name).
+    pub from_database: String,
+}
+
+/// What a server's own consistency check found (`CHECK TABLE` on MariaDB/MySQL).
+#[derive(Clone, Debug, Default)]
+pub struct Consistency {
+    /// Tables checked.
+    pub checked: usize,
+    /// One sentence per problem found; empty: consistent.
+    pub problems: Vec<String>,
+}
+
 pub use crate::model::wal::{SEGMENT_SIZE, Segment, gaps, is_history, parse_lsn};

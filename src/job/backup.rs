@@ -431,7 +431,7 @@ impl Drop for KillGuard {
 /// Waits for every dump tool; as soon as one fails, the others are killed (they dump the same
 /// snapshot, and one of them may be stuck behind a lock), and so is anything the failed one
 /// started. Returns the failures, first one first.
-async fn judge_tools(
+pub(super) async fn judge_tools(
     processes: Vec<DumpProcess>,
     groups: ProcessGroups,
 ) -> Vec<crate::engine::process::ToolFailure> {

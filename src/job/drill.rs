@@ -164,16 +164,39 @@ pub async fn drill(
     cancel: impl Future<Output = ()>,
 ) -> Result<DrillReport, JobError> {
     let (source, location) = choose_pair(ctx, req).await?;
+    // A PITR drill: PostgreSQL recovers a data directory from its physical archive; a
+    // MariaDB/MySQL source loads a logical backup into the scratch instance like any drill and
+    // replays its binary logs onto it.
+    let mut replay = None;
     if let Some(point) = pitr_point(ctx, req, &source, &location).await? {
-        let work = super::pitr_drill::drill(ctx, &source, &location, &point);
-        return tokio::select! {
-            r = work => r,
-            () = cancel => Err(JobError::Cancelled),
+        let physical = ctx
+            .config
+            .source(&source)
+            .is_some_and(|s| matches!(s.kind, crate::config::SourceKind::Postgres(_)));
+        if physical {
+            let rotated = req.pitr.is_none();
+            let work = super::pitr_drill::drill(ctx, &source, &location, &point, rotated);
+            return tokio::select! {
+                r = work => r,
+                () = cancel => Err(JobError::Cancelled),
+            };
+        }
+        let planned = match super::pitr_mysql::drill_plan(ctx, &source, &location, &point).await {
+            // The rotation drills a random point when no two backups frame a replay yet.
+            Err(JobError::Refused { .. }) if req.pitr.is_none() && point == "backup" => {
+                super::pitr_mysql::drill_plan(ctx, &source, &location, "random").await?
+            }
+            other => other?,
         };
+        replay = Some(planned);
     }
-    let selection = choose_selection(ctx, req, &source, &location).await?;
-    let selection_kind = match selection.as_str() {
-        "latest" | "random" => selection.clone(),
+    let selection = match &replay {
+        Some(r) => r.snapshot.id.clone(),
+        None => choose_selection(ctx, req, &source, &location).await?,
+    };
+    let selection_kind = match (&replay, selection.as_str()) {
+        (Some(r), _) => r.selection.to_string(),
+        (None, "latest" | "random") => selection.clone(),
         _ => "id".to_string(),
     };
     let run_id = ctx
@@ -193,7 +216,15 @@ pub async fn drill(
     let lifetime = ctx.config.drills.scratch_lifetime;
     let mut state = State::default();
     let result = {
-        let work = run(ctx, &run_id, &source, &location, &selection, &mut state);
+        let work = run(
+            ctx,
+            &run_id,
+            &source,
+            &location,
+            &selection,
+            replay.as_ref(),
+            &mut state,
+        );
         tokio::select! {
             r = tokio::time::timeout(lifetime, work) => match r {
                 Ok(r) => r,
@@ -340,6 +371,7 @@ async fn run(
     source: &str,
     location: &str,
     selection: &str,
+    replay: Option<&super::pitr_mysql::DrillReplay>,
     state: &mut State,
 ) -> Result<(), DrillFailure> {
     // fetch
@@ -441,6 +473,9 @@ async fn run(
     }
     state.tables = Some(tables);
     state.rows = Some(rows);
+    if let Some(replay) = replay {
+        replay_logs(ctx, &repo, &mut *staging, replay, state).await?;
+    }
 
     // erasure: the whole ledger replayed and proven before anything else sees the data
     let t = Instant::now();
@@ -481,6 +516,79 @@ async fn run(
         .collect();
     if !failed.is_empty() {
         return Err(fail("drill.assertion_failed", failed.join("; ")));
+    }
+    Ok(())
+}
+
+/// A PITR drill's replay of archived logs onto the verified backup, the server's own
+/// consistency check, and — when the target was a later backup's own position — the
+/// comparison with that backup's manifest.
+async fn replay_logs(
+    ctx: &Context,
+    repo: &Repo,
+    staging: &mut dyn engine::Staging,
+    replay: &super::pitr_mysql::DrillReplay,
+    state: &mut State,
+) -> Result<(), DrillFailure> {
+    let t = Instant::now();
+    let work = engine::private_workdir(&ctx.config.scratch_dir(), "binlog-fetch-")
+        .map_err(|e| fail("drill.scratch_failed", e.to_string()))?;
+    let logs = replay
+        .fetch(repo, work.path())
+        .await
+        .map_err(|e| failure_of(&e))?;
+    state.phases.push("fetch binlogs", t);
+    let t = Instant::now();
+    let applied = staging
+        .replay_logs(&logs)
+        .await
+        .map_err(|e| fail("drill.restore_failed", e.to_string()))?;
+    state.phases.push("replay", t);
+    state.warnings.push(format!(
+        "replayed {} ({applied} bytes of SQL applied)",
+        replay.describe()
+    ));
+    let t = Instant::now();
+    let consistency = staging
+        .check_consistency()
+        .await
+        .map_err(|e| fail("drill.verification_failed", e.to_string()))?;
+    state.phases.push("verify (CHECK TABLE)", t);
+    if let Some(c) = consistency
+        && !c.problems.is_empty()
+    {
+        return Err(fail(
+            "drill.verification_failed",
+            format!(
+                "the server's check found problems: {}",
+                c.problems.join("; ")
+            ),
+        ));
+    }
+    match &replay.compare {
+        Some((snap, manifest)) => {
+            let t = Instant::now();
+            let v = staging.verify(manifest, CompareScope::default()).await;
+            state.phases.push("verify at the backup's position", t);
+            state.mismatches.clone_from(&v.mismatches);
+            state.not_verified.clone_from(&v.not_verified);
+            if !v.is_verified() {
+                return Err(fail(
+                    "drill.verification_failed",
+                    format!(
+                        "replayed to backup {}'s position, the database differs from its manifest: {}",
+                        snap.short_id(),
+                        v.summary()
+                    ),
+                ));
+            }
+            state.tables = Some(manifest.tables.len() as u64);
+            state.rows = Some(manifest.total_rows());
+        }
+        None => state.not_verified.push(format!(
+            "the database at {} was compared with no manifest (no logical backup was taken there; `drill --pitr backup` replays to a backup's own position and compares it); the backup it started from was",
+            replay.target
+        )),
     }
     Ok(())
 }
@@ -626,11 +734,13 @@ async fn pitr_point(
     if !archived {
         return Ok(None);
     }
+    // latest → random → pitr-random → pitr-backup → latest …
     let last = ctx.catalog.drills(Some(source), Some(location), 1).await?;
-    Ok(last
-        .first()
-        .is_some_and(|d| d.selection == "random")
-        .then(|| "random".to_string()))
+    Ok(match last.first().map(|d| d.selection.as_str()) {
+        Some("random") => Some("random".to_string()),
+        Some("pitr-random") => Some("backup".to_string()),
+        _ => None,
+    })
 }
 
 /// `latest`, `random` or an id. Without a request, drills of a pair alternate: after a drill of

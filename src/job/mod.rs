@@ -22,6 +22,7 @@ mod meter;
 pub mod pitr;
 mod pitr_drill;
 mod pitr_mysql;
+pub mod pitr_target;
 pub mod progress;
 pub mod report;
 mod request;

@@ -43,6 +43,9 @@ pub struct PitrRequest {
     pub target_url: Option<String>,
     /// Its server's password (default: the source's).
     pub target_password: Option<crate::secret::SecretRef>,
+    /// Where a restore point target stands, when known (a backup's own): it chooses the base
+    /// backup and bounds the WAL fetched, as a WAL position target does.
+    pub point_lsn: Option<String>,
 }
 
 /// What a recovery to a point in time will use.
@@ -77,6 +80,9 @@ pub struct PitrReport {
     /// The port the recovered server listens on, when `--start` left it running.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub started_on_port: Option<u16>,
+    /// `--target URL`: the recovered database, moved into that server by a verified restore.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moved_into: Option<super::pitr_target::MovedInto>,
 }
 
 /// The result: a plan only (`--preview`), or a recovery.
@@ -124,9 +130,9 @@ pub async fn restore_to_point(ctx: &Context, req: &PitrRequest) -> Result<PitrOu
             )));
         }
     };
-    if req.target_dir.as_os_str().is_empty() {
+    if req.target_dir.as_os_str().is_empty() == req.target_url.is_none() {
         return Err(JobError::Usage(
-            "a PostgreSQL source is recovered into a new data directory: give --target-dir DIR"
+            "a PostgreSQL source is recovered into a new data directory (--target-dir DIR) or, through a scratch cluster, into a new database of a server (--target postgres://USER@HOST/NEWDB): give one of them"
                 .into(),
         ));
     }
@@ -156,7 +162,15 @@ pub async fn restore_to_point(ctx: &Context, req: &PitrRequest) -> Result<PitrOu
         .ok()
         .map(|u| u.path().trim_start_matches('/').to_string())
         .unwrap_or_default();
-    let result = execute(ctx, req, &repo, plan, &wal, &role, &database, &run_id).await;
+    let result = match &req.target_url {
+        Some(_) => {
+            super::pitr_target::recover_into_server(
+                ctx, req, &repo, plan, &wal, cfg, &role, &database, &run_id,
+            )
+            .await
+        }
+        None => execute(ctx, req, &repo, plan, &wal, &role, &database, &run_id).await,
+    };
     let end = match &result {
         Ok(r) => RunEnd {
             bytes_read: Some(r.plan.base_bytes + r.plan.wal_bytes),
@@ -194,11 +208,16 @@ pub(super) async fn plan(
         Ok((bases, repo2.log_files(&source, SnapshotKind::Wal)?))
     })
     .await?;
+    let bound = match (&req.target, &req.point_lsn) {
+        (RecoveryTarget::Lsn(l), _) | (RecoveryTarget::RestorePoint(_), Some(l)) => parse_lsn(l),
+        _ => None,
+    };
     let fits = |info: &BaseInfo| match &req.target {
         RecoveryTarget::Time(t) => info.finished <= *t,
-        RecoveryTarget::Lsn(l) => parse_lsn(l)
+        RecoveryTarget::Lsn(_) | RecoveryTarget::RestorePoint(_) if bound.is_some() => bound
             .zip(parse_lsn(&info.end_lsn))
             .is_some_and(|(want, end)| end <= want),
+        RecoveryTarget::Lsn(_) => false,
         RecoveryTarget::RestorePoint(_) | RecoveryTarget::Latest => true,
     };
     let Some((snap, base)) = bases.iter().rev().find(|(_, info)| fits(info)).cloned() else {
@@ -227,8 +246,10 @@ pub(super) async fn plan(
             .iter()
             .find(|(f, _)| f.mtime >= *t)
             .map(|(_, s)| s.number),
-        RecoveryTarget::Lsn(l) => parse_lsn(l).map(|l| l / crate::engine::pitr::SEGMENT_SIZE),
-        _ => None,
+        RecoveryTarget::Lsn(_) | RecoveryTarget::RestorePoint(_) => {
+            bound.map(|l| l / crate::engine::pitr::SEGMENT_SIZE)
+        }
+        RecoveryTarget::Latest => None,
     };
     if let Some(last) = last_needed {
         segments.retain(|(_, s)| s.number <= last);
@@ -389,6 +410,7 @@ async fn execute(
         fetch_base_seconds: recovery.fetch_base_seconds,
         fetch_wal_seconds: recovery.fetch_wal_seconds,
         started_on_port,
+        moved_into: None,
     })
 }
 
@@ -545,6 +567,14 @@ fn check_stop(target: &RecoveryTarget, recovered: &Recovered) -> Result<(), JobE
     {
         return Err(JobError::Verification(format!(
             "recovery replayed a transaction committed at {last}, after the target {t}"
+        )));
+    }
+    if let RecoveryTarget::RestorePoint(name) = target
+        && !recovered.stop.contains(&format!("\"{name}\""))
+    {
+        return Err(JobError::Verification(format!(
+            "the server did not report stopping at restore point {name} (it said: {})",
+            recovered.stop
         )));
     }
     if !matches!(target, RecoveryTarget::Latest)

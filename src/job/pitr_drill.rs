@@ -1,22 +1,28 @@
-//! `custodian drill --pitr random|latest|TIME`: a restore drill of a PostgreSQL source's
-//! continuous archive. It recovers a scratch data directory to a point inside the recoverable
-//! window (a random second of it, its end, or the time given) the way a restore to a point in
-//! time does, and proves:
+//! `custodian drill --pitr random|latest|backup|TIME` for a PostgreSQL source: a restore
+//! drill of its continuous archive. It recovers a scratch data directory to a point inside the
+//! recoverable window (a random second of it, its end, a backup's restore point, or the time
+//! given) the way a restore to a point in time does, and proves:
 //!
 //! * the chain from the base backup to the target is complete and replays, and the server
 //!   stopped at the target (its own account is checked against it);
 //! * the recovered cluster is consistent: `pg_amcheck --all` checks every table's heap and
 //!   every B-tree index of every database;
+//! * at a backup's restore point (`backup`), the recovered database matches that backup's
+//!   manifest — rows, checksums and objects — when the point is exact (see
+//!   `engine::postgres::restore_point`);
 //! * the configured assertions hold on the recovered database.
 //!
-//! It is recorded as a drill (selection `pitr-random`, `pitr-latest` or `pitr-time`) with its
-//! RTO per phase, so reports and `custodian drills` show it beside the logical drills, and the
-//! rotation of scheduled drills includes it for sources with an archive.
+//! It is recorded as a drill (selection `pitr-random`, `pitr-latest`, `pitr-backup` or
+//! `pitr-time`) with its RTO per phase, so reports and `custodian drills` show it beside the
+//! logical drills, and the rotation of scheduled drills includes it for sources with an
+//! archive. MariaDB/MySQL PITR drills run inside the logical drill (`job::drill`), which
+//! replays binary logs onto the backup it loaded.
 
 use std::time::Instant;
 
 use rand::RngExt;
 
+use super::blocking;
 use super::drill::{AssertionResult, DrillFailure, DrillReport};
 use super::pitr::{Destination, PitrRequest};
 use super::{Context, JobError};
@@ -24,7 +30,9 @@ use crate::catalog::{DrillStart, RunKind};
 use crate::config::SourceKind;
 use crate::engine::pitr::RecoveryTarget;
 use crate::engine::scratch::{RunAs, make_private_dir};
-use crate::model::{Phases, time};
+use crate::model::manifest::RestorePoint;
+use crate::model::{CompareScope, Manifest, Phases, time};
+use crate::repo::SnapshotInfo;
 
 fn fail(code: &str, reason: impl Into<String>) -> DrillFailure {
     DrillFailure {
@@ -35,7 +43,7 @@ fn fail(code: &str, reason: impl Into<String>) -> DrillFailure {
 }
 
 /// The point a drill recovers to, and how it was chosen.
-async fn choose_target(
+pub(super) async fn choose_target(
     ctx: &Context,
     source: &str,
     point: &str,
@@ -72,7 +80,67 @@ async fn choose_target(
     })
 }
 
-/// Runs a PITR drill of `source` from `location`.
+/// The newest backup of `source` whose restore point is exact and inside the recoverable
+/// window: a drill to it can compare the recovered database with the backup's manifest.
+async fn backup_point(
+    ctx: &Context,
+    source: &str,
+    location: &str,
+) -> Result<(SnapshotInfo, Manifest, RestorePoint), JobError> {
+    let status = super::archive::status(ctx, Some(source)).await?;
+    let window = status.first().and_then(|s| s.window.clone());
+    let repo = ctx.repo(location).await?;
+    let s = source.to_string();
+    let found = blocking(move || {
+        let mut backups: Vec<SnapshotInfo> = repo
+            .snapshots()?
+            .into_iter()
+            .filter(|b| b.is_committed_backup() && b.source.as_deref() == Some(s.as_str()))
+            .collect();
+        backups.reverse();
+        // Why the newest backup cannot serve, for the message when none can.
+        let mut newest: Option<String> = None;
+        for snap in backups {
+            let why = |text: &str| format!("the newest backup, {}, {text}", snap.short_id());
+            if window
+                .as_ref()
+                .is_none_or(|w| snap.time < w.from || snap.time > w.to)
+            {
+                newest.get_or_insert_with(|| why("is outside the recoverable window"));
+                continue;
+            }
+            let bytes = repo.read_file(
+                &snap.id,
+                &crate::model::naming::file_path(&s, crate::model::naming::MANIFEST_FILE),
+            )?;
+            let manifest = serde_json::from_slice::<Manifest>(&bytes).ok();
+            match manifest.as_ref().and_then(|m| m.restore_point.clone()) {
+                Some(point) if point.exact => {
+                    let manifest = manifest.expect("read");
+                    return Ok(Ok((snap, manifest, point)));
+                }
+                Some(_) => {
+                    newest.get_or_insert_with(|| why("was taken while transactions were committing: its restore point is not exact"));
+                }
+                None => {
+                    newest.get_or_insert_with(|| why("wrote no restore point (grant the role EXECUTE on pg_create_restore_point in the postgres database)"));
+                }
+            }
+        }
+        Ok(Err(newest))
+    })
+    .await?;
+    found.map_err(|newest| JobError::Refused {
+        code: "pitr.not_recoverable",
+        message: format!(
+            "no backup of source {source} inside its recoverable window has an exact restore point ({}); take a backup at a quiet moment, or drill another point (--pitr random)",
+            newest.unwrap_or_else(|| "it has no logical backup".into())
+        ),
+    })
+}
+
+/// Runs a PITR drill of `source` from `location`. `rotated`: chosen by the rotation, which
+/// drills a random point instead of a backup's when no backup has an exact restore point.
 ///
 /// # Errors
 /// When the catalog cannot be written or the point cannot be chosen; a failed drill is a
@@ -82,6 +150,7 @@ pub async fn drill(
     source: &str,
     location: &str,
     point: &str,
+    rotated: bool,
 ) -> Result<DrillReport, JobError> {
     let source_cfg = ctx.select_sources(Some(source))?.remove(0);
     let SourceKind::Postgres(cfg) = &source_cfg.kind else {
@@ -90,7 +159,22 @@ pub async fn drill(
         )));
     };
     super::wal::archive_settings(&source_cfg)?;
-    let (target, selection) = choose_target(ctx, source, point).await?;
+    let mut compare = None;
+    let (target, selection) = if point == "backup" {
+        match backup_point(ctx, source, location).await {
+            Ok((snap, manifest, at)) => {
+                compare = Some((snap, manifest, at.lsn));
+                (RecoveryTarget::RestorePoint(at.name), "pitr-backup")
+            }
+            Err(e) if rotated => {
+                tracing::info!(source, "{e}; drilling a random point instead");
+                choose_target(ctx, source, "random").await?
+            }
+            Err(e) => return Err(e),
+        }
+    } else {
+        choose_target(ctx, source, point).await?
+    };
     let run_id = ctx
         .start(RunKind::Drill, Some(source), Some(location), None)
         .await?;
@@ -141,7 +225,19 @@ pub async fn drill(
         .as_ref()
         .map(|u| u.path().trim_start_matches('/').to_string())
         .unwrap_or_default();
-    let result = run(ctx, &mut report, &mut phases, &target, &role, &database).await;
+    if compare.is_some() {
+        report.not_verified.clear();
+    }
+    let result = run(
+        ctx,
+        &mut report,
+        &mut phases,
+        &target,
+        compare.as_ref(),
+        &role,
+        &database,
+    )
+    .await;
     report.phases = phases;
     match result {
         Ok(()) => {
@@ -167,6 +263,7 @@ async fn run(
     report: &mut DrillReport,
     phases: &mut Phases,
     target: &RecoveryTarget,
+    compare: Option<&(SnapshotInfo, Manifest, String)>,
     role: &str,
     database: &str,
 ) -> Result<(), DrillFailure> {
@@ -199,6 +296,7 @@ async fn run(
         start_port: None,
         target_url: None,
         target_password: None,
+        point_lsn: compare.map(|(_, _, lsn)| lsn.clone()),
     };
     let (plan, wal) = super::pitr::plan(&repo, &request, &report.location)
         .await
@@ -237,6 +335,33 @@ async fn run(
     report
         .warnings
         .push(format!("recovered: {}", recovery.recovered.stop));
+
+    // Compared first: pg_amcheck installs its extension where it is missing.
+    if let Some((snap, manifest, _)) = compare {
+        let t = Instant::now();
+        let scope = CompareScope {
+            sequences_logged_ahead: true,
+            ..CompareScope::default()
+        };
+        let v = crate::engine::postgres::existing(recovery.server.connect.clone())
+            .verify(manifest, scope)
+            .await;
+        phases.push("verify at the backup's restore point", t);
+        report.mismatches.clone_from(&v.mismatches);
+        report.not_verified.clone_from(&v.not_verified);
+        if !v.is_verified() {
+            return Err(fail(
+                "drill.verification_failed",
+                format!(
+                    "recovered to backup {}'s restore point, the database differs from its manifest: {}",
+                    snap.short_id(),
+                    v.summary()
+                ),
+            ));
+        }
+        report.tables = Some(manifest.tables.len() as u64);
+        report.rows = Some(manifest.total_rows());
+    }
 
     let t = Instant::now();
     let checked = recovery.server.amcheck(&recovery.work).await;

@@ -14,14 +14,11 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use sqlx::Row;
-
 use super::pitr::{PitrOutcome, PitrPlan, PitrReport, PitrRequest};
 use super::{Context, JobError, blocking};
 use crate::config::SourceConfig;
 use crate::engine::mysql::binlog::{self, ReplayStop};
-use crate::engine::pitr::{BaseInfo, Recovered, RecoveryTarget};
-use crate::engine::process::DumpProcess;
+use crate::engine::pitr::{BaseInfo, LogReplay, Recovered, RecoveryTarget};
 use crate::model::naming::SnapshotKind;
 use crate::repo::{Repo, SnapshotInfo};
 
@@ -47,7 +44,29 @@ struct Plan {
     stop: ReplayStop,
 }
 
+impl Plan {
+    /// The replay of this plan's binary logs, fetched into `dir`.
+    fn replay(&self, dir: &std::path::Path) -> LogReplay {
+        LogReplay {
+            files: self.files.iter().map(|f| dir.join(f)).collect(),
+            start_position: self.manifest.binlog.as_ref().map_or(0, |b| b.position),
+            stop: self.stop.clone(),
+            from_database: self.manifest.database.clone(),
+        }
+    }
+}
+
 async fn plan(repo: &Repo, req: &PitrRequest) -> Result<Plan, JobError> {
+    plan_skipping(repo, req, None).await
+}
+
+/// The plan, never starting from the backup `skip` (a drill to a backup's own position starts
+/// from the one before it, so that the replay has something to prove).
+async fn plan_skipping(
+    repo: &Repo,
+    req: &PitrRequest,
+    skip: Option<String>,
+) -> Result<Plan, JobError> {
     let (r, source) = (repo.clone(), req.source.clone());
     let target = req.target.clone();
     let found = blocking(move || {
@@ -59,6 +78,7 @@ async fn plan(repo: &Repo, req: &PitrRequest) -> Result<Plan, JobError> {
             .collect();
         // Newest first: the nearest backup before the target replays the least.
         backups.reverse();
+        backups.retain(|b| skip.as_ref() != Some(&b.id));
         let mut chosen = None;
         for snap in backups {
             let bytes = r.read_file(
@@ -122,6 +142,15 @@ async fn plan(repo: &Repo, req: &PitrRequest) -> Result<Plan, JobError> {
             req.source,
             start.file,
             snapshot.short_id()
+        )));
+    }
+    if let Some(want) = &last
+        && needed.last().is_none_or(|f| f.name != *want)
+    {
+        return Err(refuse(format!(
+            "the archive of source {} does not hold binary log {want} yet: it ends at {}; let the archiver store it (`custodian archive status`)",
+            req.source,
+            needed.last().map_or("nothing", |f| f.name.as_str())
         )));
     }
     let names: Vec<String> = needed.iter().map(|f| f.name.clone()).collect();
@@ -330,84 +359,26 @@ async fn execute(
 
     let t = Instant::now();
     let start = p.manifest.binlog.clone().expect("chosen for its position");
-    let files: Vec<PathBuf> = p.files.iter().map(|f| dir.join(f)).collect();
-    let database = target.database();
-    let reader = binlog::replay_command(
-        &files,
-        start.position,
-        &p.stop,
-        &p.manifest.database,
-        &database,
-    );
-    let mut reader = DumpProcess::spawn(binlog::reader_tool(), reader, &[])
-        .map_err(|e| JobError::io("starting mariadb-binlog", &e))?;
-    let client_tool = crate::engine::mysql::tool(&["mariadb", "mysql"]);
-    let mut client = target
-        .command(client_tool, work.path())
-        .map_err(|e| JobError::io("preparing the client", &e))?;
-    client.arg("--binary-mode").arg(&database);
-    let secrets = target.secret_list();
-    let mut client =
-        DumpProcess::spawn_consumer(client_tool, client, &secrets.iter().collect::<Vec<_>>())
-            .map_err(|e| JobError::io("starting the mariadb client", &e))?;
-    let mut out = reader
-        .take_stdout()
-        .ok_or_else(|| JobError::Internal("no stdout".into()))?;
-    let mut input = client
-        .take_stdin()
-        .ok_or_else(|| JobError::Internal("no stdin".into()))?;
-    let copied = tokio::task::spawn_blocking(move || {
-        let n = std::io::copy(&mut out, &mut input);
-        drop(input);
-        (n, reader.finish(), client.finish())
-    })
-    .await
-    .map_err(|e| JobError::Internal(e.to_string()))?;
+    let replay = p.replay(&dir);
     let replay_failed = |m: String| {
         JobError::Engine(crate::engine::EngineError::RestoreFailed {
             target: target.describe(),
-            message: format!("replaying the binary logs failed: {m}"),
+            message: m,
         })
     };
-    let (n, read, applied) = copied;
-    n.map_err(|e| replay_failed(e.to_string()))?;
-    read.map_err(|f| replay_failed(f.to_string()))?;
-    applied.map_err(|f| replay_failed(f.to_string()))?;
+    binlog::replay(target, work.path(), &replay)
+        .await
+        .map_err(|m| replay_failed(format!("replaying the binary logs failed: {m}")))?;
     let replay_seconds = t.elapsed().as_secs_f64();
 
     // Every table checked by the server itself.
-    let mut conn = target
-        .connect()
+    let checked = binlog::check_tables(target)
         .await
-        .map_err(|e| replay_failed(e.to_string()))?;
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT CAST(TABLE_NAME AS CHAR) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE'",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .map_err(|e| replay_failed(e.to_string()))?;
-    let mut bad = Vec::new();
-    for table in &tables {
-        let sql = format!("CHECK TABLE {}", crate::engine::mysql::quote_ident(table));
-        let rows = sqlx::query(&sql)
-            .fetch_all(&mut conn)
-            .await
-            .map_err(|e| replay_failed(e.to_string()))?;
-        for row in rows {
-            let kind: String = row.try_get::<String, _>(2).unwrap_or_default();
-            let text: String = row.try_get::<String, _>(3).unwrap_or_default();
-            if kind.eq_ignore_ascii_case("error")
-                || (kind.eq_ignore_ascii_case("status") && !text.eq_ignore_ascii_case("OK"))
-            {
-                bad.push(format!("{table}: {text}"));
-            }
-        }
-    }
-    let _ = sqlx::Connection::close(conn).await;
-    if !bad.is_empty() {
+        .map_err(|e| replay_failed(format!("CHECK TABLE could not run: {e}")))?;
+    if !checked.problems.is_empty() {
         return Err(JobError::Verification(format!(
             "CHECK TABLE found problems: {}",
-            bad.join("; ")
+            checked.problems.join("; ")
         )));
     }
     let stop = match &p.stop {
@@ -429,7 +400,7 @@ async fn execute(
                 start.file,
                 start.position,
                 p.snapshot.short_id(),
-                tables.len()
+                checked.checked
             ),
             last_transaction: None,
             end_lsn: p.files.last().cloned().unwrap_or_default(),
@@ -440,5 +411,143 @@ async fn execute(
         fetch_wal_seconds,
         replay_seconds,
         started_on_port: None,
+        moved_into: None,
+    })
+}
+
+/// A PITR drill of a MariaDB/MySQL source, planned: the logical backup it loads into the
+/// scratch instance, the archived binary logs it replays onto it, and — when the target is a
+/// later backup's own binary log position — that backup, whose manifest the result must match.
+pub(super) struct DrillReplay {
+    pub snapshot: SnapshotInfo,
+    /// `pitr-random`, `pitr-latest`, `pitr-time` or `pitr-backup`.
+    pub selection: &'static str,
+    pub target: RecoveryTarget,
+    plan: Plan,
+    pub compare: Option<(SnapshotInfo, crate::model::Manifest)>,
+}
+
+impl DrillReplay {
+    /// Fetches the binary logs into `dir` (private) and says how to replay them.
+    ///
+    /// # Errors
+    /// When the repository cannot be read.
+    pub async fn fetch(&self, repo: &Repo, dir: &std::path::Path) -> Result<LogReplay, JobError> {
+        let (repo, source, dir2) = (
+            repo.clone(),
+            self.plan.manifest.source.clone(),
+            dir.to_path_buf(),
+        );
+        let wanted: Vec<(String, String)> = self
+            .plan
+            .files
+            .iter()
+            .map(|f| (f.clone(), f.clone()))
+            .collect();
+        blocking(move || repo.fetch_log(&source, SnapshotKind::Binlog, &wanted, &dir2)).await?;
+        Ok(self.plan.replay(dir))
+    }
+
+    /// What the replay covers, in one sentence.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        let start =
+            self.plan
+                .manifest
+                .binlog
+                .clone()
+                .unwrap_or(crate::model::manifest::BinlogPosition {
+                    file: String::new(),
+                    position: 0,
+                    gtid: None,
+                });
+        format!(
+            "binary logs {} to {} ({} bytes) from {}:{} onto backup {}, up to {}",
+            self.plan.files.first().cloned().unwrap_or_default(),
+            self.plan.files.last().cloned().unwrap_or_default(),
+            self.plan.bytes,
+            start.file,
+            start.position,
+            self.snapshot.short_id(),
+            self.target
+        )
+    }
+}
+
+/// Plans a PITR drill of `source` from `location` to `point`: `random` (a second of the
+/// recoverable window), `latest`, `backup` (the newest backup's own binary log position,
+/// replayed from the backup before it) or a time.
+///
+/// # Errors
+/// When the archive cannot reach the point.
+pub(super) async fn drill_plan(
+    ctx: &Context,
+    source: &str,
+    location: &str,
+    point: &str,
+) -> Result<DrillReplay, JobError> {
+    let repo = ctx.repo(location).await?;
+    let (target, selection, compare) = if point == "backup" {
+        let (r, s) = (repo.clone(), source.to_string());
+        let found = blocking(move || {
+            let mut backups: Vec<SnapshotInfo> = r
+                .snapshots()?
+                .into_iter()
+                .filter(|b| b.is_committed_backup() && b.source.as_deref() == Some(s.as_str()))
+                .collect();
+            backups.reverse();
+            // The newest backup with a position that has an older one with a position.
+            let mut with_position = Vec::new();
+            for snap in backups {
+                let bytes = r.read_file(
+                    &snap.id,
+                    &crate::model::naming::file_path(&s, crate::model::naming::MANIFEST_FILE),
+                )?;
+                if let Ok(m) = serde_json::from_slice::<crate::model::Manifest>(&bytes)
+                    && m.binlog.is_some()
+                {
+                    with_position.push((snap, m));
+                    if with_position.len() == 2 {
+                        break;
+                    }
+                }
+            }
+            Ok(with_position)
+        })
+        .await?;
+        if found.len() < 2 {
+            return Err(refuse(format!(
+                "source {source} has fewer than two logical backups with a binary log position: a drill to a backup's position replays from the one before it; take another backup first"
+            )));
+        }
+        let (snap, manifest) = found.into_iter().next().expect("two");
+        let at = manifest.binlog.clone().expect("has a position");
+        (
+            RecoveryTarget::Lsn(format!("{}:{}", at.file, at.position)),
+            "pitr-backup",
+            Some((snap, manifest)),
+        )
+    } else {
+        let (target, selection) = super::pitr_drill::choose_target(ctx, source, point).await?;
+        (target, selection, None)
+    };
+    let req = PitrRequest {
+        source: source.to_string(),
+        target: target.clone(),
+        target_dir: PathBuf::new(),
+        location: Some(location.to_string()),
+        preview: true,
+        start_port: None,
+        target_url: None,
+        target_password: None,
+        point_lsn: None,
+    };
+    let plan = plan_skipping(&repo, &req, compare.as_ref().map(|(s, _)| s.id.clone())).await?;
+    Ok(DrillReplay {
+        snapshot: plan.snapshot.clone(),
+        selection,
+        target,
+        plan,
+        compare,
     })
 }

@@ -114,6 +114,18 @@ impl RepoFiles {
     }
 }
 
+/// Where a verified restore reads a dump's files from, and how a failed read is reported.
+pub(crate) trait DumpFiles: SnapshotFiles + 'static {
+    /// The job error for an engine error met while loading these files.
+    fn error(&self, e: EngineError) -> JobError;
+}
+
+impl DumpFiles for RepoFiles {
+    fn error(&self, e: EngineError) -> JobError {
+        Self::error(self, e)
+    }
+}
+
 impl SnapshotFiles for RepoFiles {
     fn copy_to(&self, name: &str, out: &mut dyn Write) -> Result<u64, String> {
         let path = naming::file_path(&self.source, name);
@@ -191,7 +203,7 @@ pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreRepor
             ctx,
             &run_id,
             req,
-            &snap,
+            Some(&snap.id),
             &manifest,
             destination,
             &files,
@@ -240,7 +252,7 @@ pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreRepor
 }
 
 /// The destination of a restore, with the target server's password.
-fn destination(
+pub(super) fn destination(
     ctx: &Context,
     req: &RestoreRequest,
     manifest: &Manifest,
@@ -261,24 +273,25 @@ fn destination(
     Ok(Destination::Server { url, password })
 }
 
-struct Built {
-    bytes: u64,
-    verification: Verification,
-    erasure: Option<super::erasure::ReplayReport>,
-    released: Released,
-    warnings: Vec<String>,
+pub(super) struct Built {
+    pub bytes: u64,
+    pub verification: Verification,
+    pub erasure: Option<super::erasure::ReplayReport>,
+    pub released: Released,
+    pub warnings: Vec<String>,
 }
 
 /// Stages, loads, verifies, replays the erasure ledger and releases — or removes the staging.
+/// `snapshot_id`: the backup the files come from, for the erasure ledger's record.
 #[allow(clippy::too_many_arguments)]
-async fn build_and_release(
+pub(super) async fn build_and_release<F: DumpFiles>(
     ctx: &Context,
     run_id: &str,
     req: &RestoreRequest,
-    snap: &SnapshotInfo,
+    snapshot_id: Option<&str>,
     manifest: &Manifest,
     destination: Destination,
-    files: &Arc<RepoFiles>,
+    files: &Arc<F>,
     phases: &mut Phases,
 ) -> Result<Built, JobError> {
     let engine = engine::of(manifest.engine);
@@ -301,7 +314,7 @@ async fn build_and_release(
         ctx,
         run_id,
         req,
-        snap,
+        snapshot_id,
         manifest,
         &mut staging,
         files,
@@ -336,14 +349,14 @@ async fn build_and_release(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn load_and_prove(
+async fn load_and_prove<F: DumpFiles>(
     ctx: &Context,
     run_id: &str,
     req: &RestoreRequest,
-    snap: &SnapshotInfo,
+    snapshot_id: Option<&str>,
     manifest: &Manifest,
     staging: &mut Box<dyn Staging>,
-    files: &Arc<RepoFiles>,
+    files: &Arc<F>,
     phases: &mut Phases,
 ) -> Result<
     (
@@ -363,7 +376,12 @@ async fn load_and_prove(
         skip_ownership: false,
     };
     let loaded = staging
-        .load(files.clone(), manifest, &opts, phases)
+        .load(
+            files.clone() as Arc<dyn SnapshotFiles>,
+            manifest,
+            &opts,
+            phases,
+        )
         .await
         .map_err(|e| files.error(e))?;
     if loaded.bytes == 0 {
@@ -385,7 +403,7 @@ async fn load_and_prove(
         run_id,
         "restore",
         &manifest.source,
-        Some(&snap.id),
+        snapshot_id,
         &**staging,
     )
     .await

@@ -161,7 +161,21 @@ pub struct Manifest {
     /// its read lock) — where a replay of the archived binary logs starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binlog: Option<BinlogPosition>,
+    /// PostgreSQL with a continuous archive: the restore point the backup wrote right after
+    /// taking its snapshot (see `engine::postgres::restore_point`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_point: Option<RestorePoint>,
     pub custodian_version: String,
+}
+
+/// A named point in a PostgreSQL source's WAL, written by a backup.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestorePoint {
+    pub name: String,
+    pub lsn: String,
+    /// Whether recovery to it gives exactly what the backup's snapshot saw (no transaction
+    /// was committing in between; the server proved it).
+    pub exact: bool,
 }
 
 /// Where a binary log stood: the next event's file and position (and the GTID state, on
@@ -408,6 +422,7 @@ mod tests {
             objects: None,
             streams: vec![],
             binlog: None,
+            restore_point: None,
             custodian_version: "0".into(),
         }
     }

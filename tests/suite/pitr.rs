@@ -110,13 +110,24 @@ fn count_in(dir: &std::path::Path, port: u16) -> u64 {
 
 /// A server whose `custodian` role may replicate, with the writer's table `crm.ticks`.
 fn server_with_ticks() -> PgServer {
-    let pg = PgServer::start();
+    server_with_ticks_and("")
+}
+
+/// As [`server_with_ticks`], with extra server options.
+fn server_with_ticks_and(extra: &str) -> PgServer {
+    let pg = PgServer::start_with(extra);
     pg.create_db("crm");
     pg.psql("postgres", "ALTER ROLE custodian REPLICATION;");
     pg.psql(
         "crm",
         "CREATE TABLE ticks (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp(), note text);
-         ALTER TABLE ticks OWNER TO custodian;",
+         ALTER TABLE ticks OWNER TO custodian;
+         ALTER TABLE ticks SET (autovacuum_enabled = off);",
+    );
+    // Backups write a restore point (see README, PITR drills), from the postgres database.
+    pg.psql(
+        "postgres",
+        "GRANT EXECUTE ON FUNCTION pg_create_restore_point(text) TO custodian;",
     );
     pg
 }
@@ -208,6 +219,11 @@ fn recovers_to_chosen_times_from_a_base_backup_and_the_archive() {
     // T3 inside the segment still being written when the archive stops.
     std::thread::sleep(Duration::from_secs(2));
     let (t3, n3) = between_rows(&pg);
+    writer.stop();
+    // A logical backup at a quiet moment (no transaction committing): its restore point is
+    // exact, and a PITR drill to it compares the recovered database with its manifest.
+    let logical = ws.custodian_json(&["backup", "--source", "crm"], 0);
+    assert_eq!(logical[0]["status"], "succeeded", "{logical:#}");
     std::thread::sleep(Duration::from_secs(5));
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(archiver.id()).unwrap()),
@@ -219,7 +235,6 @@ fn recovers_to_chosen_times_from_a_base_backup_and_the_archive() {
     let run = common::reply(&out)["data"][0].clone();
     assert!(run["receiver_restarts"].as_u64().unwrap() >= 1, "{run:#}");
     assert!(run["files_stored"].as_u64().unwrap() >= 3, "{run:#}");
-    writer.stop();
     assert!(n1 < n2 && n2 < n3, "{n1} {n2} {n3}");
 
     let status = ws.custodian_json(&["archive", "status", "--source", "crm"], 0);
@@ -282,6 +297,49 @@ fn recovers_to_chosen_times_from_a_base_backup_and_the_archive() {
         );
     }
 
+    // Into a new database of a running server: recovered in a scratch cluster, dumped there,
+    // restored by the verified restore (compared with the recovered database's manifest).
+    let r = ws.custodian_json(
+        &[
+            "restore",
+            "--source",
+            "crm",
+            "--to-time",
+            &t2,
+            "--target",
+            &pg.url("crm_t2"),
+        ],
+        0,
+    );
+    let moved = &r["moved_into"];
+    assert_eq!(moved["verification"]["status"], "verified", "{r:#}");
+    assert_eq!(moved["rows"].as_u64(), Some(n2), "{r:#}");
+    assert_eq!(
+        pg.psql("crm_t2", "SELECT count(*) FROM ticks"),
+        n2.to_string(),
+        "rows recovered at {t2} in the new database"
+    );
+    // An existing database is refused, and left as it was.
+    let err = ws.custodian_error(
+        &[
+            "restore",
+            "--source",
+            "crm",
+            "--to-latest",
+            "--target",
+            &pg.url("crm_t2"),
+        ],
+        2,
+    );
+    assert!(
+        err["message"].as_str().unwrap().contains("not empty"),
+        "{err}"
+    );
+    assert_eq!(
+        pg.psql("crm_t2", "SELECT count(*) FROM ticks"),
+        n2.to_string()
+    );
+
     // The restic CLI sees the archive: a few WAL snapshots, and every segment dumps whole.
     let out = ws.restic("local", &["snapshots", "--tag", "custodian-wal", "--json"]);
     let snaps: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
@@ -308,8 +366,8 @@ fn recovers_to_chosen_times_from_a_base_backup_and_the_archive() {
     assert_eq!(out.stdout.len(), 16 << 20, "a whole segment");
     // `latest` for a logical backup is never a WAL or base snapshot.
     let out = ws.restic("local", &["snapshots", "--tag", "custodian", "--json"]);
-    let logical: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(logical.is_empty(), "{logical:?}");
+    let tagged: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(tagged.len(), 1, "only the logical backup: {tagged:?}");
 
     // PITR drills: a random point of the window and its end, each recovered, pg_amcheck'ed,
     // asserted and recorded like any drill.
@@ -328,8 +386,28 @@ fn recovers_to_chosen_times_from_a_base_backup_and_the_archive() {
         }
         assert_eq!(d["assertions"][0]["held"], true, "{d:#}");
     }
+    // …and the logical backup's own restore point: the recovered database is the backup's,
+    // row for row and object for object.
+    let d = ws.custodian_json(&["drill", "--source", "crm", "--pitr", "backup"], 0);
+    assert_eq!(d["status"], "passed", "{d:#}");
+    assert_eq!(d["selection"], "pitr-backup", "{d:#}");
+    assert_eq!(d["mismatches"], serde_json::json!([]), "{d:#}");
+    // The writer had stopped before the backup: every row it wrote.
+    let written: u64 = pg
+        .psql("crm", "SELECT count(*) FROM ticks")
+        .parse()
+        .unwrap();
+    assert_eq!(d["rows"].as_u64(), Some(written), "{d:#}");
+    assert!(
+        d["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "verify at the backup's restore point"),
+        "{d:#}"
+    );
     let drills = ws.custodian_json(&["drills", "--source", "crm"], 0);
-    assert_eq!(drills.as_array().unwrap().len(), 2, "{drills:#}");
+    assert_eq!(drills.as_array().unwrap().len(), 3, "{drills:#}");
     assert!(
         std::fs::read_dir(scratch.path())
             .unwrap()
@@ -546,7 +624,13 @@ fn archive_command_pushes_segments_and_restore_command_fetches_them() {
     pg.psql(
         "crm",
         "CREATE TABLE ticks (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp(), note text);
-         ALTER TABLE ticks OWNER TO custodian;",
+         ALTER TABLE ticks OWNER TO custodian;
+         ALTER TABLE ticks SET (autovacuum_enabled = off);",
+    );
+    // Backups write a restore point (see README, PITR drills), from the postgres database.
+    pg.psql(
+        "postgres",
+        "GRANT EXECUTE ON FUNCTION pg_create_restore_point(text) TO custodian;",
     );
     pg.psql("postgres", "ALTER ROLE custodian REPLICATION;");
     // On a host where Custodian runs beside the server, archive_command runs as the server's
@@ -671,4 +755,89 @@ fn archive_command_pushes_segments_and_restore_command_fetches_them() {
         0,
     );
     assert_eq!(count_in(&dir, port), 101);
+}
+
+#[test]
+fn the_archive_follows_a_promoted_standby_onto_its_new_timeline() {
+    // The archive streams from a standby (cascading, as from a replica that spares the
+    // primary); the standby is promoted — a timeline switch — and the archive goes on.
+    // A base backup taken on a standby needs the primary's full-page writes.
+    let primary = server_with_ticks_and("-c full_page_writes=on");
+    let standby = primary.start_standby();
+    let ws = Workspace::new();
+    password_file(&ws.path("keys"));
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    ws.write_config(&config(&standby.url("crm"), scratch.path()));
+    ws.custodian_json(&["init"], 0);
+    let archiver = custodian_cmd()
+        .arg("--config")
+        .arg(ws.config_path())
+        .args(["--json", "archive", "run", "--source", "crm"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    ws.custodian_json(&["base-backup", "--source", "crm"], 0);
+    primary.psql(
+        "crm",
+        "INSERT INTO ticks (note) SELECT 'before' FROM generate_series(1, 50);",
+    );
+    primary.psql("crm", "SELECT pg_switch_wal();");
+    crate::daemon::wait_until(
+        "the standby replayed the rows",
+        Duration::from_secs(30),
+        || standby.psql("crm", "SELECT count(*) FROM ticks") == "50",
+    );
+    // Failover: the old primary goes, the standby is promoted onto timeline 2.
+    primary.stop();
+    standby.psql("postgres", "SELECT pg_promote();");
+    crate::daemon::wait_until("the standby promoted", Duration::from_secs(30), || {
+        standby.psql("postgres", "SELECT pg_is_in_recovery()") == "f"
+    });
+    standby.psql(
+        "crm",
+        "INSERT INTO ticks (note) SELECT 'after' FROM generate_series(1, 20);",
+    );
+    standby.psql("crm", "SELECT pg_switch_wal();");
+    standby.psql("crm", "INSERT INTO ticks (note) VALUES ('last');");
+    std::thread::sleep(Duration::from_secs(6));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(archiver.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = archiver.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+
+    // The timeline's history is archived with its segments; no gap.
+    let status = ws.custodian_json(&["archive", "status", "--source", "crm"], 0);
+    assert_eq!(status[0]["gaps"], serde_json::json!([]), "{status:#}");
+    let out = ws.restic("local", &["snapshots", "--tag", "custodian-wal", "--json"]);
+    let snaps: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let history = snaps.iter().any(|s| {
+        let id = s["id"].as_str().unwrap();
+        let out = ws.restic("local", &["ls", id, "/custodian/crm/wal"]);
+        String::from_utf8_lossy(&out.stdout).contains("00000002.history")
+    });
+    assert!(history, "the new timeline's history file is archived");
+
+    let dir = scratch.path().join("latest");
+    let port = common::servers::free_port();
+    let r = ws.custodian_json(
+        &[
+            "restore",
+            "--source",
+            "crm",
+            "--to-latest",
+            "--target-dir",
+            &dir.display().to_string(),
+            "--start-port",
+            &port.to_string(),
+        ],
+        0,
+    );
+    assert!(r["recovered"]["timeline"].as_u64().unwrap() >= 3, "{r:#}");
+    assert_eq!(count_in(&dir, port), 71, "rows from both timelines");
 }

@@ -1,9 +1,10 @@
 //! Point-in-time recovery of a MariaDB source against a real server with its binary log on: a
 //! steady writer, a logical backup (which records its binary log position), the archiver
 //! (`mariadb-binlog --read-from-remote-server --raw --stop-never`) in the foreground, a
-//! rotation of the binary log, and a table dropped by mistake — then restores to two chosen
-//! seconds into new databases, each checked by the writer's own row count, the dropped table
-//! back as it was.
+//! rotation of the binary log, a second backup, and a table dropped by mistake — then restores
+//! to two chosen seconds into new databases, each checked by the writer's own row count, the
+//! dropped table back as it was; PITR drills (to the second backup's position, compared with
+//! its manifest, and to a random second); and retention that follows the backups.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -99,6 +100,11 @@ fn a_mariadb_source_comes_back_to_a_chosen_second_from_a_backup_and_its_binary_l
     std::thread::sleep(Duration::from_millis(2500));
     let (t2, n2) = a_second(&maria);
     std::thread::sleep(Duration::from_millis(1500));
+    // A second backup while the writer runs: a PITR drill replays from the first backup to
+    // its position and compares the result with its manifest.
+    let second = ws.custodian_json(&["backup", "--source", "shop"], 0);
+    assert_eq!(second[0]["status"], "succeeded", "{second:#}");
+    std::thread::sleep(Duration::from_millis(1000));
     writer.stop();
     // The mistake: the table is dropped.
     maria.sql("DROP TABLE shop.customers");
@@ -189,4 +195,64 @@ fn a_mariadb_source_comes_back_to_a_chosen_second_from_a_backup_and_its_binary_l
     );
     let snaps: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert!(!snaps.is_empty(), "{}", common::stderr(&out));
+
+    // PITR drills in a scratch instance: the first backup loaded and verified, the binary
+    // logs replayed onto it, CHECK TABLE; to the second backup's position, compared with its
+    // manifest.
+    let d = ws.custodian_json(&["drill", "--source", "shop", "--pitr", "backup"], 0);
+    assert_eq!(d["status"], "passed", "{d:#}");
+    assert_eq!(d["selection"], "pitr-backup", "{d:#}");
+    assert_eq!(d["snapshot_id"], backup[0]["snapshot"]["id"], "{d:#}");
+    assert_eq!(d["mismatches"], serde_json::json!([]), "{d:#}");
+    let phases: Vec<&str> = d["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for phase in [
+        "fetch binlogs",
+        "replay",
+        "verify (CHECK TABLE)",
+        "verify at the backup's position",
+    ] {
+        assert!(phases.contains(&phase), "{phases:?}");
+    }
+    let d = ws.custodian_json(&["drill", "--source", "shop", "--pitr", "random"], 0);
+    assert_eq!(d["status"], "passed", "{d:#}");
+    assert_eq!(d["selection"], "pitr-random", "{d:#}");
+    assert!(
+        d["not_verified"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("compared with no manifest")),
+        "a drill to a point no backup was taken at says what it did not compare: {d:#}"
+    );
+
+    // Retention follows the backups: with a newer backup in a newer binary log and only one
+    // backup kept, the logs before its position go, and the window opens at it.
+    maria.sql("FLUSH BINARY LOGS");
+    ws.custodian_json(&["backup", "--source", "shop"], 0);
+    let text = std::fs::read_to_string(ws.config_path()).unwrap();
+    ws.write_config(&format!("{text}\n[retention]\nkeep-last = 1\n"));
+    let plan = ws.custodian_json(&["forget", "--location", "local"], 0);
+    let plan = &plan[0]["plan"];
+    let reasons: Vec<&str> = plan["remove"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("before the oldest kept backup's position")),
+        "{reasons:?}"
+    );
+    let window = &plan["windows"][0];
+    assert!(
+        window["opens_after"].as_str().unwrap() > window["opens_before"].as_str().unwrap(),
+        "{window:#}"
+    );
 }

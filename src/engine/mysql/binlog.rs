@@ -14,6 +14,7 @@ use sqlx::mysql::MySqlConnection;
 use super::Connect;
 use super::connect::tool;
 
+pub use crate::engine::pitr::ReplayStop;
 pub use crate::model::manifest::BinlogPosition;
 
 /// The binary log's position now (`None` when the server keeps no binary log).
@@ -154,15 +155,90 @@ fn is_mariadb_tool() -> bool {
             })
 }
 
-/// Where a replay stops.
-#[derive(Clone, Debug)]
-pub enum ReplayStop {
-    /// Before the first event at or after this time.
-    Time(jiff::Timestamp),
-    /// At this position of the last file.
-    Position(u64),
-    /// At the end of the archive.
-    End,
+/// Replays archived binary logs onto the database of `target`: `mariadb-binlog` (the events
+/// of the source database, rewritten to the target's name) piped into the `mariadb` client.
+/// `workdir` is private (the client's option file lives there).
+///
+/// Returns the bytes of SQL applied.
+///
+/// # Errors
+/// A sentence when either tool cannot start or fails (its own message included).
+pub async fn replay(
+    target: &Connect,
+    workdir: &Path,
+    replay: &crate::engine::pitr::LogReplay,
+) -> Result<u64, String> {
+    use crate::engine::process::DumpProcess;
+    let database = target.database();
+    let reader = replay_command(
+        &replay.files,
+        replay.start_position,
+        &replay.stop,
+        &replay.from_database,
+        &database,
+    );
+    let mut reader = DumpProcess::spawn(reader_tool(), reader, &[])
+        .map_err(|e| format!("starting mariadb-binlog: {e}"))?;
+    let client_tool = tool(&["mariadb", "mysql"]);
+    let mut client = target
+        .command(client_tool, workdir)
+        .map_err(|e| format!("preparing the mariadb client: {e}"))?;
+    client.arg("--binary-mode").arg(&database);
+    let secrets = target.secret_list();
+    let mut client =
+        DumpProcess::spawn_consumer(client_tool, client, &secrets.iter().collect::<Vec<_>>())
+            .map_err(|e| format!("starting the mariadb client: {e}"))?;
+    let mut out = reader
+        .take_stdout()
+        .ok_or_else(|| "mariadb-binlog has no output".to_string())?;
+    let mut input = client
+        .take_stdin()
+        .ok_or_else(|| "the mariadb client has no input".to_string())?;
+    let (n, read, applied) = tokio::task::spawn_blocking(move || {
+        let n = std::io::copy(&mut out, &mut input);
+        drop(input);
+        (n, reader.finish(), client.finish())
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    // The tools' own failures say more than a broken pipe between them.
+    read.map_err(|f| f.to_string())?;
+    applied.map_err(|f| f.to_string())?;
+    n.map_err(|e| e.to_string())
+}
+
+/// `CHECK TABLE` on every base table of the database of `target`: the server's own check of
+/// each table's data and indexes.
+///
+/// # Errors
+/// When the server cannot be asked.
+pub async fn check_tables(
+    target: &Connect,
+) -> Result<crate::engine::pitr::Consistency, sqlx::Error> {
+    let mut conn = target.connect().await?;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT CAST(TABLE_NAME AS CHAR) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE'",
+    )
+    .fetch_all(&mut conn)
+    .await?;
+    let mut problems = Vec::new();
+    for table in &tables {
+        let sql = format!("CHECK TABLE {}", super::quote_ident(table));
+        for row in sqlx::query(&sql).fetch_all(&mut conn).await? {
+            let kind: String = row.try_get::<String, _>(2).unwrap_or_default();
+            let text: String = row.try_get::<String, _>(3).unwrap_or_default();
+            if kind.eq_ignore_ascii_case("error")
+                || (kind.eq_ignore_ascii_case("status") && !text.eq_ignore_ascii_case("OK"))
+            {
+                problems.push(format!("table {table}: {text}"));
+            }
+        }
+    }
+    let _ = sqlx::Connection::close(conn).await;
+    Ok(crate::engine::pitr::Consistency {
+        checked: tables.len(),
+        problems,
+    })
 }
 
 #[cfg(test)]

@@ -164,6 +164,7 @@ impl SnapshotSession {
             objects: Some(objects),
             streams: table_streams,
             binlog: self.binlog,
+            restore_point: None,
             custodian_version: env!("CARGO_PKG_VERSION").to_string(),
         })
     }

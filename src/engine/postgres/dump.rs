@@ -101,6 +101,7 @@ struct SnapshotSession {
     database: String,
     version: String,
     taken_at: jiff::Timestamp,
+    restore_point: Option<crate::model::manifest::RestorePoint>,
     files: Vec<String>,
     /// Sequence positions read before pg_dump started.
     sequences_before: Vec<SequenceState>,
@@ -225,6 +226,7 @@ impl SnapshotSession {
             objects: Some(objects),
             streams: table_streams,
             binlog: None,
+            restore_point: self.restore_point,
             custodian_version: env!("CARGO_PKG_VERSION").to_string(),
         })
     }
@@ -277,6 +279,10 @@ pub(super) async fn start(
         .await
         .map_err(fail)?;
     let taken_at = time::now();
+    let restore_point = match cfg.archive {
+        Some(_) => super::restore_point::mark(source, &connect, &mut conn, taken_at).await,
+        None => None,
+    };
     let limit = cfg.checksum_limit;
     let overrides = cfg.checksum.clone();
     let mode_of = move |name: &str, size: u64| {
@@ -471,6 +477,7 @@ pub(super) async fn start(
                 database,
                 version,
                 taken_at,
+                restore_point,
                 files,
                 sequences_before,
                 groups: session_groups,

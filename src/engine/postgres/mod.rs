@@ -11,6 +11,7 @@ mod dump;
 pub mod objects;
 pub mod recovery;
 mod restore;
+mod restore_point;
 mod scratch;
 mod session;
 pub mod streams;

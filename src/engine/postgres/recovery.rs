@@ -53,6 +53,10 @@ fn target_settings(target: &RecoveryTarget) -> Vec<String> {
     let mut out = vec![
         "recovery_target_action=promote".to_string(),
         "recovery_target_timeline=latest".to_string(),
+        // A standby's configuration (postgresql.auto.conf of a base backup taken on one) must
+        // not make the recovered copy replicate from its old primary.
+        "primary_conninfo=".to_string(),
+        "primary_slot_name=".to_string(),
     ];
     match target {
         RecoveryTarget::Time(t) => {
@@ -124,6 +128,13 @@ pub async fn recover(
             }
         }
     }
+    // A base backup taken on a standby carries its standby.signal: left there, the server would
+    // wait for more WAL forever instead of ending recovery and promoting.
+    let standby = data.join("standby.signal");
+    if standby.exists() {
+        std::fs::remove_file(&standby)
+            .map_err(|e| failed(format!("{}: {e}", standby.display())))?;
+    }
     let signal = data.join("recovery.signal");
     std::fs::write(&signal, "").map_err(|e| failed(format!("{}: {e}", signal.display())))?;
     if let Some(u) = run_as {
@@ -131,6 +142,9 @@ pub async fn recover(
     }
     // Only this socket, in a 0700 directory, and only for the recovery.
     let hba = work.join("recovery_hba.conf");
+    // A second attempt in the same working directory (the whole archive, after a time the
+    // server could not stop at) writes it again.
+    let _ = std::fs::remove_file(&hba);
     write_private_file(&hba, "local all all trust\n", run_as)
         .map_err(|e| failed(format!("{}: {e}", hba.display())))?;
     let log_path = work.join("recovery.log");
@@ -185,6 +199,7 @@ pub async fn recover(
     let mut running = Running {
         child: Some(child),
         connect: connect.clone(),
+        url: url.clone(),
         bin: bin.clone(),
         socket_dir: work.to_path_buf(),
         port,
@@ -241,6 +256,8 @@ pub struct Running {
     child: Option<Child>,
     /// As the source's role, on the private socket.
     pub connect: Connect,
+    /// The same, as a URL (no password: the socket is trusted).
+    pub url: String,
     bin: PathBuf,
     socket_dir: PathBuf,
     port: u16,

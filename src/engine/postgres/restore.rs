@@ -718,6 +718,7 @@ impl Database for PgStaging {
     ) -> BoxFuture<'a, Verification> {
         let scope = CompareScope {
             skip_access: scope.skip_access || self.skip_access,
+            ..scope
         };
         Box::pin(super::verify(&self.connect, manifest, scope, &self.checked))
     }

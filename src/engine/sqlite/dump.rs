@@ -133,6 +133,7 @@ pub(super) async fn dump(source: &str, path: &Path, scratch: &Path) -> Result<Du
         objects: Some(objects),
         streams: Vec::new(),
         binlog: None,
+        restore_point: None,
         custodian_version: env!("CARGO_PKG_VERSION").to_string(),
     };
     Ok(Dump {

@@ -82,6 +82,11 @@ pub struct PgServer {
 
 impl PgServer {
     pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// A server started with extra options after the defaults (later `-c` settings win).
+    pub fn start_with(extra: &str) -> Self {
         let dir = server_dir("custodian-pg-", "postgres");
         let data = dir.path().join("data");
         let out = as_user("postgres", &pg_bin("initdb"))
@@ -103,7 +108,7 @@ impl PgServer {
         let port = free_port();
         let opts = format!(
             "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={} \
-             -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=50",
+             -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=50 {extra}",
             dir.path().display()
         );
         let out = as_user("postgres", &pg_bin("pg_ctl"))
@@ -121,6 +126,45 @@ impl PgServer {
             &format!("CREATE ROLE custodian LOGIN CREATEDB PASSWORD '{PASSWORD}';"),
         );
         server
+    }
+
+    /// A streaming standby of this server (`pg_basebackup -R`), started on a port of its own.
+    pub fn start_standby(&self) -> Self {
+        let dir = server_dir("custodian-pg-standby-", "postgres");
+        let data = dir.path().join("data");
+        let out = as_user("postgres", &pg_bin("pg_basebackup"))
+            .arg("-h")
+            .arg(self.dir.path())
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-R",
+                "-X",
+                "stream",
+                "-D",
+            ])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert_success(&out, "pg_basebackup -R (standby)");
+        let port = free_port();
+        let opts = format!(
+            "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={} \
+             -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=50",
+            dir.path().display()
+        );
+        let out = as_user("postgres", &pg_bin("pg_ctl"))
+            .args(["-D"])
+            .arg(&data)
+            .args(["-w", "-t", "60", "-l"])
+            .arg(dir.path().join("server.log"))
+            .args(["-o", &opts, "start"])
+            .output()
+            .unwrap();
+        assert_success(&out, "pg_ctl start (standby)");
+        Self { dir, port, opts }
     }
 
     /// Stops the server at once (as a crash would), keeping its data.
