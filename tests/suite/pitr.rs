@@ -168,14 +168,7 @@ fn recovers_to_chosen_times_from_a_base_backup_and_the_archive() {
     let mut psql = pg.client("psql", "crm");
     psql.args(["-X", "-q", "-v", "ON_ERROR_STOP=1"]);
     let writer = Writer::start(psql, "INSERT INTO ticks (note) VALUES (repeat('x', 200));");
-    let archiver = custodian_cmd()
-        .arg("--config")
-        .arg(ws.config_path())
-        .args(["--json", "archive", "run", "--source", "crm"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let archiver = common::start_archiver(&ws, "crm");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
         pg.psql(
@@ -225,13 +218,7 @@ fn recovers_to_chosen_times_from_a_base_backup_and_the_archive() {
     let logical = ws.custodian_json(&["backup", "--source", "crm"], 0);
     assert_eq!(logical[0]["status"], "succeeded", "{logical:#}");
     std::thread::sleep(Duration::from_secs(5));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(archiver.id()).unwrap()),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let out = archiver.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let out = common::stop_archiver(archiver);
     let run = common::reply(&out)["data"][0].clone();
     assert!(run["receiver_restarts"].as_u64().unwrap() >= 1, "{run:#}");
     assert!(run["files_stored"].as_u64().unwrap() >= 3, "{run:#}");
@@ -770,14 +757,7 @@ fn the_archive_follows_a_promoted_standby_onto_its_new_timeline() {
     std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     ws.write_config(&config(&standby.url("crm"), scratch.path()));
     ws.custodian_json(&["init"], 0);
-    let archiver = custodian_cmd()
-        .arg("--config")
-        .arg(ws.config_path())
-        .args(["--json", "archive", "run", "--source", "crm"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let archiver = common::start_archiver(&ws, "crm");
     std::thread::sleep(Duration::from_secs(2));
     ws.custodian_json(&["base-backup", "--source", "crm"], 0);
     primary.psql(
@@ -803,13 +783,7 @@ fn the_archive_follows_a_promoted_standby_onto_its_new_timeline() {
     standby.psql("crm", "SELECT pg_switch_wal();");
     standby.psql("crm", "INSERT INTO ticks (note) VALUES ('last');");
     std::thread::sleep(Duration::from_secs(6));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(archiver.id()).unwrap()),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let out = archiver.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    common::stop_archiver(archiver);
 
     // The timeline's history is archived with its segments; no gap.
     let status = ws.custodian_json(&["archive", "status", "--source", "crm"], 0);

@@ -6,14 +6,13 @@
 //! dropped table back as it was; PITR drills (to the second backup's position, compared with
 //! its manifest, and to a random second); and retention that follows the backups.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use crate::common;
 
+use common::Workspace;
 use common::servers::{MariaServer, password_file};
 use common::writer::Writer;
-use common::{Workspace, custodian_cmd};
 
 fn config(maria: &str) -> String {
     format!(
@@ -82,14 +81,7 @@ fn a_mariadb_source_comes_back_to_a_chosen_second_from_a_backup_and_its_binary_l
         client,
         "INSERT INTO ticks (note) VALUES (REPEAT('x', 200));",
     );
-    let archiver = custodian_cmd()
-        .arg("--config")
-        .arg(ws.config_path())
-        .args(["--json", "archive", "run", "--source", "shop"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let archiver = common::start_archiver(&ws, "shop");
     std::thread::sleep(Duration::from_secs(2));
     let backup = ws.custodian_json(&["backup", "--source", "shop"], 0);
     assert_eq!(backup[0]["status"], "succeeded", "{backup:#}");
@@ -109,13 +101,7 @@ fn a_mariadb_source_comes_back_to_a_chosen_second_from_a_backup_and_its_binary_l
     // The mistake: the table is dropped.
     maria.sql("DROP TABLE shop.customers");
     std::thread::sleep(Duration::from_secs(5));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(archiver.id()).unwrap()),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let out = archiver.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    common::stop_archiver(archiver);
     assert!(n1 > 0 && n1 < n2, "{n1} {n2}");
 
     let status = ws.custodian_json(&["archive", "status", "--source", "shop"], 0);

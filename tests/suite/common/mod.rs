@@ -345,3 +345,27 @@ pub mod smtp;
 pub mod users;
 pub mod webhook;
 pub mod writer;
+
+/// `custodian --json archive run --source SOURCE` in the background, as the tests' archiver.
+pub fn start_archiver(ws: &Workspace, source: &str) -> std::process::Child {
+    custodian_cmd()
+        .arg("--config")
+        .arg(ws.config_path())
+        .args(["--json", "archive", "run", "--source", source])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the archiver")
+}
+
+/// Stops an archiver as the daemon would (SIGTERM); it must exit 0. Returns its output.
+pub fn stop_archiver(archiver: std::process::Child) -> Output {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(archiver.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = archiver.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    out
+}
