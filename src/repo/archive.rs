@@ -478,9 +478,7 @@ impl Repo {
             .delete_snapshots(&[pending_id])
             .map_err(|e| self.err("removing the pending snapshot", &e))?;
         let committed = self
-            .rustic()
-            .get_all_snapshots()
-            .map_err(|e| self.err("listing snapshots", &e))?
+            .all_snapshots()?
             .into_iter()
             .find(|sn| {
                 sn.tree == snap.tree
@@ -514,10 +512,7 @@ impl Repo {
         source: &str,
         kind: naming::SnapshotKind,
     ) -> Result<Vec<String>, RepoError> {
-        let all = self
-            .rustic()
-            .get_all_snapshots()
-            .map_err(|e| self.err("listing snapshots", &e))?;
+        let all = self.all_snapshots()?;
         let stale: Vec<_> = all
             .iter()
             .filter(|sn| {

@@ -47,9 +47,7 @@ impl Repo {
         source: &str,
     ) -> Result<Vec<SnapshotFile>, RepoError> {
         let mut all: Vec<SnapshotFile> = self
-            .rustic()
-            .get_all_snapshots()
-            .map_err(|e| self.err("listing snapshots", &e))?
+            .all_snapshots()?
             .into_iter()
             .filter(|sn| SnapshotInfo::from_file(sn).is_committed(kind, source))
             .collect();

@@ -77,10 +77,7 @@ impl Repo {
         retention: &Retention,
         now: Timestamp,
     ) -> Result<ForgetPlan, RepoError> {
-        let all = self
-            .rustic()
-            .get_all_snapshots()
-            .map_err(|e| self.err("listing snapshots", &e))?;
+        let all = self.all_snapshots()?;
         // Logical backups and base backups each keep by the rules, source by source; archived
         // WAL follows the base backups kept (below).
         let mut by_source: BTreeMap<(String, bool), Vec<rustic_core::repofile::SnapshotFile>> =

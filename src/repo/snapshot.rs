@@ -78,15 +78,31 @@ impl SnapshotInfo {
 }
 
 impl Repo {
+    /// Every snapshot file. Another process may remove a snapshot between the listing and the
+    /// reading of its file (the archiver's roll-ups, a commit replacing its pending snapshot),
+    /// which fails the whole listing: it is tried again, and only a failure that persists is
+    /// an error.
+    pub(super) fn all_snapshots(&self) -> Result<Vec<SnapshotFile>, RepoError> {
+        let mut attempt = 0;
+        loop {
+            match self.rustic().get_all_snapshots() {
+                Ok(all) => return Ok(all),
+                Err(e) if attempt >= 3 => return Err(self.err("listing snapshots", &e)),
+                Err(e) => {
+                    tracing::debug!(error = %e, "listing snapshots failed; trying again");
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(200 * attempt));
+                }
+            }
+        }
+    }
+
     /// All snapshots, oldest first.
     ///
     /// # Errors
     /// When the repository cannot be read.
     pub fn snapshots(&self) -> Result<Vec<SnapshotInfo>, RepoError> {
-        let mut snaps = self
-            .rustic()
-            .get_all_snapshots()
-            .map_err(|e| self.err("listing snapshots", &e))?;
+        let mut snaps = self.all_snapshots()?;
         snaps.sort_unstable_by(|a, b| a.time.cmp(&b.time));
         Ok(snaps.iter().map(SnapshotInfo::from_file).collect())
     }
