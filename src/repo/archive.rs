@@ -36,6 +36,20 @@ use crate::model::naming;
 /// Go's `os.ModeDir`: restic stores modes the Go way.
 const GO_MODE_DIR: u32 = 1 << 31;
 
+/// The chunk size of archived logs (WAL segments, binary logs). A log still being written is
+/// stored again at every flush as it grows; with restic's content-defined chunks (1 MiB on
+/// average) the chunk around the end of the written data is new at each flush and the completed
+/// file never reuses it, which doubled the archive of a lightly written segment. With fixed
+/// chunks every whole chunk of an earlier flush is a chunk of the later file: only the last,
+/// partly filled one (64 KiB on average) is stored twice, and the zeros a `.partial` segment is
+/// padded with are one blob. Any restic reads files of any chunking.
+const LOG_CHUNK_SIZE: usize = 128 * 1024;
+
+/// The zstd level of archived logs. WAL is small once compressed and stored a little at a
+/// time, so a higher level than the repository's costs little CPU: on the PITR benchmark's
+/// segments (128 KiB chunks) level 3 stored 13.6 MB, level 6 12.2 MB, level 9 12.2 MB.
+const LOG_COMPRESSION_LEVEL: i32 = 6;
+
 /// Opens the bytes of one entry when the archiver gets to it.
 pub type Opener = Box<dyn FnOnce() -> io::Result<Box<dyn Read + Send>> + Send>;
 
@@ -391,9 +405,15 @@ impl Repo {
             .to_snapshot()
             .map_err(|e| self.err("preparing the snapshot", &e))?;
         // Trap 3: never let a parent snapshot stand in for data that was not read.
+        let logs = matches!(
+            kind,
+            naming::SnapshotKind::Wal | naming::SnapshotKind::Binlog
+        );
         let opts = BackupOptions::default()
             .parent_opts(ParentOptions::default().force(true))
-            .no_scan(true);
+            .no_scan(true)
+            .fixed_chunk_size(logs.then_some(LOG_CHUNK_SIZE))
+            .compression_level(logs.then_some(LOG_COMPRESSION_LEVEL));
 
         let indexed = self
             .reopen_with(request.bars.clone())?

@@ -14,13 +14,15 @@ use crate::{
     archiver::{Archiver, parent::Parent},
     backend::{
         childstdout::ChildStdoutSource,
+        decrypt::DecryptWriteBackend,
         dry_run::DryRunBackend,
         ignore::{LocalSource, LocalSourceFilterOptions, LocalSourceSaveOptions},
         stdin::StdinSource,
     },
     error::{ErrorKind, RusticError, RusticResult},
     repofile::{
-        PathList, SnapshotFile,
+        ConfigFile, PathList, SnapshotFile,
+        configfile::Chunker,
         snapshotfile::{
             SnapshotId,
             grouping::{SnapshotGroup, SnapshotGroupCriterion},
@@ -195,6 +197,33 @@ pub struct BackupOptions {
     #[serde(flatten)]
     /// Options how to filter from a local source
     pub ignore_filter_opts: LocalSourceFilterOptions,
+
+    /// Custodian patch: cut every file of this backup into chunks of this fixed size instead
+    /// of using the repository's chunker. For files stored again and again as they grow (a
+    /// write-ahead log segment still being written): every whole chunk of an earlier version
+    /// is a chunk of the later one, so only the last, partly filled chunk is stored twice.
+    #[cfg_attr(feature = "clap", clap(skip))]
+    #[cfg_attr(feature = "merge", merge(skip))]
+    pub fixed_chunk_size: Option<usize>,
+
+    /// Custodian patch: the zstd level of this backup's blobs instead of the repository's
+    /// (a repository without compression stays without). For small, very compressible data
+    /// stored continuously (the write-ahead log), where a higher level costs little.
+    #[cfg_attr(feature = "clap", clap(skip))]
+    #[cfg_attr(feature = "merge", merge(skip))]
+    pub compression_level: Option<i32>,
+}
+
+impl BackupOptions {
+    /// The repository's config with this backup's chunking (Custodian patch).
+    fn chunking(&self, config: &ConfigFile) -> ConfigFile {
+        let mut config = config.clone();
+        if let Some(size) = self.fixed_chunk_size {
+            config.chunker = Some(Chunker::FixedSize);
+            config.chunk_size = Some(size);
+        }
+        config
+    }
 }
 
 /// Backup data, create a snapshot.
@@ -282,9 +311,13 @@ where
         snap.parents = parent_ids;
     }
 
-    let be = DryRunBackend::new(repo.dbe().clone(), opts.dry_run);
+    let mut be = DryRunBackend::new(repo.dbe().clone(), opts.dry_run);
+    // Custodian patch: this backup's compression level, only where the repository compresses.
+    if let (Some(level), Some(_)) = (opts.compression_level, repo.config().zstd()?) {
+        be.set_zstd(Some(level));
+    }
     info!("starting to backup {backup_paths:?} ...");
-    let archiver = Archiver::new(be, index, repo.config(), parent, snap)?;
+    let archiver = Archiver::new(be, index, &opts.chunking(repo.config()), parent, snap)?;
     let p = repo.progress_bytes("backing up...");
 
     archiver.archive(
