@@ -512,6 +512,19 @@ pub trait DatabaseEngine: Send + Sync {
         scratch: &'a Path,
     ) -> BoxFuture<'a, Result<Box<dyn Staging>, EngineError>>;
 
+    /// Refuses, before any other work, what [`Engine::stage`] would refuse for this target (a
+    /// non-empty target without `force`, credentials that could not build or replace it) —
+    /// for restores that do much work before they stage (a point-in-time recovery moved into a
+    /// server). Engines without such a check accept here and refuse at `stage`.
+    fn check_target<'a>(
+        &'a self,
+        plan: &'a StagingPlan,
+        force: bool,
+    ) -> BoxFuture<'a, Result<(), EngineError>> {
+        let _ = (plan, force);
+        Box::pin(async { Ok(()) })
+    }
+
     /// Removes stagings that killed restores left on the same server (or directory).
     fn remove_leftover<'a>(
         &'a self,

@@ -53,6 +53,23 @@ pub struct AssertionResult {
     pub error: Option<String>,
 }
 
+/// What the assertions that did not hold say, in one sentence (`None`: all held).
+pub(super) fn failed_assertions(results: &[AssertionResult]) -> Option<String> {
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|a| !a.held)
+        .map(|a| match (&a.error, a.actual) {
+            (Some(e), _) => format!("assertion {} could not run: {e}", a.name),
+            (None, Some(actual)) => format!(
+                "assertion {} returned {actual}, expected {}",
+                a.name, a.expected
+            ),
+            (None, None) => format!("assertion {} returned no value", a.name),
+        })
+        .collect();
+    (!failed.is_empty()).then(|| failed.join("; "))
+}
+
 /// Why a drill failed: a stable code and a precise sentence.
 #[derive(Clone, Debug, Serialize)]
 pub struct DrillFailure {
@@ -501,21 +518,8 @@ async fn run(
         state.assertions.push(result);
     }
     state.phases.push("assertions", t);
-    let failed: Vec<String> = state
-        .assertions
-        .iter()
-        .filter(|a| !a.held)
-        .map(|a| match (&a.error, a.actual) {
-            (Some(e), _) => format!("assertion {} could not run: {e}", a.name),
-            (None, Some(actual)) => format!(
-                "assertion {} returned {actual}, expected {}",
-                a.name, a.expected
-            ),
-            (None, None) => format!("assertion {} returned no value", a.name),
-        })
-        .collect();
-    if !failed.is_empty() {
-        return Err(fail("drill.assertion_failed", failed.join("; ")));
+    if let Some(failed) = failed_assertions(&state.assertions) {
+        return Err(fail("drill.assertion_failed", failed));
     }
     Ok(())
 }

@@ -48,6 +48,28 @@ pub struct PitrRequest {
     pub point_lsn: Option<String>,
 }
 
+impl PitrRequest {
+    /// The verified logical restore that brings a recovered database (a backup's snapshot, or
+    /// a dump of the recovered cluster: `snapshot` empty) into `--target URL`.
+    pub(super) fn verified_restore(
+        &self,
+        snapshot: String,
+        target: String,
+    ) -> super::RestoreRequest {
+        super::RestoreRequest {
+            snapshot,
+            to: None,
+            target: Some(target),
+            target_password: self.target_password.clone(),
+            location: self.location.clone(),
+            source: Some(self.source.clone()),
+            force: false,
+            jobs: 0,
+            with_globals: false,
+        }
+    }
+}
+
 /// What a recovery to a point in time will use.
 #[derive(Clone, Debug, Serialize)]
 pub struct PitrPlan {
@@ -83,6 +105,28 @@ pub struct PitrReport {
     /// `--target URL`: the recovered database, moved into that server by a verified restore.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub moved_into: Option<super::pitr_target::MovedInto>,
+}
+
+impl PitrReport {
+    /// The report of a PostgreSQL recovery by [`recover_into`], from its [`Recovery`].
+    pub(super) fn recovered(
+        run_id: &str,
+        plan: PitrPlan,
+        recovered: Recovered,
+        fetch_base_seconds: f64,
+        fetch_wal_seconds: f64,
+    ) -> Self {
+        Self {
+            run_id: run_id.to_string(),
+            replay_seconds: recovered.replay_seconds,
+            plan,
+            recovered,
+            fetch_base_seconds,
+            fetch_wal_seconds,
+            started_on_port: None,
+            moved_into: None,
+        }
+    }
 }
 
 /// The result: a plan only (`--preview`), or a recovery.
@@ -403,14 +447,14 @@ async fn execute(
     };
     guard.0 = None;
     Ok(PitrReport {
-        run_id: run_id.to_string(),
-        replay_seconds: recovery.recovered.replay_seconds,
-        plan,
-        recovered: recovery.recovered,
-        fetch_base_seconds: recovery.fetch_base_seconds,
-        fetch_wal_seconds: recovery.fetch_wal_seconds,
         started_on_port,
-        moved_into: None,
+        ..PitrReport::recovered(
+            run_id,
+            plan,
+            recovery.recovered,
+            recovery.fetch_base_seconds,
+            recovery.fetch_wal_seconds,
+        )
     })
 }
 

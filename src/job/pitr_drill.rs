@@ -371,17 +371,8 @@ async fn run(
     let t = Instant::now();
     report.assertions = assertions(ctx, &report.source, &recovery.server.connect).await;
     phases.push("assertions", t);
-    if let Some(a) = report.assertions.iter().find(|a| !a.held) {
-        return Err(fail(
-            "drill.assertion_failed",
-            match (&a.error, a.actual) {
-                (Some(e), _) => format!("assertion {} could not run: {e}", a.name),
-                (None, Some(v)) => {
-                    format!("assertion {} returned {v}, expected {}", a.name, a.expected)
-                }
-                (None, None) => format!("assertion {} returned no value", a.name),
-            },
-        ));
+    if let Some(failed) = super::drill::failed_assertions(&report.assertions) {
+        return Err(fail("drill.assertion_failed", failed));
     }
     let t = Instant::now();
     recovery

@@ -323,17 +323,7 @@ async fn execute(
     let t = Instant::now();
     super::restore(
         ctx,
-        &super::RestoreRequest {
-            snapshot: p.snapshot.id.clone(),
-            to: None,
-            target: Some(target_url.to_string()),
-            target_password: req.target_password.clone(),
-            location: req.location.clone(),
-            source: Some(req.source.clone()),
-            force: false,
-            jobs: 0,
-            with_globals: false,
-        },
+        &req.verified_restore(p.snapshot.id.clone(), target_url.to_string()),
     )
     .await?;
     let fetch_base_seconds = t.elapsed().as_secs_f64();

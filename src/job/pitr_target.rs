@@ -118,6 +118,18 @@ pub(super) async fn recover_into_server(
             "--target must not contain a password; use --target-password-file or --target-password-env".into(),
         ));
     }
+    let restore = req.verified_restore(String::new(), target_url.clone());
+    let destination = super::restore::destination(ctx, &restore, &req.source)?;
+    // What the verified restore would refuse (a non-empty target, a role that cannot build
+    // it) is refused now, not after the whole recovery.
+    let postgres = engine::of(Engine::Postgres);
+    let check = postgres
+        .staging_plan(&destination, run_id)
+        .map_err(super::restore::usage_or_engine)?;
+    postgres
+        .check_target(&check, false)
+        .await
+        .map_err(super::restore::usage_or_engine)?;
     let run_as =
         RunAs::resolve(ctx.config.drills.scratch_user.as_deref()).map_err(JobError::Usage)?;
     let dir = ctx.config.drill_dir("custodian-recovered-", run_id);
@@ -145,7 +157,7 @@ pub(super) async fn recover_into_server(
         scratch: None,
         ..cfg.clone()
     });
-    let dumped = engine::of(Engine::Postgres)
+    let dumped = postgres
         .dump(&req.source, &recovered, &ctx.config.scratch_dir())
         .await?;
     let DumpOutput::Streams(dump) = dumped else {
@@ -155,18 +167,6 @@ pub(super) async fn recover_into_server(
     phases.push("dump the recovered database", t);
     recovery.server.stop().await?;
 
-    let restore = super::RestoreRequest {
-        snapshot: String::new(),
-        to: None,
-        target: Some(target_url.clone()),
-        target_password: req.target_password.clone(),
-        location: req.location.clone(),
-        source: Some(req.source.clone()),
-        force: false,
-        jobs: 0,
-        with_globals: false,
-    };
-    let destination = super::restore::destination(ctx, &restore, &manifest)?;
     let files = Arc::new(DirFiles(dump_dir.path().to_path_buf()));
     let built = super::restore::build_and_release(
         ctx,
@@ -180,13 +180,6 @@ pub(super) async fn recover_into_server(
     )
     .await?;
     Ok(PitrReport {
-        run_id: run_id.to_string(),
-        replay_seconds: recovery.recovered.replay_seconds,
-        plan,
-        recovered: recovery.recovered,
-        fetch_base_seconds: recovery.fetch_base_seconds,
-        fetch_wal_seconds: recovery.fetch_wal_seconds,
-        started_on_port: None,
         moved_into: Some(MovedInto {
             target: target_url,
             tables: manifest.tables.len(),
@@ -196,5 +189,12 @@ pub(super) async fn recover_into_server(
             phases,
             warnings: built.warnings,
         }),
+        ..PitrReport::recovered(
+            run_id,
+            plan,
+            recovery.recovered,
+            recovery.fetch_base_seconds,
+            recovery.fetch_wal_seconds,
+        )
     })
 }

@@ -196,7 +196,7 @@ pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreRepor
             blocking(move || repo.find_snapshot(&wanted, source.as_deref())).await?
         };
         let manifest = read_manifest(&repo, &snap).await?;
-        let destination = destination(ctx, req, &manifest)?;
+        let destination = destination(ctx, req, &manifest.source)?;
         let files = RepoFiles::new(&repo, &snap, &manifest.source, ctx.progress.clone());
         let mut phases = Phases::default();
         let done = build_and_release(
@@ -255,7 +255,7 @@ pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreRepor
 pub(super) fn destination(
     ctx: &Context,
     req: &RestoreRequest,
-    manifest: &Manifest,
+    source: &str,
 ) -> Result<Destination, JobError> {
     if let Some(path) = &req.to {
         return Ok(Destination::File(path.clone()));
@@ -263,7 +263,7 @@ pub(super) fn destination(
     let url = req.target.clone().unwrap_or_default();
     let reference = req.target_password.clone().or_else(|| {
         ctx.config
-            .source(&manifest.source)
+            .source(source)
             .and_then(|s| s.server().and_then(|c| c.password.clone()))
     });
     let password = reference
@@ -418,7 +418,7 @@ async fn load_and_prove<F: DumpFiles>(
     Ok((loaded, verification, Some(erasure)))
 }
 
-fn usage_or_engine(e: EngineError) -> JobError {
+pub(super) fn usage_or_engine(e: EngineError) -> JobError {
     if e.is_usage() {
         JobError::Usage(e.to_string())
     } else {

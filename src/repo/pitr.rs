@@ -326,12 +326,7 @@ impl Repo {
         plan: &mut super::ForgetPlan,
         oldest_allowed: Option<Timestamp>,
     ) -> Result<(), RepoError> {
-        let sources: std::collections::BTreeSet<String> = self
-            .snapshots()?
-            .into_iter()
-            .filter(|s| matches!(s.kind, Some(SnapshotKind::Wal | SnapshotKind::Base)))
-            .filter_map(|s| s.source)
-            .collect();
+        let sources = self.sources_with(&[SnapshotKind::Wal, SnapshotKind::Base])?;
         let kept: std::collections::HashSet<String> =
             plan.keep.iter().map(|s| s.id.clone()).collect();
         for source in sources {
@@ -342,7 +337,6 @@ impl Repo {
                     .filter(|(s, ..)| !only_kept || kept.contains(&s.id))
                     .filter_map(|(_, _, finished)| *finished)
                     .min()
-                    .map(crate::model::time::format)
             };
             let cutoff = bases
                 .iter()
@@ -366,19 +360,9 @@ impl Repo {
                         _ => None,
                     }
                 };
-                match reason {
-                    Some(reason) => plan.remove.push(super::Removal {
-                        snapshot: info,
-                        reason,
-                    }),
-                    None => plan.keep.push(info),
-                }
+                plan.decide(info, reason);
             }
-            plan.windows.push(super::retention::WindowChange {
-                source,
-                opens_before: opens(false),
-                opens_after: opens(true),
-            });
+            plan.window(source, opens(false), opens(true));
         }
         self.plan_binlogs(plan, oldest_allowed)
     }
@@ -411,13 +395,7 @@ impl Repo {
         plan: &mut super::ForgetPlan,
         oldest_allowed: Option<Timestamp>,
     ) -> Result<(), RepoError> {
-        let sources: std::collections::BTreeSet<String> = self
-            .snapshots()?
-            .into_iter()
-            .filter(|s| s.kind == Some(SnapshotKind::Binlog))
-            .filter_map(|s| s.source)
-            .collect();
-        for source in sources {
+        for source in self.sources_with(&[SnapshotKind::Binlog])? {
             // Oldest first, as `keep` is sorted below only after this: sort a copy.
             let mut kept: Vec<SnapshotInfo> = plan
                 .keep
@@ -446,21 +424,24 @@ impl Repo {
                         format!("archived binary logs from before the oldest kept backup's position ({file}): no replay can use them")
                     })
                 };
-                match reason {
-                    Some(reason) => plan.remove.push(super::Removal {
-                        snapshot: info,
-                        reason,
-                    }),
-                    None => plan.keep.push(info),
-                }
+                plan.decide(info, reason);
             }
-            plan.windows.push(super::retention::WindowChange {
-                source,
-                opens_before: before.map(|(_, at)| crate::model::time::format(at)),
-                opens_after: cutoff.map(|(_, at)| crate::model::time::format(at)),
-            });
+            plan.window(source, before.map(|(_, at)| at), cutoff.map(|(_, at)| at));
         }
         Ok(())
+    }
+
+    /// The sources that have snapshots of any of `kinds`.
+    fn sources_with(
+        &self,
+        kinds: &[SnapshotKind],
+    ) -> Result<std::collections::BTreeSet<String>, RepoError> {
+        Ok(self
+            .snapshots()?
+            .into_iter()
+            .filter(|s| s.kind.is_some_and(|k| kinds.contains(&k)))
+            .filter_map(|s| s.source)
+            .collect())
     }
 
     /// Streams one file of a base backup snapshot (`base.tar`, `info.json`) into `writer`.

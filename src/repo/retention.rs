@@ -31,6 +31,30 @@ pub struct ForgetPlan {
     pub windows: Vec<WindowChange>,
 }
 
+impl ForgetPlan {
+    /// Keeps a snapshot, or removes it for `reason`.
+    pub(super) fn decide(&mut self, snapshot: SnapshotInfo, reason: Option<String>) {
+        match reason {
+            Some(reason) => self.remove.push(Removal { snapshot, reason }),
+            None => self.keep.push(snapshot),
+        }
+    }
+
+    /// Records where a source's recoverable window opens before and after the plan.
+    pub(super) fn window(
+        &mut self,
+        source: String,
+        before: Option<Timestamp>,
+        after: Option<Timestamp>,
+    ) {
+        self.windows.push(WindowChange {
+            source,
+            opens_before: before.map(crate::model::time::format),
+            opens_after: after.map(crate::model::time::format),
+        });
+    }
+}
+
 /// Where a source's recoverable window opens before and after a retention plan (the end of
 /// each base backup; `None`: no base backup).
 #[derive(Clone, Debug, Serialize)]

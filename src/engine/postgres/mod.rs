@@ -182,6 +182,17 @@ impl DatabaseEngine for Postgres {
         })
     }
 
+    fn check_target<'a>(
+        &'a self,
+        plan: &'a StagingPlan,
+        force: bool,
+    ) -> BoxFuture<'a, Result<(), EngineError>> {
+        Box::pin(async move {
+            let connect = server_destination(&plan.destination)?;
+            restore::check_target(&connect, force).await
+        })
+    }
+
     fn remove_leftover<'a>(
         &'a self,
         destination: &'a Destination,

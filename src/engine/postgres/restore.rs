@@ -912,43 +912,8 @@ pub(super) async fn stage(
         target: label.clone(),
         message: e.to_string(),
     };
-    let refused = |message: String| EngineError::TargetRefused {
-        target: label.clone(),
-        message,
-    };
     let (_, mut admin_conn) = admin(connect).await.map_err(unreachable)?;
-    let (can_create, is_super): (bool, bool) = sqlx::query_as(
-        "SELECT rolcreatedb OR rolsuper, rolsuper FROM pg_roles WHERE rolname = current_user",
-    )
-    .fetch_one(&mut admin_conn)
-    .await
-    .map_err(unreachable)?;
-    if !can_create {
-        return Err(refused(
-            "the restore is built in a temporary database and renamed into place only once verified, which needs CREATEDB; run `ALTER ROLE … CREATEDB` for the restoring role, or restore as another role"
-                .into(),
-        ));
-    }
-    let owner: Option<bool> = sqlx::query_scalar(
-        "SELECT pg_has_role(current_user, datdba, 'MEMBER') FROM pg_database WHERE datname = $1",
-    )
-    .bind(&target)
-    .fetch_optional(&mut admin_conn)
-    .await
-    .map_err(unreachable)?;
-    if let Some(owns) = owner {
-        if !owns && !is_super {
-            return Err(refused(format!(
-                "database {target} exists and the restoring role does not own it, so it cannot be replaced by the verified restore; restore into a new database name, or as its owner"
-            )));
-        }
-        let n = relations(connect).await.map_err(unreachable)?.unwrap_or(0);
-        if n > 0 && !force {
-            return Err(refused(format!(
-                "database {target} is not empty ({n} tables or other relations); restore into an empty or new database, or pass --force to replace its contents once the restore is verified"
-            )));
-        }
-    }
+    check_fit(connect, &mut admin_conn, force).await?;
     create_database(&mut admin_conn, staging, manifest)
         .await
         .map_err(|e| EngineError::RestoreFailed {
@@ -966,6 +931,72 @@ pub(super) async fn stage(
         label,
         checked: BTreeMap::new(),
     })
+}
+
+/// Refuses a target the verified restore could not build or replace: a role without
+/// CREATEDB, an existing database the role does not own, or one that is not empty without
+/// `force`. Run by [`stage`], and before any other work by a restore that does much of it
+/// first (a point-in-time recovery into a server).
+pub(super) async fn check_target(connect: &Connect, force: bool) -> Result<(), EngineError> {
+    let (_, mut admin_conn) = admin(connect)
+        .await
+        .map_err(|e| EngineError::TargetUnavailable {
+            target: connect.describe(),
+            message: e.to_string(),
+        })?;
+    let fit = check_fit(connect, &mut admin_conn, force).await;
+    let _ = admin_conn.close().await;
+    fit
+}
+
+async fn check_fit(
+    connect: &Connect,
+    admin_conn: &mut sqlx::PgConnection,
+    force: bool,
+) -> Result<(), EngineError> {
+    let target = connect.database();
+    let label = connect.describe();
+    let unreachable = |e: sqlx::Error| EngineError::TargetUnavailable {
+        target: label.clone(),
+        message: e.to_string(),
+    };
+    let refused = |message: String| EngineError::TargetRefused {
+        target: label.clone(),
+        message,
+    };
+    let (can_create, is_super): (bool, bool) = sqlx::query_as(
+        "SELECT rolcreatedb OR rolsuper, rolsuper FROM pg_roles WHERE rolname = current_user",
+    )
+    .fetch_one(&mut *admin_conn)
+    .await
+    .map_err(unreachable)?;
+    if !can_create {
+        return Err(refused(
+            "the restore is built in a temporary database and renamed into place only once verified, which needs CREATEDB; run `ALTER ROLE … CREATEDB` for the restoring role, or restore as another role"
+                .into(),
+        ));
+    }
+    let owner: Option<bool> = sqlx::query_scalar(
+        "SELECT pg_has_role(current_user, datdba, 'MEMBER') FROM pg_database WHERE datname = $1",
+    )
+    .bind(&target)
+    .fetch_optional(&mut *admin_conn)
+    .await
+    .map_err(unreachable)?;
+    if let Some(owns) = owner {
+        if !owns && !is_super {
+            return Err(refused(format!(
+                "database {target} exists and the restoring role does not own it, so it cannot be replaced by the verified restore; restore into a new database name, or as its owner"
+            )));
+        }
+        let n = relations(connect).await.map_err(unreachable)?.unwrap_or(0);
+        if n > 0 && !force {
+            return Err(refused(format!(
+                "database {target} is not empty ({n} tables or other relations); restore into an empty or new database, or pass --force to replace its contents once the restore is verified"
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
