@@ -512,10 +512,10 @@ pub trait DatabaseEngine: Send + Sync {
         scratch: &'a Path,
     ) -> BoxFuture<'a, Result<Box<dyn Staging>, EngineError>>;
 
-    /// Refuses, before any other work, what [`Engine::stage`] would refuse for this target (a
-    /// non-empty target without `force`, credentials that could not build or replace it) —
-    /// for restores that do much work before they stage (a point-in-time recovery moved into a
-    /// server). Engines without such a check accept here and refuse at `stage`.
+    /// Refuses, before any other work, what [`DatabaseEngine::stage`] would refuse for this
+    /// target (a non-empty target without `force`, credentials that could not build or replace
+    /// it) — for restores that do much work before they stage (a point-in-time recovery moved
+    /// into a server). Engines without such a check accept here and refuse at `stage`.
     fn check_target<'a>(
         &'a self,
         plan: &'a StagingPlan,
