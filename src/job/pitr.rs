@@ -108,21 +108,15 @@ pub struct PitrReport {
 }
 
 impl PitrReport {
-    /// The report of a PostgreSQL recovery by [`recover_into`], from its [`Recovery`].
-    pub(super) fn recovered(
-        run_id: &str,
-        plan: PitrPlan,
-        recovered: Recovered,
-        fetch_base_seconds: f64,
-        fetch_wal_seconds: f64,
-    ) -> Self {
+    /// The report of a PostgreSQL recovery by [`recover_into`], once its server is stopped.
+    pub(super) fn recovered(run_id: &str, plan: PitrPlan, stopped: Stopped) -> Self {
         Self {
             run_id: run_id.to_string(),
-            replay_seconds: recovered.replay_seconds,
+            replay_seconds: stopped.recovered.replay_seconds,
             plan,
-            recovered,
-            fetch_base_seconds,
-            fetch_wal_seconds,
+            recovered: stopped.recovered,
+            fetch_base_seconds: stopped.fetch_base_seconds,
+            fetch_wal_seconds: stopped.fetch_wal_seconds,
             started_on_port: None,
             moved_into: None,
         }
@@ -437,7 +431,7 @@ async fn execute(
         run_as,
     };
     let recovery = recover_into(ctx, repo, &plan, wal, &dest).await?;
-    recovery.server.stop().await?;
+    let stopped = recovery.stop().await?;
     let started_on_port = match req.start_port {
         Some(port) => {
             crate::engine::postgres::recovery::start(&req.target_dir, port, run_as).await?;
@@ -448,13 +442,7 @@ async fn execute(
     guard.0 = None;
     Ok(PitrReport {
         started_on_port,
-        ..PitrReport::recovered(
-            run_id,
-            plan,
-            recovery.recovered,
-            recovery.fetch_base_seconds,
-            recovery.fetch_wal_seconds,
-        )
+        ..PitrReport::recovered(run_id, plan, stopped)
     })
 }
 
@@ -477,6 +465,28 @@ pub(super) struct Recovery {
     /// The private working directory (socket, log, fetched WAL), removed after the server.
     pub work: PathBuf,
     _work: crate::engine::scratch::RemoveOnDrop,
+}
+
+/// A recovery whose server was stopped: what it recovered and how long the fetches took. Its
+/// working directory goes when it is dropped.
+pub(super) struct Stopped {
+    pub recovered: Recovered,
+    pub fetch_base_seconds: f64,
+    pub fetch_wal_seconds: f64,
+    _work: crate::engine::scratch::RemoveOnDrop,
+}
+
+impl Recovery {
+    /// Stops the recovered server (the data directory stays, shut down cleanly).
+    pub(super) async fn stop(self) -> Result<Stopped, JobError> {
+        self.server.stop().await?;
+        Ok(Stopped {
+            recovered: self.recovered,
+            fetch_base_seconds: self.fetch_base_seconds,
+            fetch_wal_seconds: self.fetch_wal_seconds,
+            _work: self._work,
+        })
+    }
 }
 
 /// The message PostgreSQL 13+ ends a recovery with when its WAL ran out before the target.

@@ -165,7 +165,7 @@ pub(super) async fn recover_into_server(
     };
     let manifest = materialize(&req.source, dump, dump_dir.path()).await?;
     phases.push("dump the recovered database", t);
-    recovery.server.stop().await?;
+    let stopped = recovery.stop().await?;
 
     let files = Arc::new(DirFiles(dump_dir.path().to_path_buf()));
     let built = super::restore::build_and_release(
@@ -189,12 +189,6 @@ pub(super) async fn recover_into_server(
             phases,
             warnings: built.warnings,
         }),
-        ..PitrReport::recovered(
-            run_id,
-            plan,
-            recovery.recovered,
-            recovery.fetch_base_seconds,
-            recovery.fetch_wal_seconds,
-        )
+        ..PitrReport::recovered(run_id, plan, stopped)
     })
 }
