@@ -39,10 +39,11 @@ const GO_MODE_DIR: u32 = 1 << 31;
 /// The chunk size of archived logs (WAL segments, binary logs). A log still being written is
 /// stored again at every flush as it grows; with restic's content-defined chunks (1 MiB on
 /// average) the chunk around the end of the written data is new at each flush and the completed
-/// file never reuses it, which doubled the archive of a lightly written segment. With fixed
-/// chunks every whole chunk of an earlier flush is a chunk of the later file: only the last,
-/// partly filled one (64 KiB on average) is stored twice, and the zeros a `.partial` segment is
-/// padded with are one blob. Any restic reads files of any chunking.
+/// file never reuses it (on the PITR benchmark the archive took 11 % more than the same segments
+/// compressed whole). With fixed chunks every whole chunk of an earlier flush is a chunk of the
+/// later file: only the last, partly filled one (64 KiB on average) is stored twice, and the
+/// zeros a `.partial` segment is padded with are one blob. Any restic reads files of any
+/// chunking.
 const LOG_CHUNK_SIZE: usize = 128 * 1024;
 
 /// The zstd level of archived logs. WAL is small once compressed and stored a little at a
