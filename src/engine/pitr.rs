@@ -31,6 +31,33 @@ pub struct BaseInfo {
     pub finished: Timestamp,
     pub server_version: String,
     pub system_identifier: String,
+    /// Whether the tar holds the WAL from start to end (`--wal-method=fetch`, for a base
+    /// backup taken on a standby, and every base backup written before this field). Without
+    /// it that WAL is the archive's, which held it before the backup was kept.
+    #[serde(default = "wal_in_tar_before")]
+    pub wal_in_tar: bool,
+}
+
+impl BaseInfo {
+    /// The segment its WAL starts in, and the one its end is in.
+    #[must_use]
+    pub fn segments(&self) -> (Segment, Segment) {
+        let at = |lsn: &str| Segment::holding(self.timeline, parse_lsn(lsn).unwrap_or(0));
+        (at(&self.start_lsn), at(&self.end_lsn))
+    }
+
+    /// The first segment a recovery from it needs from the archive: its start, or (its WAL in
+    /// the tar) its end.
+    #[must_use]
+    pub fn first_from_archive(&self) -> Segment {
+        let (start, end) = self.segments();
+        if self.wal_in_tar { end } else { start }
+    }
+}
+
+/// Base backups written before `wal_in_tar` was recorded all carried their WAL.
+fn wal_in_tar_before() -> bool {
+    true
 }
 
 /// Where a recovery stops.

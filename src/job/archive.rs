@@ -11,7 +11,7 @@ use super::base_backup::BASE_INFO;
 use super::doctor::{Report, finish};
 use super::wal::ArchiveState;
 use super::{Context, JobError, blocking};
-use crate::engine::pitr::{BaseInfo, Segment, gaps, parse_lsn};
+use crate::engine::pitr::{BaseInfo, Segment, gaps};
 use crate::model::naming::SnapshotKind;
 
 /// Checks the selected sources (all, or the one named).
@@ -108,23 +108,28 @@ pub async fn status(ctx: &Context, source: Option<&str>) -> Result<Vec<ArchiveSt
         let state = ArchiveState::load(&ctx.config.state_dir, &s.name);
         let now = crate::model::time::now();
         let names: Vec<String> = wal.iter().map(|f| f.name.clone()).collect();
-        // The oldest base backup from whose end on the archive is unbroken opens the window.
+        // The oldest base backup from whose WAL on the archive is unbroken opens the window.
         let mut window = None;
         let mut holes = Vec::new();
         let last_flush: Option<Timestamp> =
             state.last_flush.as_deref().and_then(|t| t.parse().ok());
         for base in &bases {
-            let end = Segment::holding(
-                base.info.timeline,
-                parse_lsn(&base.info.end_lsn).unwrap_or(0),
-            );
+            let from = base.info.first_from_archive();
             let after: Vec<String> = names
                 .iter()
-                .filter(|n| Segment::parse(n).is_some_and(|seg| seg.number > end.number))
+                .filter(|n| Segment::parse(n).is_some_and(|seg| seg.number > from.number))
                 .cloned()
-                .chain(std::iter::once(end.name()))
+                .chain(std::iter::once(from.name()))
                 .collect();
-            let found = gaps(&after);
+            let mut found = gaps(&after);
+            // Without its WAL in the tar, the base backup's first segment must be archived.
+            if !base.info.wal_in_tar
+                && !names
+                    .iter()
+                    .any(|n| Segment::parse(n).is_some_and(|seg| seg.number == from.number))
+            {
+                found.insert(0, (from.name(), from.name()));
+            }
             if holes.is_empty() {
                 holes.clone_from(&found);
             }

@@ -1,14 +1,20 @@
 //! `custodian base-backup`: a physical base backup of a PostgreSQL source for point-in-time
-//! recovery. `pg_basebackup` streams one tar to stdout (its `backup_manifest` and the WAL that
-//! makes it consistent inside), which goes straight into the source's primary repository as a
-//! `custodian-base` snapshot — nothing of it is written to disk — with `info.json` beside it
-//! (the WAL range `pg_basebackup` reported, and when it ran). The snapshot is committed only
-//! when `pg_basebackup` succeeded and every byte it wrote was stored; then it is copied to the
-//! source's other locations.
+//! recovery. `pg_basebackup` streams one tar to stdout (with its `backup_manifest`), which goes
+//! straight into the source's primary repository as a `custodian-base` snapshot — nothing of it
+//! is written to disk — with `info.json` beside it (the WAL range `pg_basebackup` reported, and
+//! when it ran).
+//!
+//! The WAL that makes the backup consistent is the archive's (`-X none`, as pgBackRest does):
+//! it is stored once, in the archive's fixed chunks, rather than a second time inside the tar
+//! as the whole, recycled segment files `pg_wal` holds. So the snapshot is committed only when
+//! `pg_basebackup` succeeded, every byte it wrote was stored, *and* the archive holds every
+//! segment from the backup's start to its end. A standby switches no segment when a backup
+//! ends (its last one may stay open for long), so there the WAL goes into the tar (`-X fetch`).
+//! Then the snapshot is copied to the source's other locations.
 
 use std::io::{Cursor, Read};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -20,7 +26,8 @@ use crate::engine::pitr::BaseInfo;
 use crate::engine::postgres::{self, wal};
 use crate::engine::process::DumpProcess;
 use crate::model::naming::SnapshotKind;
-use crate::repo::{ArchiveEntry, ArchiveRequest, Opener, SnapshotInfo};
+use crate::model::wal::{Segment, parse_lsn};
+use crate::repo::{ArchiveEntry, ArchiveRequest, Opener, Repo, SnapshotInfo};
 
 /// The tar `pg_basebackup` wrote, and its description, inside a base snapshot.
 pub const BASE_TAR: &str = "base.tar";
@@ -102,6 +109,84 @@ async fn one(ctx: &Context, source: &SourceConfig) -> Result<BaseBackupReport, J
     })
 }
 
+/// Whether the source's archive is being fed: the server's `archive_command` always is (and
+/// `pg_basebackup` waits for it at the end); a receiver is while its archiver (the daemon's,
+/// or `archive run`) holds the archive's lock. A base backup taken while no archiver runs
+/// carries its own WAL instead (`-X fetch`): it is consistent on its own, and never waits for
+/// an archive that does not come.
+fn archive_running(
+    ctx: &Context,
+    source: &SourceConfig,
+    cfg: &crate::config::ServerSource,
+) -> bool {
+    let Some(archive) = &cfg.archive else {
+        return false;
+    };
+    if archive.method == crate::config::ArchiveMethod::ArchiveCommand {
+        return true;
+    }
+    let running = matches!(
+        lock::try_lock(
+            &ctx.config.state_dir,
+            &super::wal::archiver_lock(&source.name),
+            "a base backup's look at the archiver",
+        ),
+        Err(JobError::Busy(_))
+    );
+    if !running {
+        tracing::info!(source = %source.name, "no archiver runs: this base backup carries its own WAL");
+    }
+    running
+}
+
+/// Waits until the archive holds every segment from the base backup's start to its end, each
+/// complete (the server switched segments when the backup ended): what makes the backup
+/// consistent. Fails, and so the backup is not kept, when the archive does not get them in
+/// time.
+fn wait_archived(
+    repo: &Repo,
+    source: &str,
+    info: &BaseInfo,
+    wait: Duration,
+    state_dir: &std::path::Path,
+) -> std::io::Result<()> {
+    super::wal::request_flush(state_dir, source);
+    let first = Segment::holding(info.timeline, parse_lsn(&info.start_lsn).unwrap_or(0));
+    // The end is where the backup's last record ends: on a segment boundary it is the
+    // segment before that holds it.
+    let end = parse_lsn(&info.end_lsn).unwrap_or(0).saturating_sub(1);
+    let last = Segment::holding(info.timeline, end);
+    let deadline = Instant::now() + wait;
+    loop {
+        let files = repo
+            .log_files(source, SnapshotKind::Wal)
+            .map_err(std::io::Error::other)?;
+        let archived: std::collections::HashSet<&str> =
+            files.iter().map(|f| f.name.as_str()).collect();
+        let missing = (first.number..=last.number)
+            .map(|number| {
+                Segment {
+                    timeline: info.timeline,
+                    number,
+                }
+                .name()
+            })
+            .find(|name| !archived.contains(name.as_str()));
+        let Some(missing) = missing else {
+            return Ok(());
+        };
+        if Instant::now() >= deadline {
+            return Err(std::io::Error::other(format!(
+                "the archive of source {source} did not store WAL segment {missing} within {} s, and the base backup is consistent only with the WAL from {} to {}: is its archiver running (the daemon, or `custodian archive run --source {source}`)? The base backup was not kept",
+                wait.as_secs(),
+                info.start_lsn,
+                info.end_lsn
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 fn dump_failed(source: &str, message: impl std::fmt::Display) -> JobError {
     JobError::Engine(EngineError::DumpFailed {
         source_name: source.to_string(),
@@ -123,8 +208,13 @@ async fn store(
     let repo = ctx.repo(primary).await?;
     let connect = postgres::connect_settings(&source.name, cfg)?;
     let identity = wal::server_identity(&connect).await?;
+    let wal_in_tar = identity.in_recovery || !archive_running(ctx, source, cfg);
+    // The archiver stores what it received within its flush interval; a minute more covers
+    // a slow location.
+    let archive_wait =
+        cfg.archive.as_ref().map_or(Duration::ZERO, |a| a.flush) + Duration::from_secs(60);
     let work = crate::engine::private_workdir(&ctx.config.scratch_dir(), "base-backup-")?;
-    let cmd = wal::basebackup(&connect, work.path())
+    let cmd = wal::basebackup(&connect, work.path(), wal_in_tar)
         .map_err(|e| dump_failed(&source.name, format!("preparing pg_basebackup: {e}")))?;
     let secrets = connect.secret_list();
     let mut process = DumpProcess::spawn("pg_basebackup", cmd, &secrets.iter().collect::<Vec<_>>())
@@ -137,9 +227,15 @@ async fn store(
     // opening it waits for pg_basebackup's exit and reads the WAL range it reported.
     let process = Arc::new(Mutex::new(Some(process)));
     let info: Arc<Mutex<Option<BaseInfo>>> = Arc::default();
-    let tar_open: Opener = Box::new(move || Ok(Box::new(stdout) as Box<dyn Read + Send>));
+    let seen = Arc::new(wal::TarSeen::default());
+    let tar_open: Opener = {
+        let seen = seen.clone();
+        Box::new(move || Ok(Box::new(wal::ManifestTap::new(stdout, seen)) as Box<dyn Read + Send>))
+    };
     let info_open: Opener = {
         let (process, info) = (process.clone(), info.clone());
+        let (repo, name, seen) = (repo.clone(), source.name.clone(), seen.clone());
+        let state_dir = ctx.config.state_dir.clone();
         Box::new(move || {
             let finished = process
                 .lock()
@@ -148,10 +244,27 @@ async fn store(
                 .ok_or_else(|| std::io::Error::other("pg_basebackup was already reaped"))?
                 .finish()
                 .map_err(|f| std::io::Error::other(f.to_string()))?;
-            let described = wal::base_info(&finished, began, crate::model::time::now(), identity)
-                .ok_or_else(|| {
-                std::io::Error::other("pg_basebackup did not report its WAL range")
+            // The archiver may read the tar's last bytes from the pipe after pg_basebackup
+            // exited; they hold the manifest.
+            let manifest = seen.manifest(Duration::from_secs(60)).ok_or_else(|| {
+                std::io::Error::other("the base backup's tar was not read to its end")
             })?;
+            let described = wal::base_info(
+                &manifest,
+                &finished,
+                began,
+                crate::model::time::now(),
+                identity,
+                wal_in_tar,
+            )
+            .ok_or_else(|| {
+                std::io::Error::other(
+                    "pg_basebackup reported no WAL range, in its manifest or its log",
+                )
+            })?;
+            if !described.wal_in_tar {
+                wait_archived(&repo, &name, &described, archive_wait, &state_dir)?;
+            }
             let json = serde_json::to_vec_pretty(&described).map_err(std::io::Error::other)?;
             *info
                 .lock()

@@ -270,8 +270,7 @@ pub(super) async fn plan(
             ),
         }));
     };
-    let start = Segment::holding(base.timeline, parse_lsn(&base.start_lsn).unwrap_or(0));
-    let end = Segment::holding(base.timeline, parse_lsn(&base.end_lsn).unwrap_or(0));
+    let (start, end) = base.segments();
     // Segments from the base backup's start on, up to the one holding the target.
     let mut segments: Vec<(&WalFile, Segment)> = wal
         .iter()
@@ -303,14 +302,26 @@ pub(super) async fn plan(
             .strip_suffix(".partial")
             .is_none_or(|whole| !complete.contains(whole))
     });
+    // A base backup with its WAL in the tar needs the archive from its end on; one without,
+    // from its start.
+    let from = base.first_from_archive();
     let holes = gaps(
         &segments
             .iter()
-            .filter(|(_, s)| s.number > end.number)
+            .filter(|(_, s)| s.number > from.number)
             .map(|(f, _)| f.name.clone())
-            .chain(std::iter::once(end.name()))
+            .chain(std::iter::once(from.name()))
             .collect::<Vec<_>>(),
     );
+    let first_archived = segments.first().map(|(_, s)| s.number);
+    if !base.wal_in_tar && first_archived != Some(start.number) {
+        return Err(refuse(format!(
+            "the archive of source {} does not hold WAL segment {}, where base backup {} starts: recovery cannot start from it; use an older base backup, or take a new one with the archiver running",
+            req.source,
+            start.name(),
+            &snap.id[..8]
+        )));
+    }
     if let Some((first, last)) = holes.first() {
         return Err(refuse(format!(
             "the archive of source {} misses WAL segments {first} to {last} between the base backup and {}: recovery cannot cross them; recover to a point before {first}, or from a base backup taken after it",
@@ -319,7 +330,7 @@ pub(super) async fn plan(
     }
     // Only the end of the archive may be reached with the base backup's own WAL alone.
     let archived_past_base = segments.last().is_some_and(|(_, s)| s.number >= end.number);
-    if !archived_past_base && req.target != RecoveryTarget::Latest {
+    if !archived_past_base && (req.target != RecoveryTarget::Latest || !base.wal_in_tar) {
         return Err(refuse(format!(
             "the archive of source {} holds no WAL after base backup {} (it ends before the base backup does); is the archiver running? Recover --to-latest to get the base backup's own end",
             req.source,
@@ -492,11 +503,12 @@ impl Recovery {
 /// The message PostgreSQL 13+ ends a recovery with when its WAL ran out before the target.
 const ENDED_BEFORE_TARGET: &str = "recovery ended before configured recovery target was reached";
 
-/// Fetches and unpacks the base backup, fetches the WAL, and recovers to the plan's target;
-/// the recovered server is left running. A time target after the archive's last commit — but
-/// not after what the archive holds — cannot be stopped at by the server (no later commit
-/// tells it the time has passed): then the whole archive is replayed, which is the database
-/// as it was at that time, and the report says so.
+/// Fetches and unpacks the base backup, then recovers to the plan's target while the WAL is
+/// fetched (in replay order: the server waits for each file it needs, see
+/// `engine::postgres::recovery`); the recovered server is left running. A time target after
+/// the archive's last commit — but not after what the archive holds — cannot be stopped at by
+/// the server (no later commit tells it the time has passed): then the whole archive is
+/// replayed, which is the database as it was at that time, and the report says so.
 pub(super) async fn recover_into(
     ctx: &Context,
     repo: &Repo,
@@ -511,43 +523,28 @@ pub(super) async fn recover_into(
     let wal_dir = work.join("wal");
     make_private_dir(&wal_dir, dest.run_as)
         .map_err(|e| JobError::io(format!("creating {}", wal_dir.display()), &e))?;
-
-    let t = Instant::now();
-    ctx.progress.phase(
-        format!("fetching {} WAL files", wal.len()),
-        Some(plan.wal_bytes),
-    );
-    {
-        let (repo, source, wanted, dir) = (
-            repo.clone(),
-            plan.source.clone(),
-            wal.to_vec(),
-            wal_dir.clone(),
-        );
-        blocking(move || repo.fetch_log(&source, SnapshotKind::Wal, &wanted, &dir)).await?;
-    }
-    if let Some(u) = dest.run_as {
-        for entry in std::fs::read_dir(&wal_dir).into_iter().flatten().flatten() {
-            let _ = std::os::unix::fs::chown(entry.path(), Some(u.uid), Some(u.gid));
-        }
-    }
-    let fetch_wal_seconds = t.elapsed().as_secs_f64();
     let archive_end: Option<Timestamp> =
         super::wal::ArchiveState::load(&ctx.config.state_dir, &plan.source)
             .last_flush
             .and_then(|t| t.parse().ok());
+
+    let t = Instant::now();
+    ctx.progress.phase(
+        format!("fetching base backup {}", &plan.base_snapshot[..8]),
+        Some(plan.base_bytes),
+    );
+    unpack_base(repo, plan, dest.dir, dest.run_as).await?;
+    let mut fetch_base_seconds = t.elapsed().as_secs_f64();
+    let mut fetch = WalFetch::start(repo, plan, wal, &wal_dir, dest.run_as)?;
     let mut target = plan.target.clone();
-    let mut fetch_base_seconds = 0.0;
     loop {
-        let t = Instant::now();
         ctx.progress.phase(
-            format!("fetching base backup {}", &plan.base_snapshot[..8]),
-            Some(plan.base_bytes),
+            format!(
+                "replaying WAL to {target} (fetching {} WAL files)",
+                wal.len()
+            ),
+            None,
         );
-        unpack_base(repo, plan, dest.dir, dest.run_as).await?;
-        fetch_base_seconds += t.elapsed().as_secs_f64();
-        ctx.progress
-            .phase(format!("replaying WAL to {target}"), None);
         let attempt = crate::engine::postgres::recovery::recover(
             dest.dir,
             &wal_dir,
@@ -561,6 +558,7 @@ pub(super) async fn recover_into(
         ctx.progress.finish();
         match attempt {
             Ok((mut recovered, server)) => {
+                let fetch_wal_seconds = fetch.finished().await?;
                 if target != plan.target {
                     recovered.stop = format!(
                         "no transaction committed between the archive's last one and {}: replayed the whole archive ({})",
@@ -581,14 +579,111 @@ pub(super) async fn recover_into(
                 let quiet_end = matches!(&target, RecoveryTarget::Time(t)
                     if archive_end.is_some_and(|end| end >= *t))
                     && e.to_string().contains(ENDED_BEFORE_TARGET);
+                // A failed fetch is the cause of whatever the server said after it.
                 if !quiet_end {
+                    fetch.stop().await?;
                     return Err(e.into());
                 }
+                fetch.finished().await?;
                 tracing::info!(target = %plan.target, "no commit after the target in the archive: replaying all of it");
                 empty_dir(dest.dir)?;
                 target = RecoveryTarget::Latest;
+                let t = Instant::now();
+                unpack_base(repo, plan, dest.dir, dest.run_as).await?;
+                fetch_base_seconds += t.elapsed().as_secs_f64();
             }
         }
+    }
+}
+
+/// The WAL of a recovery, fetched into its directory in the order the server replays it
+/// (timeline history files first: the server reads them before any segment), alongside the
+/// replay.
+struct WalFetch {
+    /// Seconds the fetch took, or `None` when it was stopped.
+    task: Option<tokio::task::JoinHandle<Result<Option<f64>, JobError>>>,
+    halt: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    took: f64,
+}
+
+impl WalFetch {
+    fn start(
+        repo: &Repo,
+        plan: &PitrPlan,
+        wal: &[(String, String)],
+        dir: &Path,
+        run_as: Option<RunAs>,
+    ) -> Result<Self, JobError> {
+        use crate::engine::postgres::recovery::{EXPECTED, FETCH_FAILED};
+        use std::sync::atomic::Ordering;
+        let mut wanted: Vec<(String, String)> = wal.to_vec();
+        wanted.sort_by_key(|(name, _)| !is_history(name));
+        let expected: String = wanted
+            .iter()
+            .map(|(_, as_name)| format!("{as_name}\n"))
+            .collect();
+        let list = dir.join(EXPECTED);
+        crate::engine::scratch::write_private_file(&list, &expected, run_as)
+            .map_err(|e| JobError::io(format!("writing {}", list.display()), &e))?;
+        let halt = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (repo, source, dir, halted) = (
+            repo.clone(),
+            plan.source.clone(),
+            dir.to_path_buf(),
+            halt.clone(),
+        );
+        let task = tokio::task::spawn_blocking(move || {
+            let t = Instant::now();
+            let mut ready = |part: &Path| {
+                if halted.load(Ordering::Relaxed) {
+                    return Err(std::io::Error::other("the recovery ended"));
+                }
+                match run_as {
+                    Some(u) => std::os::unix::fs::chown(part, Some(u.uid), Some(u.gid)),
+                    None => Ok(()),
+                }
+            };
+            match repo.fetch_log(&source, SnapshotKind::Wal, &wanted, &dir, &mut ready) {
+                Ok(_) => Ok(Some(t.elapsed().as_secs_f64())),
+                Err(_) if halted.load(Ordering::Relaxed) => Ok(None),
+                Err(e) => {
+                    // The server waits for files that will not come: it stops waiting.
+                    let _ = std::fs::write(dir.join(FETCH_FAILED), "");
+                    Err(e.into())
+                }
+            }
+        });
+        Ok(Self {
+            task: Some(task),
+            halt,
+            took: 0.0,
+        })
+    }
+
+    /// Waits for the fetch to end: the seconds it took, or its error.
+    async fn finished(&mut self) -> Result<f64, JobError> {
+        if let Some(task) = self.task.take() {
+            let took = task
+                .await
+                .map_err(|e| JobError::Internal(format!("fetching WAL panicked: {e}")))??;
+            self.took = took.unwrap_or_default();
+        }
+        Ok(self.took)
+    }
+
+    /// Stops a fetch the recovery no longer needs (after the file it is writing); its error
+    /// when it had failed.
+    async fn stop(&mut self) -> Result<(), JobError> {
+        self.halt.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.finished().await.map(|_| ())
+    }
+}
+
+impl Drop for WalFetch {
+    /// A recovery that ends early (an error, a cancelled job) leaves no fetch writing on into
+    /// a directory that is being removed.
+    fn drop(&mut self) {
+        self.halt.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

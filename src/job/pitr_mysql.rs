@@ -191,6 +191,8 @@ fn as_plan(req: &PitrRequest, location: &str, p: &Plan) -> PitrPlan {
             finished: p.manifest.taken_at,
             server_version: p.manifest.method.clone(),
             system_identifier: start.gtid.unwrap_or_default(),
+            // A logical dump: every binlog it needs is the archive's.
+            wal_in_tar: false,
         },
         base_bytes: p.snapshot.bytes,
         wal_first: p.files.first().cloned(),
@@ -343,7 +345,16 @@ async fn execute(
                 .collect::<Vec<_>>(),
             dir.clone(),
         );
-        blocking(move || repo.fetch_log(&source, SnapshotKind::Binlog, &wanted, &dir)).await?;
+        blocking(move || {
+            repo.fetch_log(
+                &source,
+                SnapshotKind::Binlog,
+                &wanted,
+                &dir,
+                &mut |_| Ok(()),
+            )
+        })
+        .await?;
     }
     let fetch_wal_seconds = t.elapsed().as_secs_f64();
 
@@ -434,7 +445,12 @@ impl DrillReplay {
             .iter()
             .map(|f| (f.clone(), f.clone()))
             .collect();
-        blocking(move || repo.fetch_log(&source, SnapshotKind::Binlog, &wanted, &dir2)).await?;
+        blocking(move || {
+            repo.fetch_log(&source, SnapshotKind::Binlog, &wanted, &dir2, &mut |_| {
+                Ok(())
+            })
+        })
+        .await?;
         Ok(self.plan.replay(dir))
     }
 

@@ -3,7 +3,7 @@
 //! what arrived — complete segments, timeline history files, and the segment still being
 //! written (as `<segment>.partial`) — is stored into every location of the source as a
 //! `custodian-wal` snapshot. A file leaves the spool only once every location holds it; the
-//! snapshots are rolled up into one per location once there are more than [`ROLL_UP_AT`].
+//! snapshots are rolled up in tiers of [`ROLL_UP_FANOUT`] (see `Repo::roll_up_log`).
 //!
 //! `pg_receivewal` runs with `--synchronous` (the slot moves only past what is on the spool's
 //! disk) and `--no-loop`: when it exits, the supervision here records why, re-reads the slot
@@ -28,8 +28,9 @@ use crate::engine::postgres::{self, wal};
 use crate::model::naming::SnapshotKind;
 use crate::repo::{ArchiveEntry, ArchiveRequest};
 
-/// A source keeps at most this many WAL snapshots per location before they are merged.
-pub const ROLL_UP_AT: usize = 24;
+/// This many WAL snapshots of one tier are merged into one of the next: a source keeps fewer
+/// than this many per tier and per location (three tiers hold 16³ flushes: 11 hours of 10 s ones).
+pub const ROLL_UP_FANOUT: usize = 16;
 
 /// A gap in the archive: WAL no recovery can cross.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -61,6 +62,29 @@ pub struct ArchiveState {
     pub gaps: Vec<Gap>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot: Option<String>,
+}
+
+/// The lock a source's archiver holds while it runs.
+#[must_use]
+pub fn archiver_lock(source: &str) -> String {
+    format!("archive-{source}")
+}
+
+/// The file a job touches to ask a source's archiver for a flush before its next tick.
+const FLUSH_REQUEST: &str = "flush-request";
+
+/// Asks the archiver of a source (in the daemon, or `archive run`) to store what it received
+/// now: a base backup waits for the WAL that makes it consistent. Without an archiver running
+/// nothing happens.
+pub fn request_flush(state_dir: &Path, source: &str) {
+    let _ = std::fs::write(archive_dir(state_dir, source).join(FLUSH_REQUEST), b"");
+}
+
+/// Whether a flush was asked for after `since`.
+fn flush_requested(state_dir: &Path, source: &str, since: std::time::SystemTime) -> bool {
+    std::fs::metadata(archive_dir(state_dir, source).join(FLUSH_REQUEST))
+        .and_then(|m| m.modified())
+        .is_ok_and(|asked| asked > since)
 }
 
 /// Where a source's archive keeps its spool and state.
@@ -199,7 +223,7 @@ async fn run_source(
     let cfg = source.server().expect("a server source").clone();
     let _lock = lock::try_lock(
         &ctx.config.state_dir,
-        &format!("archive-{}", source.name),
+        &archiver_lock(&source.name),
         &format!("the archiver of source {}", source.name),
     )?;
     let dir = archive_dir(&ctx.config.state_dir, &source.name);
@@ -242,13 +266,24 @@ async fn run_source(
     let mut ticker = tokio::time::interval(settings.flush);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
+    // A base backup that waits for its WAL asks for a flush now rather than at the next tick.
+    let mut asked = tokio::time::interval(Duration::from_secs(1));
+    asked.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last_flush = std::time::SystemTime::now();
     let mut lagging = false;
     let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::SeqCst);
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
             _ = ticker.tick() => {}
+            _ = asked.tick() => {
+                if !flush_requested(&ctx.config.state_dir, &source.name, last_flush) {
+                    continue;
+                }
+                ticker.reset();
+            }
         }
+        last_flush = std::time::SystemTime::now();
         state.receiver_restarts = base_restarts + load(&restarts);
         let live = receiving.load(std::sync::atomic::Ordering::SeqCst);
         flush_into(ctx, source, &spool, &mut state, &mut run, live).await;
@@ -599,7 +634,7 @@ async fn store(
         blocking(move || {
             repo.discard_pending_kind(&name, kind)?;
             repo.archive_kind(request, kind)?;
-            repo.roll_up_log(&name, kind, ROLL_UP_AT)?;
+            repo.roll_up_log(&name, kind, ROLL_UP_FANOUT)?;
             Ok(())
         })
         .await?;
@@ -701,7 +736,13 @@ pub async fn fetch(ctx: &Context, source: &str, name: &str, path: &Path) -> Resu
         } else {
             format!("{name}.partial")
         };
-        repo.fetch_log(&src, SnapshotKind::Wal, &[(stored, as_name)], &dir)
+        repo.fetch_log(
+            &src,
+            SnapshotKind::Wal,
+            &[(stored, as_name)],
+            &dir,
+            &mut |_| Ok(()),
+        )
     })
     .await
 }

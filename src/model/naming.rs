@@ -19,8 +19,9 @@
 //!   `/custodian/<source>/binlog/<binlog file>` (the one still being written replaced as it
 //!   grows), rolled up like WAL;
 //! * `custodian-base`: a physical base backup, `/custodian/<source>/base/base.tar` (the
-//!   `pg_basebackup` tar with its `backup_manifest` and the WAL that makes it consistent) and
-//!   `/custodian/<source>/base/info.json` (its WAL range and times).
+//!   `pg_basebackup` tar with its `backup_manifest`; the WAL that makes it consistent is the
+//!   archive's, inside the tar only for a backup taken on a standby) and
+//!   `/custodian/<source>/base/info.json` (its WAL range, times, and `wal_in_tar`).
 
 use std::path::PathBuf;
 

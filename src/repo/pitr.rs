@@ -9,8 +9,8 @@ use std::io::Write;
 use std::path::Path;
 
 use jiff::Timestamp;
-use rustic_core::SnapshotOptions;
 use rustic_core::repofile::{Node, SnapshotFile};
+use rustic_core::{SnapshotOptions, StringList};
 use serde::Serialize;
 
 use super::{Repo, RepoError, SnapshotInfo};
@@ -37,6 +37,92 @@ fn mtime(node: &Node) -> Timestamp {
 /// Of two versions of a file, the later one (a `.partial` segment grows between flushes).
 fn later(a: &Node, b: &Node) -> std::cmp::Ordering {
     mtime(a).cmp(&mtime(b)).then(a.meta.size.cmp(&b.meta.size))
+}
+
+/// A fetched file with its whole size reserved up front and only its non-zero blocks written.
+/// A segment the server switched early (`archive_timeout`) is mostly zeros: they cost no write
+/// at all here, yet the file is allocated, so a server that later recycles it for new WAL
+/// never finds the disk full halfway through a segment.
+struct Reserved {
+    file: std::fs::File,
+    offset: u64,
+}
+
+impl Reserved {
+    fn create(path: &Path, size: u64) -> std::io::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        // Without fallocate (or glibc's emulation of it) the file is sparse instead: it still
+        // reads as zeros where nothing is written.
+        let reserved = i64::try_from(size)
+            .ok()
+            .filter(|n| *n > 0)
+            .is_some_and(|n| nix::fcntl::posix_fallocate(&file, 0, n).is_ok());
+        if !reserved {
+            file.set_len(size)?;
+        }
+        Ok(Self { file, offset: 0 })
+    }
+
+    /// Cuts the file to what was written (the archived size). Nothing is synced: the copy
+    /// lives only as long as the recovery that reads it.
+    fn finish(self) -> std::io::Result<()> {
+        self.file.set_len(self.offset)
+    }
+}
+
+impl Write for Reserved {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        if buf.iter().any(|b| *b != 0) {
+            self.file.write_all_at(buf, self.offset)?;
+        }
+        self.offset += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The tag of a merged log snapshot: `custodian-rollup:N`, its tier (a flush's own snapshot is
+/// tier 0).
+const ROLLUP_TAG: &str = "custodian-rollup:";
+
+fn rollup_tier(sn: &SnapshotFile) -> u32 {
+    sn.tags
+        .iter()
+        .find_map(|t| t.strip_prefix(ROLLUP_TAG).and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Of the snapshots of the era still being written, the lowest tier that has `fanout` of them
+/// (with the tiers above that it then fills, merged at once: a tier-`N` snapshot from `fanout`
+/// of tier `N-1` joins the others of tier `N`).
+fn tier_to_merge(snaps: Vec<SnapshotFile>, fanout: usize) -> Option<Vec<SnapshotFile>> {
+    let mut tiers: BTreeMap<u32, Vec<SnapshotFile>> = BTreeMap::new();
+    for sn in snaps {
+        tiers.entry(rollup_tier(&sn)).or_default().push(sn);
+    }
+    let mut take: Vec<SnapshotFile> = Vec::new();
+    for (_, group) in tiers {
+        // What is taken so far becomes one snapshot of the tier above: it counts as one.
+        let count = group.len() + usize::from(!take.is_empty());
+        if count >= fanout {
+            take.extend(group);
+        } else if take.is_empty() {
+            continue;
+        } else {
+            break;
+        }
+    }
+    (!take.is_empty()).then_some(take)
 }
 
 impl Repo {
@@ -127,8 +213,10 @@ impl Repo {
             .collect())
     }
 
-    /// Writes the named archived WAL files into `dir` (each under the name given with it);
-    /// returns the bytes written.
+    /// Writes the named archived WAL files into `dir` (each under the name given with it), in
+    /// the order given; returns the bytes written. Each file is written under a temporary name
+    /// and renamed when whole (after `ready` saw it, e.g. to give it to the server's user), so
+    /// a reader that waits for a name never sees half a file.
     ///
     /// # Errors
     /// When a file is not archived, cannot be read, or cannot be written.
@@ -138,6 +226,7 @@ impl Repo {
         kind: SnapshotKind,
         wanted: &[(String, String)],
         dir: &Path,
+        ready: &mut dyn FnMut(&Path) -> std::io::Result<()>,
     ) -> Result<u64, RepoError> {
         let nodes = self.log_nodes(source, kind)?;
         let indexed = self
@@ -154,16 +243,19 @@ impl Repo {
                     path: name.clone(),
                 })?;
             let path = dir.join(as_name);
+            let part = dir.join(format!(".{as_name}.part"));
             let io = |e: std::io::Error| RepoError::Storage {
                 location: self.location().to_string(),
                 operation: "writing fetched WAL",
                 message: format!("{}: {e}", path.display()),
             };
-            let mut file = std::fs::File::create(&path).map_err(io)?;
+            let mut file = Reserved::create(&part, node.meta.size).map_err(io)?;
             indexed
                 .dump(node, &mut file)
                 .map_err(|e| self.err("reading the archived WAL", &e))?;
-            file.flush().map_err(io)?;
+            file.finish().map_err(io)?;
+            ready(&part).map_err(io)?;
+            std::fs::rename(&part, &path).map_err(io)?;
             total += node.meta.size;
         }
         Ok(total)
@@ -245,10 +337,17 @@ impl Repo {
         Ok(out)
     }
 
-    /// When a source has more than `at_most` WAL snapshots, merges them (then deletes the
-    /// merged ones) — never across the start of a base backup, so that retention can later
-    /// forget whole snapshots of WAL no kept base backup needs. A crash in between leaves both,
-    /// which the next roll-up merges again: nothing is ever lost. Returns the merged snapshots.
+    /// Merges a source's log snapshots so that their number stays bounded, writing each
+    /// file's tree entry a bounded number of times. WAL is merged in tiers (an LSM tree's
+    /// size-tiered compaction): once `fanout` snapshots of one tier accumulate, they become one
+    /// of the next tier (a `custodian-rollup:N` tag), so a merge rewrites only the trees of what
+    /// it merges — merging everything each time rewrote the whole era's tree, which grows all
+    /// day, every few minutes. An era that a newer base backup closed is merged into one.
+    /// Merges never cross the start of a base backup, so that retention can later forget whole
+    /// snapshots of WAL no kept base backup needs. Binary logs: one snapshot per log file,
+    /// merged once there are more than `fanout`. A crash in between leaves both the merged
+    /// snapshots and the merge, which the next roll-up merges again: nothing is ever lost.
+    /// Returns the merged snapshots.
     ///
     /// # Errors
     /// When the repository cannot be read or written.
@@ -256,20 +355,23 @@ impl Repo {
         &self,
         source: &str,
         kind: SnapshotKind,
-        at_most: usize,
+        fanout: usize,
     ) -> Result<Vec<SnapshotInfo>, RepoError> {
+        let fanout = fanout.max(2);
         let contents = self.log_contents(source, kind)?;
-        if contents.len() <= at_most.max(1) {
-            return Ok(Vec::new());
-        }
-        let mut eras: BTreeMap<String, Vec<SnapshotFile>> = BTreeMap::new();
+        let mut groups: Vec<Vec<SnapshotFile>> = Vec::new();
         if kind == SnapshotKind::Binlog {
+            if contents.len() <= fanout {
+                return Ok(Vec::new());
+            }
             // Binary logs: one snapshot per log file, the one it was written up to (retention
             // drops the snapshots of logs older than the oldest kept backup's).
+            let mut eras: BTreeMap<String, Vec<SnapshotFile>> = BTreeMap::new();
             for (sn, names) in contents {
                 let newest = names.into_iter().max().unwrap_or_default();
                 eras.entry(newest).or_default().push(sn);
             }
+            groups.extend(eras.into_values());
         } else {
             let mut starts: Vec<u64> = self
                 .base_points(source)?
@@ -279,6 +381,7 @@ impl Repo {
             starts.sort_unstable();
             // Era n: WAL from the n-th base backup's start on (history files go with the
             // newest).
+            let mut eras: BTreeMap<usize, Vec<SnapshotFile>> = BTreeMap::new();
             for (sn, names) in contents {
                 let lo = names
                     .iter()
@@ -286,15 +389,28 @@ impl Repo {
                     .map(|s| s.number)
                     .min();
                 let era = lo.map_or(starts.len(), |lo| starts.partition_point(|s| *s <= lo));
-                eras.entry(format!("{era:010}")).or_default().push(sn);
+                eras.entry(era).or_default().push(sn);
+            }
+            let open = eras.keys().next_back().copied().unwrap_or_default();
+            for (era, snaps) in eras {
+                if era == open {
+                    groups.extend(tier_to_merge(snaps, fanout));
+                } else {
+                    groups.push(snaps);
+                }
             }
         }
-        let indexed = self
-            .reopen()?
-            .to_indexed_ids()
-            .map_err(|e| self.err("reading the index", &e))?;
         let mut merged = Vec::new();
-        for snaps in eras.into_values().filter(|s| s.len() > 1) {
+        let mut indexed = None;
+        for snaps in groups.into_iter().filter(|s| s.len() > 1) {
+            if indexed.is_none() {
+                indexed = Some(
+                    self.reopen()?
+                        .to_indexed_ids()
+                        .map_err(|e| self.err("reading the index", &e))?,
+                );
+            }
+            let indexed = indexed.as_ref().expect("just opened");
             let newest = snaps
                 .iter()
                 .max_by_key(|s| s.time.clone())
@@ -304,7 +420,12 @@ impl Repo {
             let mut template = opts
                 .to_snapshot()
                 .map_err(|e| self.err("preparing the merged snapshot", &e))?;
-            template.tags = newest.tags.clone();
+            let tier = snaps.iter().map(rollup_tier).max().unwrap_or_default() + 1;
+            template.tags = StringList::default();
+            for tag in newest.tags.iter().filter(|t| !t.starts_with(ROLLUP_TAG)) {
+                template.tags.add(tag.clone());
+            }
+            template.tags.add(format!("{ROLLUP_TAG}{tier}"));
             let one = indexed
                 .merge_snapshots(&snaps, &later, template)
                 .map_err(|e| self.err("merging log snapshots", &e))?;

@@ -71,6 +71,9 @@ pub struct PruneReport {
     pub bytes_to_delete: u64,
     pub packs_to_repack: u64,
     pub bytes_unreferenced: u64,
+    /// Blobs in packs that no snapshot uses any more (what a merged WAL snapshot's trees
+    /// leave), before the prune.
+    pub bytes_unused: u64,
     pub applied: bool,
 }
 
@@ -209,6 +212,7 @@ impl Repo {
             bytes_to_delete: stats.size_to_delete.remove,
             packs_to_repack: stats.packs.repack,
             bytes_unreferenced: stats.size_unref,
+            bytes_unused: stats.size_sum().unused,
             applied: false,
         };
         if apply {

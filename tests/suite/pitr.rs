@@ -674,14 +674,15 @@ fn archive_command_pushes_segments_and_restore_command_fetches_them() {
     );
     pg.psql("crm", "SELECT pg_switch_wal();");
     pg.psql("crm", "INSERT INTO ticks (note) VALUES ('last');");
-    pg.psql("crm", "SELECT pg_switch_wal();");
+    let last = pg.psql("crm", "SELECT pg_walfile_name(pg_switch_wal());");
+    // (The base backup's `.backup` history file is archived too: count the segments.)
     crate::daemon::wait_until(
         "the server archived its segments",
         Duration::from_secs(60),
         || {
             pg.psql(
                 "postgres",
-                "SELECT archived_count >= 3 FROM pg_stat_archiver",
+                &format!("SELECT archived_count >= 3 AND last_archived_wal = '{last}' FROM pg_stat_archiver"),
             ) == "t"
         },
     );

@@ -347,3 +347,82 @@ fn a_growing_wal_segment_is_stored_about_once() {
     let out = common::restic(&path, &key, &["check", "--read-data"]);
     common::assert_success(&out, "restic check --read-data");
 }
+
+/// Rolling up WAL snapshots keeps their number bounded without rewriting the whole era's tree
+/// at every roll-up: what the merges leave unreferenced (until a prune) stays proportional to
+/// what the flushes themselves leave, where merging everything each time grows with the
+/// square of the era.
+#[test]
+fn wal_roll_ups_keep_few_snapshots_and_rewrite_little() {
+    use custodian::model::naming::SnapshotKind;
+    const FANOUT: usize = 8;
+    const FLUSHES: u32 = 240;
+    const CHUNK: usize = 128 << 10;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("repo");
+    let repo = new_repo(&path);
+    let mut per_round = 0;
+    let mut most = 0;
+    for i in 0..FLUSHES {
+        let time: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let time = time + jiff::SignedDuration::from_secs(i64::from(i) * 10);
+        // Eight chunks of their own per file, as WAL has (cheap to compress: the trees, which
+        // list every chunk, are what this is about).
+        let data: Vec<u8> = (0..8u32)
+            .flat_map(|j| {
+                [i, j]
+                    .repeat(CHUNK / 8)
+                    .into_iter()
+                    .flat_map(u32::to_le_bytes)
+            })
+            .collect();
+        let size = data.len() as u64;
+        let mut data = Some(data);
+        let request = ArchiveRequest {
+            source: "crm".into(),
+            engine: "postgres".into(),
+            hostname: "guard-host".into(),
+            time,
+            entries: vec![ArchiveEntry {
+                name: format!("0000000100000000{:08X}", i + 1),
+                size: Some(size),
+                sha256: None,
+                mtime: time,
+                open: Box::new(move || Ok(Box::new(io::Cursor::new(data.take().unwrap())))),
+            }],
+            bars: None,
+            on_read: None,
+        };
+        repo.archive_kind(request, SnapshotKind::Wal).unwrap();
+        repo.roll_up_log("crm", SnapshotKind::Wal, FANOUT).unwrap();
+        let count = repo.snapshots_of(SnapshotKind::Wal, "crm").unwrap().len();
+        most = most.max(count);
+        if i + 1 == FANOUT as u32 {
+            // One roll-up: the flushes' own trees are left, and nothing else.
+            per_round = repo.prune(false).unwrap().bytes_unused;
+        }
+    }
+    assert!(
+        most < 2 * FANOUT + 2,
+        "{most} WAL snapshots at once (fan-out {FANOUT})"
+    );
+    let files = repo.log_files("crm", SnapshotKind::Wal).unwrap();
+    assert_eq!(
+        files.len(),
+        FLUSHES as usize,
+        "every file is still archived"
+    );
+    let left = repo.prune(false).unwrap().bytes_unused;
+    let own = u64::from(FLUSHES) / FANOUT as u64 * per_round;
+    // The flushes' own trees, plus the merged ones a higher tier merged again: at most as
+    // much again. Merging all of the era at every roll-up leaves several times more.
+    assert!(
+        left <= own * 2,
+        "{left} bytes unused after {FLUSHES} flushes; the flushes' own trees: {own}"
+    );
+    // restic still reads the archive.
+    let key = path.with_extension("key");
+    std::fs::write(&key, PASSWORD).unwrap();
+    let out = common::restic(&path, &key, &["check"]);
+    common::assert_success(&out, "restic check");
+}

@@ -1,8 +1,9 @@
 //! Recovering a restored base backup to a point in time: the data directory is started by the
 //! server version it came from, in archive recovery, on a private Unix socket and no TCP, with
 //! every recovery setting given on its command line (nothing of this recovery stays in the
-//! cluster's configuration): `restore_command` copies segments the job has already fetched
-//! from the repository, the target, `recovery_target_action = promote`. The server itself
+//! cluster's configuration): `restore_command` hands over the segments the job fetches from
+//! the repository while the server replays (waiting for each), the target,
+//! `recovery_target_action = promote`. The server itself
 //! enforces the target — PostgreSQL 13+ refuses to finish a recovery that ended before its
 //! target — and says where it stopped; that sentence is what the report quotes.
 //!
@@ -47,6 +48,25 @@ fn bin_dir_for(data: &Path) -> Result<PathBuf, EngineError> {
                 "the base backup needs the PostgreSQL {version} server; install it (Debian: postgresql-{version})"
             ))
         })
+}
+
+/// Names the job will fetch into the WAL directory, one per line: the server waits for these.
+pub const EXPECTED: &str = ".expected";
+/// Made in the WAL directory when fetching failed: the server stops waiting.
+pub const FETCH_FAILED: &str = ".failed";
+
+/// The `restore_command` that hands the server the files the job fetches into `wal_dir` while
+/// the server replays: a file the job will fetch (listed in [`EXPECTED`]) is waited for until
+/// it appears — written whole, then renamed — or the fetch failed ([`FETCH_FAILED`]); any
+/// other is missing at once, as at the end of an archive. A file is hard-linked into `pg_wal`
+/// (no second copy of 16 MiB per segment), copied where `pg_wal` is on another filesystem.
+fn restore_command(wal_dir: &Path) -> String {
+    let d = wal_dir.display().to_string().replace('\'', "");
+    format!(
+        "f='{d}/%f'; if grep -qxF '%f' '{d}/{EXPECTED}'; then \
+         while [ ! -e \"$f\" ] && [ ! -e '{d}/{FETCH_FAILED}' ]; do sleep 0.05; done; fi; \
+         [ -e \"$f\" ] && {{ ln -f \"$f\" '%p' 2>/dev/null || cp \"$f\" '%p'; }}"
+    )
 }
 
 fn target_settings(target: &RecoveryTarget) -> Vec<String> {
@@ -153,10 +173,7 @@ pub async fn recover(
         let _ = std::os::unix::fs::chown(&log_path, Some(u.uid), Some(u.gid));
     }
     let port: u16 = rand::random_range(20_000..60_000);
-    let restore_command = format!(
-        "cp '{}/%f' '%p'",
-        wal_dir.display().to_string().replace('\'', "")
-    );
+    let restore_command = restore_command(wal_dir);
     let mut settings = vec![
         "listen_addresses=".to_string(),
         format!("unix_socket_directories={}", work.display()),

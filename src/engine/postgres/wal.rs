@@ -90,17 +90,28 @@ pub fn receivewal(
     Ok(cmd)
 }
 
-/// `pg_basebackup` writing one tar (with its `backup_manifest` and, `-X fetch`, the WAL that
-/// makes it consistent) to stdout; `--verbose` makes it report the WAL range on stderr.
+/// `pg_basebackup` writing one tar with its `backup_manifest` to stdout; `--verbose` makes it
+/// report the WAL range on stderr. With `wal_in_tar` (`-X fetch`) the tar also holds the WAL
+/// that makes it consistent — whole segment files as `pg_wal` has them, recycled tails
+/// included; without it (`-X none`) that WAL is taken from the archive, which already stores
+/// it once (as pgBackRest does).
 ///
 /// # Errors
 /// When the private password file cannot be written.
-pub fn basebackup(connect: &Connect, private_dir: &Path) -> std::io::Result<Command> {
+pub fn basebackup(
+    connect: &Connect,
+    private_dir: &Path,
+    wal_in_tar: bool,
+) -> std::io::Result<Command> {
     let mut cmd = connect.command("pg_basebackup", private_dir)?;
     cmd.args([
         "--pgdata=-",
         "--format=tar",
-        "--wal-method=fetch",
+        if wal_in_tar {
+            "--wal-method=fetch"
+        } else {
+            "--wal-method=none"
+        },
         "--checkpoint=fast",
         "--no-password",
         "--verbose",
@@ -130,32 +141,201 @@ pub fn parse_basebackup_log(stderr: &str) -> Option<(String, u32, String)> {
     Some((lsn, timeline, end?))
 }
 
+/// What a base backup records of its server, and whether it is a standby.
+#[derive(Clone, Debug)]
+pub struct ServerIdentity {
+    pub version: String,
+    pub system_identifier: String,
+    /// A standby switches no segment at the end of a base backup: the archive may not get
+    /// the backup's last segment for a long time, so its WAL goes into the tar.
+    pub in_recovery: bool,
+}
+
+/// The tar `pg_basebackup` writes, read as it streams past, keeping its `backup_manifest`
+/// member: with `-X none` `pg_basebackup` reports no WAL range, and the manifest's
+/// `WAL-Ranges` are where it is. Every byte is passed on unchanged.
+pub struct ManifestTap<R> {
+    inner: R,
+    seen: std::sync::Arc<TarSeen>,
+    header: Vec<u8>,
+    /// Bytes of the current member still to pass (its data and padding to 512).
+    left: u64,
+    /// Of those, the manifest's own bytes still to keep.
+    keep: u64,
+    ended: bool,
+}
+
+/// What a [`ManifestTap`] saw: the manifest, and whether the tar was read to its end.
+#[derive(Default)]
+pub struct TarSeen {
+    state: std::sync::Mutex<(Vec<u8>, bool)>,
+    read_to_end: std::sync::Condvar,
+}
+
+impl TarSeen {
+    /// The manifest, once the tar was read to its end (the reader may still be reading what
+    /// `pg_basebackup` left in the pipe when it exited); `None` when that takes longer than
+    /// `wait`.
+    pub fn manifest(&self, wait: std::time::Duration) -> Option<Vec<u8>> {
+        let state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (state, _) = self
+            .read_to_end
+            .wait_timeout_while(state, wait, |(_, done)| !*done)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.1.then(|| state.0.clone())
+    }
+
+    fn keep(&self, bytes: &[u8]) {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0
+            .extend_from_slice(bytes);
+    }
+
+    fn end(&self) {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .1 = true;
+        self.read_to_end.notify_all();
+    }
+}
+
+const BLOCK: u64 = 512;
+
+impl<R> ManifestTap<R> {
+    /// Taps `inner`; `seen` has the manifest once the tar was read to its end.
+    pub fn new(inner: R, seen: std::sync::Arc<TarSeen>) -> Self {
+        Self {
+            inner,
+            seen,
+            header: Vec::with_capacity(512),
+            left: 0,
+            keep: 0,
+            ended: false,
+        }
+    }
+
+    fn see(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() && !self.ended {
+            if self.left > 0 {
+                let n = usize::try_from(self.left)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len());
+                let kept = usize::try_from(self.keep).unwrap_or(usize::MAX).min(n);
+                if kept > 0 {
+                    self.seen.keep(&bytes[..kept]);
+                    self.keep -= kept as u64;
+                }
+                self.left -= n as u64;
+                bytes = &bytes[n..];
+                continue;
+            }
+            let n = (512 - self.header.len()).min(bytes.len());
+            self.header.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if self.header.len() < 512 {
+                continue;
+            }
+            if self.header.iter().all(|b| *b == 0) {
+                self.ended = true;
+                continue;
+            }
+            let size = tar_size(&self.header[124..136]);
+            let name_end = self.header[..100]
+                .iter()
+                .position(|b| *b == 0)
+                .unwrap_or(100);
+            let regular = matches!(self.header[156], b'0' | 0);
+            if regular && &self.header[..name_end] == b"backup_manifest" {
+                self.keep = size;
+            }
+            self.left = size.div_ceil(BLOCK) * BLOCK;
+            self.header.clear();
+        }
+    }
+}
+
+/// A tar header's size field: octal digits, or base-256 (high bit set) for large members.
+fn tar_size(field: &[u8]) -> u64 {
+    if field.first().is_some_and(|b| b & 0x80 != 0) {
+        return field[1..]
+            .iter()
+            .fold(u64::from(field[0] & 0x7f), |n, b| (n << 8) | u64::from(*b));
+    }
+    field
+        .iter()
+        .skip_while(|b| **b == b' ')
+        .take_while(|b| (b'0'..=b'7').contains(*b))
+        .fold(0, |n, b| n * 8 + u64::from(b - b'0'))
+}
+
+impl<R: std::io::Read> std::io::Read for ManifestTap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buf);
+        match &read {
+            Ok(0) if !buf.is_empty() => self.seen.end(),
+            Ok(n) => self.see(&buf[..*n]),
+            Err(e) if e.kind() != std::io::ErrorKind::Interrupted => self.seen.end(),
+            Err(_) => {}
+        }
+        read
+    }
+}
+
+/// The WAL range of a `backup_manifest`: the first range's start and timeline, the last
+/// range's end.
+#[must_use]
+pub fn manifest_wal_range(manifest: &[u8]) -> Option<(String, u32, String)> {
+    let json: serde_json::Value = serde_json::from_slice(manifest).ok()?;
+    let ranges = json.get("WAL-Ranges")?.as_array()?;
+    let (first, last) = (ranges.first()?, ranges.last()?);
+    Some((
+        first.get("Start-LSN")?.as_str()?.to_string(),
+        u32::try_from(first.get("Timeline")?.as_u64()?).ok()?,
+        last.get("End-LSN")?.as_str()?.to_string(),
+    ))
+}
+
 /// The server's version and system identifier, recorded with a base backup.
 ///
 /// # Errors
 /// When the server cannot be reached.
-pub async fn server_identity(connect: &Connect) -> Result<(String, String), EngineError> {
+pub async fn server_identity(connect: &Connect) -> Result<ServerIdentity, EngineError> {
     let what = format!("the server {}", connect.server());
     let mut conn = connect.connect().await.map_err(|e| query_err(&what, e))?;
     let row = sqlx::query(
-        "SELECT current_setting('server_version'), system_identifier::text FROM pg_control_system()",
+        "SELECT current_setting('server_version'), system_identifier::text, pg_is_in_recovery() \
+         FROM pg_control_system()",
     )
     .fetch_one(&mut conn)
     .await
     .map_err(|e| query_err(&what, e))?;
     let _ = conn.close().await;
-    Ok((row.get(0), row.get(1)))
+    Ok(ServerIdentity {
+        version: row.get(0),
+        system_identifier: row.get(1),
+        in_recovery: row.get(2),
+    })
 }
 
-/// Completes a base backup's description from what `pg_basebackup` said.
+/// Completes a base backup's description from its manifest (or, without one, what
+/// `pg_basebackup` said); `wal_in_tar`: it was taken with `-X fetch`.
 #[must_use]
 pub fn base_info(
+    manifest: &[u8],
     stderr: &str,
     started: jiff::Timestamp,
     finished: jiff::Timestamp,
-    identity: (String, String),
+    identity: ServerIdentity,
+    wal_in_tar: bool,
 ) -> Option<BaseInfo> {
-    let (start_lsn, timeline, end_lsn) = parse_basebackup_log(stderr)?;
+    let (start_lsn, timeline, end_lsn) =
+        manifest_wal_range(manifest).or_else(|| parse_basebackup_log(stderr))?;
     Some(BaseInfo {
         engine: "postgres".into(),
         start_lsn,
@@ -163,8 +343,9 @@ pub fn base_info(
         timeline,
         started,
         finished,
-        server_version: identity.0,
-        system_identifier: identity.1,
+        server_version: identity.version,
+        system_identifier: identity.system_identifier,
+        wal_in_tar,
     })
 }
 
@@ -185,5 +366,50 @@ mod tests {
         );
         assert_eq!(parse_basebackup_log("pg_basebackup: error"), None);
         assert_eq!(slot_name("crm-eu"), "custodian_crm_eu");
+    }
+
+    fn member(name: &str, data: &[u8]) -> Vec<u8> {
+        let mut header = vec![0u8; 512];
+        header[..name.len()].copy_from_slice(name.as_bytes());
+        header[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
+        header[156] = b'0';
+        let mut out = header;
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+        out
+    }
+
+    #[test]
+    fn the_manifest_is_kept_as_the_tar_streams_past() {
+        use std::io::Read;
+        let manifest = br#"{"WAL-Ranges": [{ "Timeline": 1, "Start-LSN": "0/2000028", "End-LSN": "0/2000100" }]}"#;
+        let mut tar = member("base/1/1259", &vec![7u8; 9000]);
+        tar.extend(member("backup_manifest", manifest));
+        tar.extend(vec![0u8; 1024]);
+        let seen = std::sync::Arc::new(TarSeen::default());
+        let mut tap = ManifestTap::new(std::io::Cursor::new(tar.clone()), seen.clone());
+        assert_eq!(
+            seen.manifest(std::time::Duration::ZERO),
+            None,
+            "not read yet"
+        );
+        // Small reads: headers and members split across them.
+        let mut passed = Vec::new();
+        let mut buf = [0u8; 333];
+        loop {
+            let n = tap.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            passed.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(passed, tar, "every byte passed on unchanged");
+        let kept = seen.manifest(std::time::Duration::ZERO).unwrap();
+        assert_eq!(kept, manifest.to_vec());
+        assert_eq!(
+            manifest_wal_range(&kept),
+            Some(("0/2000028".into(), 1, "0/2000100".into()))
+        );
+        assert_eq!(tar_size(b"00000010000\0"), 4096);
     }
 }
