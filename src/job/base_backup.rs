@@ -9,8 +9,9 @@
 //! as the whole, recycled segment files `pg_wal` holds. So the snapshot is committed only when
 //! `pg_basebackup` succeeded, every byte it wrote was stored, *and* the archive holds every
 //! segment from the backup's start to its end. A standby switches no segment when a backup
-//! ends (its last one may stay open for long), so there the WAL goes into the tar (`-X fetch`).
-//! Then the snapshot is copied to the source's other locations.
+//! ends (its last one may stay open for long), and without a running archiver nothing would
+//! store the WAL: then it goes into the tar (`-X fetch`). Then the snapshot is copied to the
+//! source's other locations.
 
 use std::io::{Cursor, Read};
 use std::sync::{Arc, Mutex};
@@ -151,7 +152,7 @@ fn wait_archived(
     state_dir: &std::path::Path,
 ) -> std::io::Result<()> {
     super::wal::request_flush(state_dir, source);
-    let first = Segment::holding(info.timeline, parse_lsn(&info.start_lsn).unwrap_or(0));
+    let (first, _) = info.segments();
     // The end is where the backup's last record ends: on a segment boundary it is the
     // segment before that holds it.
     let end = parse_lsn(&info.end_lsn).unwrap_or(0).saturating_sub(1);
@@ -244,8 +245,8 @@ async fn store(
                 .ok_or_else(|| std::io::Error::other("pg_basebackup was already reaped"))?
                 .finish()
                 .map_err(|f| std::io::Error::other(f.to_string()))?;
-            // The archiver may read the tar's last bytes from the pipe after pg_basebackup
-            // exited; they hold the manifest.
+            // rustic may read the tar's last bytes from the pipe after pg_basebackup exited;
+            // they hold the manifest.
             let manifest = seen.manifest(Duration::from_secs(60)).ok_or_else(|| {
                 std::io::Error::other("the base backup's tar was not read to its end")
             })?;

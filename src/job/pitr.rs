@@ -331,8 +331,13 @@ pub(super) async fn plan(
     // Only the end of the archive may be reached with the base backup's own WAL alone.
     let archived_past_base = segments.last().is_some_and(|(_, s)| s.number >= end.number);
     if !archived_past_base && (req.target != RecoveryTarget::Latest || !base.wal_in_tar) {
+        let latest = if base.wal_in_tar {
+            " Recover --to-latest to get the base backup's own end"
+        } else {
+            ""
+        };
         return Err(refuse(format!(
-            "the archive of source {} holds no WAL after base backup {} (it ends before the base backup does); is the archiver running? Recover --to-latest to get the base backup's own end",
+            "the archive of source {} holds no WAL after base backup {} (it ends before the base backup does); is the archiver running?{latest}",
             req.source,
             &snap.id[..8]
         )));
@@ -633,6 +638,8 @@ impl WalFetch {
             halt.clone(),
         );
         let task = tokio::task::spawn_blocking(move || {
+            // Whatever ends the fetch early — an error, a panic — the server stops waiting.
+            let mut failed = FailOnDrop(Some(dir.join(FETCH_FAILED)));
             let t = Instant::now();
             let mut ready = |part: &Path| {
                 if halted.load(Ordering::Relaxed) {
@@ -644,13 +651,12 @@ impl WalFetch {
                 }
             };
             match repo.fetch_log(&source, SnapshotKind::Wal, &wanted, &dir, &mut ready) {
-                Ok(_) => Ok(Some(t.elapsed().as_secs_f64())),
-                Err(_) if halted.load(Ordering::Relaxed) => Ok(None),
-                Err(e) => {
-                    // The server waits for files that will not come: it stops waiting.
-                    let _ = std::fs::write(dir.join(FETCH_FAILED), "");
-                    Err(e.into())
+                Ok(_) => {
+                    failed.0 = None;
+                    Ok(Some(t.elapsed().as_secs_f64()))
                 }
+                Err(_) if halted.load(Ordering::Relaxed) => Ok(None),
+                Err(e) => Err(e.into()),
             }
         });
         Ok(Self {
@@ -676,6 +682,17 @@ impl WalFetch {
     async fn stop(&mut self) -> Result<(), JobError> {
         self.halt.store(true, std::sync::atomic::Ordering::Relaxed);
         self.finished().await.map(|_| ())
+    }
+}
+
+/// Marks a fetch as failed when dropped armed.
+struct FailOnDrop(Option<PathBuf>);
+
+impl Drop for FailOnDrop {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::write(path, "");
+        }
     }
 }
 

@@ -321,12 +321,13 @@ async fn run(
         .map_err(|e| fail("drill.restore_failed", e.to_string()))?;
     let _ = t;
     phases.0.push(crate::model::Phase {
-        name: "fetch WAL".into(),
-        seconds: recovery.fetch_wal_seconds,
-    });
-    phases.0.push(crate::model::Phase {
         name: "fetch base".into(),
         seconds: recovery.fetch_base_seconds,
+    });
+    // Fetched while the server replays: it overlaps the replay's seconds.
+    phases.0.push(crate::model::Phase {
+        name: "fetch WAL".into(),
+        seconds: recovery.fetch_wal_seconds,
     });
     phases.0.push(crate::model::Phase {
         name: "replay".into(),

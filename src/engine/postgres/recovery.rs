@@ -57,14 +57,15 @@ pub const FETCH_FAILED: &str = ".failed";
 
 /// The `restore_command` that hands the server the files the job fetches into `wal_dir` while
 /// the server replays: a file the job will fetch (listed in [`EXPECTED`]) is waited for until
-/// it appears — written whole, then renamed — or the fetch failed ([`FETCH_FAILED`]); any
-/// other is missing at once, as at the end of an archive. A file is hard-linked into `pg_wal`
+/// it appears — written whole, then renamed — or the fetch failed ([`FETCH_FAILED`]) or the
+/// directory went (a cancelled job); any other is missing at once, as at the end of an archive. A file is hard-linked into `pg_wal`
 /// (no second copy of 16 MiB per segment), copied where `pg_wal` is on another filesystem.
 fn restore_command(wal_dir: &Path) -> String {
     let d = wal_dir.display().to_string().replace('\'', "");
     format!(
         "f='{d}/%f'; if grep -qxF '%f' '{d}/{EXPECTED}'; then \
-         while [ ! -e \"$f\" ] && [ ! -e '{d}/{FETCH_FAILED}' ]; do sleep 0.05; done; fi; \
+         while [ ! -e \"$f\" ] && [ ! -e '{d}/{FETCH_FAILED}' ] && [ -e '{d}/{EXPECTED}' ]; \
+         do sleep 0.05; done; fi; \
          [ -e \"$f\" ] && {{ ln -f \"$f\" '%p' 2>/dev/null || cp \"$f\" '%p'; }}"
     )
 }
