@@ -53,6 +53,30 @@ impl BaseInfo {
         let (start, end) = self.segments();
         if self.wal_in_tar { end } else { start }
     }
+
+    /// Where the archive (the WAL file `names`) is broken for a recovery from this base
+    /// backup, in order: its first segment from the archive when that is missing and the tar
+    /// does not carry it, then every gap from there on. Empty when the archive follows on
+    /// unbroken (up to its newest segment). The one answer recovery plans, `archive status`
+    /// and the report's window use.
+    #[must_use]
+    pub fn archive_holes(&self, names: &[String]) -> Vec<(String, String)> {
+        let from = self.first_from_archive();
+        let mut after: Vec<String> = names
+            .iter()
+            .filter(|n| Segment::parse(n).is_some_and(|seg| seg.number > from.number))
+            .cloned()
+            .collect();
+        after.push(from.name());
+        let mut holes = gaps(&after);
+        let first_archived = names
+            .iter()
+            .any(|n| Segment::parse(n).is_some_and(|seg| seg.number == from.number));
+        if !self.wal_in_tar && !first_archived {
+            holes.insert(0, (from.name(), from.name()));
+        }
+        holes
+    }
 }
 
 /// Base backups written before `wal_in_tar` was recorded all carried their WAL.
@@ -137,3 +161,61 @@ pub struct Consistency {
 }
 
 pub use crate::model::wal::{SEGMENT_SIZE, Segment, gaps, is_history, parse_lsn};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base(start: &str, end: &str, wal_in_tar: bool) -> BaseInfo {
+        let at: Timestamp = "2026-12-01T10:00:00Z".parse().unwrap();
+        BaseInfo {
+            engine: "postgres".into(),
+            start_lsn: start.into(),
+            end_lsn: end.into(),
+            timeline: 1,
+            started: at,
+            finished: at,
+            server_version: "15".into(),
+            system_identifier: "1".into(),
+            wal_in_tar,
+        }
+    }
+
+    fn names(numbers: &[u64]) -> Vec<String> {
+        numbers
+            .iter()
+            .map(|&number| {
+                Segment {
+                    timeline: 1,
+                    number,
+                }
+                .name()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_archive_is_broken_where_a_base_backup_needs_what_it_misses() {
+        // Starts in segment 3, ends in 5.
+        let without = base("0/3000028", "0/5000100", false);
+        let with = base("0/3000028", "0/5000100", true);
+        assert!(without.archive_holes(&names(&[3, 4, 5, 6])).is_empty());
+        // Its first segment is not archived: only a tar with its WAL does without it.
+        let first = names(&[3])[0].clone();
+        assert_eq!(
+            without.archive_holes(&names(&[4, 5, 6])),
+            vec![(first.clone(), first)]
+        );
+        assert!(with.archive_holes(&names(&[5, 6])).is_empty());
+        // A gap after the base backup breaks either; one before it breaks neither.
+        let (seven, eight) = (names(&[7])[0].clone(), names(&[8])[0].clone());
+        assert_eq!(
+            without.archive_holes(&names(&[1, 3, 4, 5, 6, 9])),
+            vec![(seven.clone(), eight.clone())]
+        );
+        assert_eq!(
+            with.archive_holes(&names(&[1, 5, 6, 9])),
+            vec![(seven, eight)]
+        );
+    }
+}

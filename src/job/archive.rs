@@ -11,7 +11,7 @@ use super::base_backup::BASE_INFO;
 use super::doctor::{Report, finish};
 use super::wal::ArchiveState;
 use super::{Context, JobError, blocking};
-use crate::engine::pitr::{BaseInfo, Segment, gaps};
+use crate::engine::pitr::BaseInfo;
 use crate::model::naming::SnapshotKind;
 
 /// Checks the selected sources (all, or the one named).
@@ -114,22 +114,7 @@ pub async fn status(ctx: &Context, source: Option<&str>) -> Result<Vec<ArchiveSt
         let last_flush: Option<Timestamp> =
             state.last_flush.as_deref().and_then(|t| t.parse().ok());
         for base in &bases {
-            let from = base.info.first_from_archive();
-            let after: Vec<String> = names
-                .iter()
-                .filter(|n| Segment::parse(n).is_some_and(|seg| seg.number > from.number))
-                .cloned()
-                .chain(std::iter::once(from.name()))
-                .collect();
-            let mut found = gaps(&after);
-            // Without its WAL in the tar, the base backup's first segment must be archived.
-            if !base.info.wal_in_tar
-                && !names
-                    .iter()
-                    .any(|n| Segment::parse(n).is_some_and(|seg| seg.number == from.number))
-            {
-                found.insert(0, (from.name(), from.name()));
-            }
+            let found = base.info.archive_holes(&names);
             if holes.is_empty() {
                 holes.clone_from(&found);
             }

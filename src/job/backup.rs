@@ -293,6 +293,7 @@ async fn store_streams(
                 size: None,
                 sha256: None,
                 mtime: taken_at,
+                cuts: None,
                 open: Box::new(move || Ok(reader)),
             }
         })
@@ -304,6 +305,7 @@ async fn store_streams(
         mtime: taken_at,
         // Blocks one archiver thread until the manifest is computed; the streams keep flowing
         // on the others.
+        cuts: None,
         open: Box::new(move || match rx.recv() {
             Ok(Ok(json)) => Ok(Box::new(Cursor::new(json)) as Box<dyn Read + Send>),
             Ok(Err(message)) => Err(std::io::Error::other(message)),
@@ -478,6 +480,7 @@ fn entries(dump: &Dump, manifest_json: &[u8], manifest_sha256: &str) -> Vec<Arch
                 size: Some(file.size),
                 sha256: Some(file.sha256.clone()),
                 mtime,
+                cuts: None,
                 open: Box::new(move || {
                     std::fs::File::open(&path).map(|f| Box::new(f) as Box<dyn Read + Send>)
                 }),
@@ -490,6 +493,7 @@ fn entries(dump: &Dump, manifest_json: &[u8], manifest_sha256: &str) -> Vec<Arch
         size: Some(json.len() as u64),
         sha256: Some(manifest_sha256.to_string()),
         mtime,
+        cuts: None,
         open: Box::new(move || Ok(Box::new(Cursor::new(json)) as Box<dyn Read + Send>)),
     });
     entries
@@ -512,6 +516,7 @@ async fn ledger_entry(
         size: Some(json.len() as u64),
         sha256: Some(sha256),
         mtime,
+        cuts: None,
         open: Box::new(move || Ok(Box::new(Cursor::new(json)) as Box<dyn Read + Send>)),
     }))
 }

@@ -2,7 +2,8 @@
 //! recovery. `pg_basebackup` streams one tar to stdout (with its `backup_manifest`), which goes
 //! straight into the source's primary repository as a `custodian-base` snapshot — nothing of it
 //! is written to disk — with `info.json` beside it (the WAL range `pg_basebackup` reported, and
-//! when it ran).
+//! when it ran). Its chunks end at every tar member (vendor patch 3), so the next base backup
+//! stores again only the files that changed, as an incremental one would.
 //!
 //! The WAL that makes the backup consistent is the archive's (`-X none`, as pgBackRest does):
 //! it is stored once, in the archive's fixed chunks, rather than a second time inside the tar
@@ -28,7 +29,7 @@ use crate::engine::postgres::{self, wal};
 use crate::engine::process::DumpProcess;
 use crate::model::naming::SnapshotKind;
 use crate::model::wal::{Segment, parse_lsn};
-use crate::repo::{ArchiveEntry, ArchiveRequest, Opener, Repo, SnapshotInfo};
+use crate::repo::{ArchiveEntry, ArchiveRequest, Cuts, Opener, Repo, SnapshotInfo};
 
 /// The tar `pg_basebackup` wrote, and its description, inside a base snapshot.
 pub const BASE_TAR: &str = "base.tar";
@@ -229,9 +230,15 @@ async fn store(
     let process = Arc::new(Mutex::new(Some(process)));
     let info: Arc<Mutex<Option<BaseInfo>>> = Arc::default();
     let seen = Arc::new(wal::TarSeen::default());
+    // Chunks end at every tar member: an unchanged file is stored as the same chunks whatever
+    // changed beside it, so the next base backup adds about what changed, file by file.
+    let cuts = Arc::new(Cuts::default());
     let tar_open: Opener = {
-        let seen = seen.clone();
-        Box::new(move || Ok(Box::new(wal::ManifestTap::new(stdout, seen)) as Box<dyn Read + Send>))
+        let (seen, cuts) = (seen.clone(), cuts.clone());
+        Box::new(move || {
+            let tap = wal::ManifestTap::new(stdout, seen).on_member(move |at| cuts.push(at));
+            Ok(Box::new(tap) as Box<dyn Read + Send>)
+        })
     };
     let info_open: Opener = {
         let (process, info) = (process.clone(), info.clone());
@@ -284,6 +291,7 @@ async fn store(
                 size: None,
                 sha256: None,
                 mtime: began,
+                cuts: Some(cuts),
                 open: tar_open,
             },
             ArchiveEntry {
@@ -291,6 +299,7 @@ async fn store(
                 size: None,
                 sha256: None,
                 mtime: began,
+                cuts: None,
                 open: info_open,
             },
         ],

@@ -20,9 +20,7 @@ use super::base_backup::{BASE_INFO, BASE_TAR};
 use super::{Context, JobError, blocking};
 use crate::catalog::{RunEnd, RunKind};
 use crate::config::SourceKind;
-use crate::engine::pitr::{
-    BaseInfo, Recovered, RecoveryTarget, Segment, gaps, is_history, parse_lsn,
-};
+use crate::engine::pitr::{BaseInfo, Recovered, RecoveryTarget, Segment, is_history, parse_lsn};
 use crate::engine::scratch::{RunAs, make_private_dir};
 use crate::model::naming::SnapshotKind;
 use crate::repo::{Repo, WalFile};
@@ -304,17 +302,13 @@ pub(super) async fn plan(
     });
     // A base backup with its WAL in the tar needs the archive from its end on; one without,
     // from its start.
-    let from = base.first_from_archive();
-    let holes = gaps(
-        &segments
-            .iter()
-            .filter(|(_, s)| s.number > from.number)
-            .map(|(f, _)| f.name.clone())
-            .chain(std::iter::once(from.name()))
-            .collect::<Vec<_>>(),
-    );
-    let first_archived = segments.first().map(|(_, s)| s.number);
-    if !base.wal_in_tar && first_archived != Some(start.number) {
+    let names: Vec<String> = segments.iter().map(|(f, _)| f.name.clone()).collect();
+    let holes = base.archive_holes(&names);
+    if !base.wal_in_tar
+        && holes
+            .first()
+            .is_some_and(|(first, _)| *first == start.name())
+    {
         return Err(refuse(format!(
             "the archive of source {} does not hold WAL segment {}, where base backup {} starts: recovery cannot start from it; use an older base backup, or take a new one with the archiver running",
             req.source,

@@ -801,6 +801,7 @@ fn entry(f: &Spooled) -> ArchiveEntry {
         size: Some(f.size),
         sha256: None,
         mtime,
+        cuts: None,
         open,
     }
 }

@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex};
 use jiff::Timestamp;
 use rustic_core::repofile::{Metadata, Node, NodeType, SnapshotFile, SnapshotId};
 use rustic_core::{
-    BackupOptions, ErrorKind, ParentOptions, ReadSource, ReadSourceEntry, ReadSourceOpen,
-    RusticError, RusticResult, SnapshotOptions, StringList,
+    BackupOptions, CutPoints, ErrorKind, ParentOptions, ReadSource, ReadSourceEntry,
+    ReadSourceOpen, RusticError, RusticResult, SnapshotOptions, StringList,
 };
 use sha2::{Digest, Sha256};
 
@@ -64,6 +64,44 @@ pub struct ArchiveEntry {
     pub sha256: Option<String>,
     pub mtime: Timestamp,
     pub open: Opener,
+    /// Where its chunks must end besides where their content says (a tar's member
+    /// boundaries), filled in by its reader as it reads.
+    pub cuts: Option<Arc<Cuts>>,
+}
+
+/// The offsets in one entry's stream where a chunk must end and the next begin, pushed in
+/// increasing order by whatever reads the stream (before it hands over the byte at each).
+/// A base backup's tar is cut at every member, so that an unchanged file is stored as the
+/// same chunks whatever changed beside it: in one content-defined stream, a few changed KiB
+/// of a small file (a visibility map, `pg_xact`) made the whole ~1 MiB chunk around them new.
+#[derive(Default)]
+pub struct Cuts(Mutex<std::collections::VecDeque<u64>>);
+
+impl Cuts {
+    /// A chunk ends before `offset`. Offsets not above the last one pushed are ignored.
+    pub fn push(&self, offset: u64) {
+        let mut cuts = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cuts.back().is_none_or(|last| offset > *last) {
+            cuts.push_back(offset);
+        }
+    }
+}
+
+impl CutPoints for Cuts {
+    /// The chunker asks for ever later offsets: cuts before it are forgotten.
+    fn next_cut(&self, offset: u64) -> Option<u64> {
+        let mut cuts = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while cuts.front().is_some_and(|cut| *cut < offset) {
+            cuts.pop_front();
+        }
+        cuts.front().copied()
+    }
 }
 
 /// A backup to write.
@@ -188,10 +226,15 @@ struct EntryOpener {
     open: Opener,
     probe: Arc<Probe>,
     counter: Option<ReadCounter>,
+    cuts: Option<Arc<Cuts>>,
 }
 
 impl ReadSourceOpen for EntryOpener {
     type Reader = CountingReader;
+
+    fn cut_points(&self) -> Option<Arc<dyn CutPoints>> {
+        self.cuts.clone().map(|c| c as Arc<dyn CutPoints>)
+    }
 
     fn open(self) -> RusticResult<Self::Reader> {
         self.probe.opened.store(true, Ordering::SeqCst);
@@ -380,6 +423,7 @@ impl Repo {
                     open: entry.open,
                     probe: probe.clone(),
                     counter: request.on_read.clone(),
+                    cuts: entry.cuts,
                 }),
             });
             expected.push(Expected {

@@ -31,7 +31,7 @@ use rustic_core::{
 };
 
 pub use archive::{
-    ArchiveEntry, ArchiveOutcome, ArchiveRequest, Opener, Pending, ReadCounter, ReadEntry,
+    ArchiveEntry, ArchiveOutcome, ArchiveRequest, Cuts, Opener, Pending, ReadCounter, ReadEntry,
 };
 pub use check::CheckReport;
 

@@ -731,6 +731,7 @@ fn a_backup_from_before_table_streams_still_restores() {
         size: Some(bytes.len() as u64),
         sha256: None,
         mtime: now,
+        cuts: None,
         open: Box::new(move || {
             Ok(Box::new(std::io::Cursor::new(bytes)) as Box<dyn std::io::Read + Send>)
         }),

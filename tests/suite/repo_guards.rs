@@ -73,6 +73,7 @@ fn request(
             // Fixed, so that only forcing (not differing metadata) keeps a parent from
             // standing in for the data.
             mtime: "2026-01-01T00:00:00Z".parse().unwrap(),
+            cuts: None,
             open: Box::new(move || Ok(reader.take().unwrap())),
         }],
         bars: None,
@@ -281,6 +282,7 @@ fn a_growing_wal_segment_is_stored_about_once() {
                 size: Some(SEGMENT as u64),
                 sha256: None,
                 mtime: format!("2026-01-01T00:{minute:02}:00Z").parse().unwrap(),
+                cuts: None,
                 open: Box::new(move || Ok(Box::new(io::Cursor::new(data.take().unwrap())))),
             }],
             bars: None,
@@ -348,6 +350,100 @@ fn a_growing_wal_segment_is_stored_about_once() {
     common::assert_success(&out, "restic check --read-data");
 }
 
+fn tar_member(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; 512];
+    out[..name.len()].copy_from_slice(name.as_bytes());
+    out[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
+    out[156] = b'0';
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    out
+}
+
+/// A base backup's tar is chunked at its members: when one small file changed between two
+/// backups (a visibility map, `pg_xact`), the second stores that file again and nothing of
+/// the large unchanged files beside it — without the cuts, the content-defined chunk around
+/// the change (512 KiB at least) is new. restic dumps the tar byte for byte.
+#[test]
+fn a_base_backup_cut_at_its_members_stores_only_the_changed_file() {
+    use custodian::engine::postgres::wal::{ManifestTap, TarSeen};
+    use custodian::model::naming::SnapshotKind;
+    use custodian::repo::Cuts;
+    let big = content(6 << 20);
+    let tar = |small: &[u8]| {
+        let mut t = tar_member("base/5/16384", &big[..3 << 20]);
+        t.extend(tar_member("base/5/16384_vm", small));
+        t.extend(tar_member("base/5/16390", &big[3 << 20..]));
+        t.extend(vec![0u8; 1024]);
+        t
+    };
+    let first = tar(&content(8192));
+    let second = tar(&content(8192 + 777)[777..]);
+    let store = |repo: &Repo, bytes: Vec<u8>, minute: u32, cut: bool| {
+        let cuts = cut.then(|| Arc::new(Cuts::default()));
+        let told = cuts.clone();
+        let mut bytes = Some(bytes);
+        let time: jiff::Timestamp = format!("2026-01-01T00:{minute:02}:00Z").parse().unwrap();
+        let request = ArchiveRequest {
+            source: "crm".into(),
+            engine: "postgres".into(),
+            hostname: "guard-host".into(),
+            time,
+            entries: vec![ArchiveEntry {
+                name: "base.tar".into(),
+                size: None,
+                sha256: None,
+                mtime: time,
+                cuts,
+                open: Box::new(move || {
+                    let tap = ManifestTap::new(
+                        io::Cursor::new(bytes.take().unwrap()),
+                        Arc::new(TarSeen::default()),
+                    );
+                    Ok(match told {
+                        Some(cuts) => Box::new(tap.on_member(move |at| cuts.push(at))),
+                        None => Box::new(tap),
+                    })
+                }),
+            }],
+            bars: None,
+            on_read: None,
+        };
+        repo.archive_kind(request, SnapshotKind::Base).unwrap();
+    };
+    let added = |cut: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("repo");
+        let repo = new_repo(&path);
+        store(&repo, first.clone(), 0, cut);
+        let before = data_bytes(&path);
+        store(&repo, second.clone(), 1, cut);
+        (data_bytes(&path) - before, dir)
+    };
+    let (uncut, _) = added(false);
+    let (cut, dir) = added(true);
+    assert!(
+        uncut >= 512 << 10,
+        "one stream: the chunk around the changed file is new ({uncut} bytes added)"
+    );
+    assert!(
+        cut <= 48 << 10,
+        "cut at members: about the changed 8 KiB file and the snapshot's tree ({cut} bytes added)"
+    );
+    let path = dir.path().join("repo");
+    let key = path.with_extension("key");
+    std::fs::write(&key, PASSWORD).unwrap();
+    let out = common::restic(
+        &path,
+        &key,
+        &["dump", "latest", "/custodian/crm/base/base.tar"],
+    );
+    common::assert_success(&out, "restic dump of the base backup");
+    assert!(out.stdout == second, "the second tar, byte for byte");
+    let out = common::restic(&path, &key, &["check", "--read-data"]);
+    common::assert_success(&out, "restic check --read-data");
+}
+
 /// Rolling up WAL snapshots keeps their number bounded without rewriting the whole era's tree
 /// at every roll-up: what the merges leave unreferenced (until a prune) stays proportional to
 /// what the flushes themselves leave, where merging everything each time grows with the
@@ -388,6 +484,7 @@ fn wal_roll_ups_keep_few_snapshots_and_rewrite_little() {
                 size: Some(size),
                 sha256: None,
                 mtime: time,
+                cuts: None,
                 open: Box::new(move || Ok(Box::new(io::Cursor::new(data.take().unwrap())))),
             }],
             bars: None,

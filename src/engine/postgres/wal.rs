@@ -153,10 +153,15 @@ pub struct ServerIdentity {
 
 /// The tar `pg_basebackup` writes, read as it streams past, keeping its `backup_manifest`
 /// member: with `-X none` `pg_basebackup` reports no WAL range, and the manifest's
-/// `WAL-Ranges` are where it is. Every byte is passed on unchanged.
+/// `WAL-Ranges` are where it is. Every byte is passed on unchanged. It also tells where each
+/// member begins (see [`ManifestTap::on_member`]).
 pub struct ManifestTap<R> {
     inner: R,
     seen: std::sync::Arc<TarSeen>,
+    /// Called with the offset of each member's header before its first byte is passed on.
+    on_member: Option<Box<dyn Fn(u64) + Send>>,
+    /// Bytes passed on so far.
+    offset: u64,
     header: Vec<u8>,
     /// Bytes of the current member still to pass (its data and padding to 512).
     left: u64,
@@ -213,6 +218,8 @@ impl<R> ManifestTap<R> {
         Self {
             inner,
             seen,
+            on_member: None,
+            offset: 0,
             header: Vec::with_capacity(512),
             left: 0,
             keep: 0,
@@ -220,7 +227,21 @@ impl<R> ManifestTap<R> {
         }
     }
 
-    fn see(&mut self, mut bytes: &[u8]) {
+    /// Calls `f` with the offset of every member's header (and of the tar's end), before the
+    /// reader hands over its first byte: where the repository ends a chunk.
+    #[must_use]
+    pub fn on_member(mut self, f: impl Fn(u64) + Send + 'static) -> Self {
+        self.on_member = Some(Box::new(f));
+        self
+    }
+
+    fn see(&mut self, bytes: &[u8]) {
+        let end = self.offset + bytes.len() as u64;
+        self.parse(bytes);
+        self.offset = end;
+    }
+
+    fn parse(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() && !self.ended {
             if self.left > 0 {
                 let n = usize::try_from(self.left)
@@ -232,10 +253,17 @@ impl<R> ManifestTap<R> {
                     self.keep -= kept as u64;
                 }
                 self.left -= n as u64;
+                self.offset += n as u64;
                 bytes = &bytes[n..];
                 continue;
             }
+            if self.header.is_empty()
+                && let Some(f) = &self.on_member
+            {
+                f(self.offset);
+            }
             let n = (512 - self.header.len()).min(bytes.len());
+            self.offset += n as u64;
             self.header.extend_from_slice(&bytes[..n]);
             bytes = &bytes[n..];
             if self.header.len() < 512 {
@@ -387,7 +415,10 @@ mod tests {
         tar.extend(member("backup_manifest", manifest));
         tar.extend(vec![0u8; 1024]);
         let seen = std::sync::Arc::new(TarSeen::default());
-        let mut tap = ManifestTap::new(std::io::Cursor::new(tar.clone()), seen.clone());
+        let members = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let told = members.clone();
+        let mut tap = ManifestTap::new(std::io::Cursor::new(tar.clone()), seen.clone())
+            .on_member(move |at| told.lock().unwrap().push(at));
         assert_eq!(
             seen.manifest(std::time::Duration::ZERO),
             None,
@@ -404,6 +435,9 @@ mod tests {
             passed.extend_from_slice(&buf[..n]);
         }
         assert_eq!(passed, tar, "every byte passed on unchanged");
+        // Each member's header (9000 bytes are 18 blocks), and the end of the archive.
+        let second = 512 + 18 * 512;
+        assert_eq!(*members.lock().unwrap(), vec![0, second, second + 1024]);
         let kept = seen.manifest(std::time::Duration::ZERO).unwrap();
         assert_eq!(kept, manifest.to_vec());
         assert_eq!(

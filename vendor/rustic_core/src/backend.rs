@@ -533,6 +533,12 @@ pub trait ReadSourceOpen {
     ///
     /// The reader used to read from the source.
     fn open(self) -> RusticResult<Self::Reader>;
+
+    /// Custodian patch: where this source's chunks must end besides where its content says
+    /// (a tar's member boundaries, learnt as it is read); none by default.
+    fn cut_points(&self) -> Option<Arc<dyn crate::chunker::CutPoints>> {
+        None
+    }
 }
 
 /// blanket implementation for readers

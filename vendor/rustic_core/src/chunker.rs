@@ -1,5 +1,7 @@
 use std::io::Read;
+use std::sync::Arc;
 
+mod cut;
 mod fixed_size;
 pub mod rabin;
 
@@ -12,10 +14,20 @@ use crate::{
     repofile::{ConfigFile, configfile::Chunker},
 };
 
+/// Custodian patch: the offsets in a stream where a chunk must end (and the next begin),
+/// learnt while the stream is read — a tar's member boundaries — so that an unchanged member
+/// is stored as the same chunks whatever changed around it.
+pub trait CutPoints: Send + Sync {
+    /// The first cut at or after `offset` known so far. Every cut at or before the last byte
+    /// the stream's reader handed over must be known by the time it hands it over.
+    fn next_cut(&self, offset: u64) -> Option<u64>;
+}
+
 /// `ChunkIter` is an iterator that chunks data.
 pub(crate) enum ChunkIter<R: Read + Send> {
     Rabin(Box<RabinChunkIter<R>>),
     FixedSize(FixedSizeChunkIter<R>),
+    Cut(Box<cut::ChunkIter<R>>),
 }
 
 impl<R: Read + Send> ChunkIter<R> {
@@ -23,9 +35,22 @@ impl<R: Read + Send> ChunkIter<R> {
         config: &ConfigFile,
         reader: R,
         size_hint: usize,
+        cuts: Option<Arc<dyn CutPoints>>,
     ) -> RusticResult<Self> {
-        let iter = match config.chunker() {
-            Chunker::Rabin => {
+        let iter = match (config.chunker(), cuts) {
+            (Chunker::Rabin, Some(cuts)) => {
+                let poly = config.poly()?;
+                let rabin = Rabin64::new_with_polynom(6, &poly);
+                Self::Cut(Box::new(cut::ChunkIter::new(
+                    rabin,
+                    config.chunk_size(),
+                    config.chunk_min_size(),
+                    config.chunk_max_size(),
+                    reader,
+                    cuts,
+                )?))
+            }
+            (Chunker::Rabin, None) => {
                 let poly = config.poly()?;
                 let rabin = Rabin64::new_with_polynom(6, &poly);
                 Self::Rabin(Box::new(RabinChunkIter::new(
@@ -37,7 +62,7 @@ impl<R: Read + Send> ChunkIter<R> {
                     size_hint,
                 )?))
             }
-            Chunker::FixedSize => Self::FixedSize(FixedSizeChunkIter::new(
+            (Chunker::FixedSize, _) => Self::FixedSize(FixedSizeChunkIter::new(
                 config.chunk_size(),
                 reader,
                 size_hint,
@@ -54,6 +79,7 @@ impl<R: Read + Send> Iterator for ChunkIter<R> {
         match self {
             Self::Rabin(rabin) => rabin.next(),
             Self::FixedSize(fixed_size) => fixed_size.next(),
+            Self::Cut(cut) => cut.next(),
         }
     }
 }

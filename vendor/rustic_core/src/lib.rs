@@ -127,6 +127,9 @@ pub mod vfs;
 // re-export jiff
 pub use jiff;
 
+// Custodian patch: a stream's cut points (see `chunker::CutPoints`).
+pub use crate::chunker::CutPoints;
+
 // rustic_core Public API
 pub use crate::{
     backend::{

@@ -1,4 +1,5 @@
 use std::io::Read;
+use std::sync::Arc;
 
 use crate::{
     archiver::{
@@ -15,7 +16,7 @@ use crate::{
         BlobId, BlobType, DataId,
         packer::{PackSizer, Packer, PackerStats},
     },
-    chunker::ChunkIter,
+    chunker::{ChunkIter, CutPoints},
     crypto::hasher::hash,
     error::{ErrorKind, RusticError, RusticResult},
     index::{ReadGlobalIndex, indexer::SharedIndexer},
@@ -105,7 +106,7 @@ impl<'a, BE: DecryptWriteBackend, I: ReadGlobalIndex> FileArchiver<'a, BE, I> {
                     p.inc(size);
                     (node, size)
                 } else if node.node_type == NodeType::File {
-                    let r = open
+                    let open = open
                         .ok_or_else(
                             || RusticError::new(
                                 ErrorKind::Internal,
@@ -113,7 +114,9 @@ impl<'a, BE: DecryptWriteBackend, I: ReadGlobalIndex> FileArchiver<'a, BE, I> {
                             )
                             .attach_context("path", path.display().to_string())
                             .ask_report(),
-                        )?
+                        )?;
+                    let cuts = open.cut_points();
+                    let r = open
                         .open()
                         .map_err(|err| {
                             err
@@ -122,7 +125,7 @@ impl<'a, BE: DecryptWriteBackend, I: ReadGlobalIndex> FileArchiver<'a, BE, I> {
                             .attach_context("path", path.display().to_string())
                         })?;
 
-                    self.backup_reader(r, node, p).map_err(|err| {
+                    self.backup_reader(r, node, p, cuts).map_err(|err| {
                         err.prepend_guidance_line("Error while backing up `{path}`")
                             .attach_context("path", path.display().to_string())
                     })?
@@ -140,11 +143,13 @@ impl<'a, BE: DecryptWriteBackend, I: ReadGlobalIndex> FileArchiver<'a, BE, I> {
         r: impl Read + Send + 'static,
         node: Node,
         p: &Progress,
+        cuts: Option<Arc<dyn CutPoints>>,
     ) -> RusticResult<(Node, u64)> {
         let chunks: Vec<_> = ChunkIter::from_config(
             &self.config,
             r,
             usize::try_from(node.meta.size).unwrap_or(usize::MAX),
+            cuts,
         )?
         .map(|chunk| {
             let chunk = chunk?;
