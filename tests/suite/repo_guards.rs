@@ -81,6 +81,19 @@ fn request(
     }
 }
 
+/// A backup of one PostgreSQL file (a WAL segment, a base backup's tar) at `time`.
+fn postgres_request(time: jiff::Timestamp, entry: ArchiveEntry) -> ArchiveRequest {
+    ArchiveRequest {
+        source: "crm".into(),
+        engine: "postgres".into(),
+        hostname: "guard-host".into(),
+        time,
+        entries: vec![entry],
+        bars: None,
+        on_read: None,
+    }
+}
+
 fn restic_sees_no_snapshot_and_a_sound_repository(dir: &std::path::Path) {
     let key = dir.with_extension("key");
     std::fs::write(&key, PASSWORD).unwrap();
@@ -272,22 +285,17 @@ fn a_growing_wal_segment_is_stored_about_once() {
     let name = "000000010000000000000007";
     let flush = |file: String, data: Vec<u8>, minute: u32| {
         let mut data = Some(data);
-        let request = ArchiveRequest {
-            source: "crm".into(),
-            engine: "postgres".into(),
-            hostname: "guard-host".into(),
-            time: format!("2026-01-01T00:{minute:02}:00Z").parse().unwrap(),
-            entries: vec![ArchiveEntry {
+        let request = postgres_request(
+            format!("2026-01-01T00:{minute:02}:00Z").parse().unwrap(),
+            ArchiveEntry {
                 name: file,
                 size: Some(SEGMENT as u64),
                 sha256: None,
                 mtime: format!("2026-01-01T00:{minute:02}:00Z").parse().unwrap(),
                 cuts: None,
                 open: Box::new(move || Ok(Box::new(io::Cursor::new(data.take().unwrap())))),
-            }],
-            bars: None,
-            on_read: None,
-        };
+            },
+        );
         repo.archive_kind(request, SnapshotKind::Wal).unwrap();
     };
     let padded = |len: usize| {
@@ -384,12 +392,9 @@ fn a_base_backup_cut_at_its_members_stores_only_the_changed_file() {
         let told = cuts.clone();
         let mut bytes = Some(bytes);
         let time: jiff::Timestamp = format!("2026-01-01T00:{minute:02}:00Z").parse().unwrap();
-        let request = ArchiveRequest {
-            source: "crm".into(),
-            engine: "postgres".into(),
-            hostname: "guard-host".into(),
+        let request = postgres_request(
             time,
-            entries: vec![ArchiveEntry {
+            ArchiveEntry {
                 name: "base.tar".into(),
                 size: None,
                 sha256: None,
@@ -405,10 +410,8 @@ fn a_base_backup_cut_at_its_members_stores_only_the_changed_file() {
                         None => Box::new(tap),
                     })
                 }),
-            }],
-            bars: None,
-            on_read: None,
-        };
+            },
+        );
         repo.archive_kind(request, SnapshotKind::Base).unwrap();
     };
     let added = |cut: bool| {
@@ -474,22 +477,17 @@ fn wal_roll_ups_keep_few_snapshots_and_rewrite_little() {
             .collect();
         let size = data.len() as u64;
         let mut data = Some(data);
-        let request = ArchiveRequest {
-            source: "crm".into(),
-            engine: "postgres".into(),
-            hostname: "guard-host".into(),
+        let request = postgres_request(
             time,
-            entries: vec![ArchiveEntry {
+            ArchiveEntry {
                 name: format!("0000000100000000{:08X}", i + 1),
                 size: Some(size),
                 sha256: None,
                 mtime: time,
                 cuts: None,
                 open: Box::new(move || Ok(Box::new(io::Cursor::new(data.take().unwrap())))),
-            }],
-            bars: None,
-            on_read: None,
-        };
+            },
+        );
         repo.archive_kind(request, SnapshotKind::Wal).unwrap();
         repo.roll_up_log("crm", SnapshotKind::Wal, FANOUT).unwrap();
         let count = repo.snapshots_of(SnapshotKind::Wal, "crm").unwrap().len();
